@@ -1,0 +1,1 @@
+"""Akson Gateway: the open data-access layer of a shared municipal patient journal."""

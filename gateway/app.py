@@ -1,0 +1,186 @@
+"""Composition root: the Starlette app, its lifespan (pool, Cerbos client, verifier) and its routes.
+
+The request path: HTTP (traced) -> AuthenticationMiddleware -> GraphQLView (context with the
+principal's Store) -> resolvers -> Store (authorize, SQL) -> audit flush -> response.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from cerbos.sdk.grpc.client import AsyncCerbosClient
+from cross_web import HTTPException
+from joserfc.jwk import ECKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import StrawberryGraphQLError
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from gateway import demo_issuer
+from gateway.audit import AuditTrail
+from gateway.auth import (
+    PRINCIPAL_SCOPE_KEY,
+    AuthenticationMiddleware,
+    Authenticator,
+    TokenVerifier,
+    send_error,
+)
+from gateway.authz import Authorizer, policy_fingerprint
+from gateway.config import Settings, load_settings
+from gateway.context import Context, Loaders
+from gateway.db import create_pool
+from gateway.errors import AksonError, AuditUnavailable, BadRequest, graphql_error_payload
+from gateway.schema import schema
+from gateway.store import Store
+from gateway.telemetry import setup_logging, setup_tracing, traced
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Long-lived resources of one gateway process."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    authorizer: Authorizer
+    authenticator: Authenticator
+    cerbos: AsyncCerbosClient
+    issuer_key: ECKey
+
+
+def runtime_of(scope: Scope) -> Runtime:
+    """The process runtime, from the app that serves this request."""
+    runtime: Runtime = scope["app"].state.runtime
+    return runtime
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context, error shape and the audit step before the response."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 4403})
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            await send_error(send, BadRequest(exc.reason))
+            return
+        except AksonError as exc:
+            await send_error(send, exc)
+            return
+        await response(scope, receive, send)
+
+    async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
+        runtime = runtime_of(request.scope)
+        principal = request.scope[PRINCIPAL_SCOPE_KEY]
+        audit = AuditTrail(principal, runtime.authorizer.policy_version)
+        store = Store(runtime.pool, runtime.authorizer, principal, audit, runtime.settings.max_page_size)
+        return Context(request=request, principal=principal, store=store, audit=audit, loaders=Loaders(store))
+
+    async def execute_operation(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Run the operation, then write its audit records; if they cannot be written, drop the data."""
+        result = await super().execute_operation(**kwargs)
+        context: Context = kwargs["context"]
+        try:
+            await context.audit.flush(runtime_of(context.request.scope).pool)
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            log.error("audit write failed; withholding the response data: %s", type(exc).__name__)
+            kwargs["sub_response"].status_code = AuditUnavailable.http_status
+            error = AuditUnavailable("the access could not be recorded in the audit log, so no data is returned")
+            return ExecutionResult(data=None, errors=[StrawberryGraphQLError(error.message, original_error=error)])
+        return result
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        payload: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            payload["errors"] = [graphql_error_payload(e) for e in result.errors]  # type: ignore[typeddict-item]
+        return payload
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+
+async def health(request: Request) -> Response:
+    """Liveness and readiness: the database answers and the PDP answers."""
+    runtime = runtime_of(request.scope)
+    checks: dict[str, str] = {}
+    try:
+        await runtime.pool.fetchval("SELECT 1")
+        checks["database"] = "ok"
+    except (asyncpg.PostgresError, OSError) as exc:
+        checks["database"] = type(exc).__name__
+    try:
+        await runtime.cerbos.server_info()
+        checks["cerbos"] = "ok"
+    except Exception as exc:  # any failure of the PDP client means "not ready"
+        checks["cerbos"] = type(exc).__name__
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
+
+
+async def jwks(request: Request) -> Response:
+    """The demo issuer's public keys."""
+    return JSONResponse(demo_issuer.public_keyset(runtime_of(request.scope).issuer_key).as_dict(private=False))
+
+
+async def openid_configuration(request: Request) -> Response:
+    """The demo issuer's discovery document."""
+    settings = runtime_of(request.scope).settings
+    return JSONResponse(demo_issuer.discovery_document(settings.issuer, str(request.url_for("jwks"))))
+
+
+def create_app(settings: Settings | None = None) -> Any:
+    """The ASGI application; `DATABASE_URL` and `CERBOS_URL` must name running components
+    (`akson serve` starts them when they are not given)."""
+    settings = settings or load_settings()
+    if not settings.database_url or not settings.cerbos_url:
+        raise RuntimeError("DATABASE_URL and CERBOS_URL must be set; `akson serve` starts both for you")
+    setup_logging()
+    setup_tracing(settings.traces_exporter)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        assert settings.database_url and settings.cerbos_url
+        pool = await create_pool(settings.database_url)
+        cerbos = AsyncCerbosClient(settings.cerbos_url.removeprefix("grpc://"), timeout_secs=5)
+        key = demo_issuer.load_or_create_key(settings.demo_key_path)
+        verifier = TokenVerifier(demo_issuer.public_keyset(key), issuer=settings.issuer, audience=settings.audience)
+        app.state.runtime = Runtime(
+            settings=settings,
+            pool=pool,
+            authorizer=Authorizer(cerbos, policy_fingerprint(settings.policy_dir)),
+            authenticator=Authenticator(verifier, pool),
+            cerbos=cerbos,
+            issuer_key=key,
+        )
+        try:
+            yield
+        finally:
+            await cerbos.close()
+            await pool.close()
+
+    graphql = GraphQLView(schema, graphql_ide="graphiql", allow_queries_via_get=False)
+    app = Starlette(
+        routes=[
+            Route("/graphql", AuthenticationMiddleware(graphql, lambda scope: runtime_of(scope).authenticator)),
+            Route("/healthz", health),
+            Route("/.well-known/jwks.json", jwks, name="jwks"),
+            Route("/.well-known/openid-configuration", openid_configuration),
+        ],
+        lifespan=lifespan,
+    )
+    return traced(app)

@@ -1,0 +1,79 @@
+"""Audit: what patient data was asked for, for whom, why, and what the policy said.
+
+Records are collected while a request executes and written in one INSERT before its response leaves
+the gateway. If the INSERT fails, the caller must not return the data: no audit, no data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import asyncpg
+from opentelemetry import trace
+
+from gateway.auth import Principal
+
+_INSERT = """
+INSERT INTO audit_event (request_id, trace_id, actor_kind, actor_id, actor_hpr_number, actor_unit_ids,
+                         client_id, purpose_of_use, self_attested, emergency, policy_version,
+                         patient_id, resource_kind, resource_ids, action, decision, reason)
+SELECT $1, $2, $3, $4, $5, $6::uuid[], $7, $8, false, false, $9,
+       r.patient_id, r.resource_kind, string_to_array(r.resource_ids, ','), r.action, r.decision, r.reason
+  FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+       AS r(patient_id, resource_kind, resource_ids, action, decision, reason)
+"""
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One decision about one patient's resources of one kind."""
+
+    patient_id: str | None
+    resource_kind: str
+    resource_ids: tuple[str, ...]
+    action: str
+    allowed: bool
+    reason: str
+
+
+@dataclass
+class AuditTrail:
+    """The audit records of one request, and the request's identity in the log."""
+
+    principal: Principal
+    policy_version: str
+    request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    records: list[AuditRecord] = field(default_factory=list)
+
+    def record(self, record: AuditRecord) -> None:
+        """Remember a decision; it is written by `flush` before the response."""
+        self.records.append(record)
+
+    async def flush(self, pool: asyncpg.Pool) -> int:
+        """Write every pending record in one statement; raises if the database refuses."""
+        if not self.records:
+            return 0
+        pending, self.records = self.records, []
+        context = trace.get_current_span().get_span_context()
+        trace_id = f"{context.trace_id:032x}" if context.is_valid else None
+        p = self.principal
+        await pool.execute(
+            _INSERT,
+            self.request_id,
+            trace_id,
+            p.kind,
+            p.id,
+            p.hpr_number,
+            list(p.unit_ids),
+            p.client_id,
+            p.purpose_of_use,
+            self.policy_version,
+            [r.patient_id for r in pending],
+            [r.resource_kind for r in pending],
+            [",".join(r.resource_ids) for r in pending],
+            [r.action for r in pending],
+            ["ALLOW" if r.allowed else "DENY" for r in pending],
+            [r.reason for r in pending],
+        )
+        return len(pending)

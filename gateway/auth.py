@@ -1,0 +1,198 @@
+"""Authentication: bearer token -> verified claims -> Principal (who calls, through which app, why).
+
+The token is checked with joserfc (signature against the issuer's keys, an allow-list of asymmetric
+algorithms, issuer, audience, expiry and not-before with a small clock skew). The person it names is
+then looked up in the journal: personnel get their active units and roles from PractitionerRole, a
+citizen gets their patient id. Every failure is an `Unauthenticated` (HTTP 401, WWW-Authenticate) or,
+for a valid token naming nobody the journal knows, a `Forbidden` (HTTP 403).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway import demo_issuer as claims_names
+from gateway.errors import AksonError, Forbidden, Unauthenticated, http_error_body
+from gateway.personas import PrincipalKind
+
+ALLOWED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
+CLOCK_SKEW_SECONDS = 30
+PRINCIPAL_SCOPE_KEY = "akson.principal"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller as policy sees it; every field is passed to Cerbos as an attribute or role."""
+
+    kind: PrincipalKind
+    id: str
+    client_id: str
+    roles: frozenset[str]
+    unit_ids: tuple[str, ...] = ()
+    hpr_number: str | None = None
+    patient_id: str | None = None
+    purpose_of_use: str | None = None
+    scopes: tuple[str, ...] = field(default=())
+
+
+class TokenVerifier:
+    """Checks a JWT against the trusted issuer's keys and the claims every token must carry."""
+
+    def __init__(self, keys: KeySet, *, issuer: str, audience: str) -> None:
+        self._keys = keys
+        self._registry = jwt.JWTClaimsRegistry(
+            leeway=CLOCK_SKEW_SECONDS,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+            client_id={"essential": True},
+        )
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Claims of a valid token; raises Unauthenticated saying what is wrong, without echoing it."""
+        try:
+            decoded = jwt.decode(token, self._keys, algorithms=ALLOWED_ALGORITHMS)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
+        try:
+            self._registry.validate(decoded.claims)
+        except JoseError as exc:
+            raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
+        return dict(decoded.claims)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, JoseError):
+        text = exc.description or exc.error
+        return {
+            "bad_signature": "signature does not verify",
+            "expired_token": "token has expired",
+            "invalid_token": "token is not valid yet",
+        }.get(exc.error, text)
+    return "token is not a well-formed JWT"
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer ...` header."""
+    if not authorization:
+        raise Unauthenticated("missing bearer token: send `Authorization: Bearer <access token>`")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must use the Bearer scheme")
+    return token.strip()
+
+
+class Authenticator:
+    """Turns a request's Authorization header into a Principal, or refuses it."""
+
+    def __init__(self, verifier: TokenVerifier, pool: asyncpg.Pool) -> None:
+        self._verifier = verifier
+        self._pool = pool
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The principal behind the header: verified token plus who that person is in the journal."""
+        claims = self._verifier.verify(bearer_token(authorization))
+        client_id = str(claims["client_id"])
+        scopes = tuple(str(claims.get("scope", "")).split())
+        if personnel_pid := claims.get(claims_names.CLAIM_PERSONNEL_PID):
+            return await self._personnel(str(personnel_pid), claims, client_id, scopes)
+        if citizen_pid := claims.get(claims_names.CLAIM_CITIZEN_PID):
+            return await self._citizen(str(citizen_pid), client_id, scopes)
+        return Principal(kind="service", id=client_id, client_id=client_id, roles=frozenset({"service"}), scopes=scopes)
+
+    async def _personnel(
+        self, national_id: str, claims: dict[str, Any], client_id: str, scopes: tuple[str, ...]
+    ) -> Principal:
+        row = await self._pool.fetchrow(
+            """SELECT p.id, p.hpr_number,
+                      coalesce(array_agg(DISTINCT r.organization_id::text)
+                               FILTER (WHERE r.id IS NOT NULL), '{}') AS unit_ids,
+                      coalesce(array_agg(DISTINCT r.role) FILTER (WHERE r.id IS NOT NULL), '{}') AS roles
+                 FROM practitioner p
+                 LEFT JOIN practitioner_role r
+                        ON r.practitioner_id = p.id
+                       AND r.period_start <= current_date
+                       AND (r.period_end IS NULL OR r.period_end >= current_date)
+                WHERE p.national_id = $1
+                GROUP BY p.id""",
+            national_id,
+        )
+        if row is None:
+            raise Forbidden(
+                "the token's person is not registered as personnel in this journal",
+                reason="UNKNOWN_PRACTITIONER",
+            )
+        return Principal(
+            kind="personnel",
+            id=str(row["id"]),
+            client_id=client_id,
+            roles=frozenset({"personnel", *row["roles"]}),
+            unit_ids=tuple(sorted(row["unit_ids"])),
+            hpr_number=row["hpr_number"],
+            purpose_of_use=str(claims.get(claims_names.CLAIM_PURPOSE_OF_USE) or "TREAT"),
+            scopes=scopes,
+        )
+
+    async def _citizen(self, national_id: str, client_id: str, scopes: tuple[str, ...]) -> Principal:
+        patient_id = await self._pool.fetchval("SELECT id FROM patient WHERE national_id = $1", national_id)
+        if patient_id is None:
+            raise Forbidden("the token's person has no record in this journal", reason="UNKNOWN_CITIZEN")
+        return Principal(
+            kind="citizen",
+            id=str(patient_id),
+            client_id=client_id,
+            roles=frozenset({"citizen"}),
+            patient_id=str(patient_id),
+            scopes=scopes,
+        )
+
+
+class AuthenticationMiddleware:
+    """The authentication step of the request path: no principal, no GraphQL execution.
+
+    Only the GraphiQL page itself (a browser GET without a query) is served without a token.
+    """
+
+    def __init__(self, app: ASGIApp, authenticator_of: Any) -> None:
+        self._app = app
+        self._authenticator_of = authenticator_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _is_graphiql_page(scope):
+            await self._app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            scope[PRINCIPAL_SCOPE_KEY] = await self._authenticator_of(scope).authenticate(headers.get("authorization"))
+        except AksonError as error:
+            await send_error(send, error)
+            return
+        await self._app(scope, receive, send)
+
+
+def _is_graphiql_page(scope: Scope) -> bool:
+    if scope.get("method") != "GET" or b"query=" in scope.get("query_string", b""):
+        return False
+    accept = next((v for k, v in scope["headers"] if k.lower() == b"accept"), b"")
+    return b"text/html" in accept
+
+
+async def send_error(send: Send, error: AksonError) -> None:
+    """Answer with a typed JSON error before GraphQL runs (401 carries WWW-Authenticate)."""
+    body = orjson.dumps(http_error_body(error))
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if isinstance(error, Unauthenticated):
+        description = error.message.replace('"', "'")
+        headers.append(
+            (b"www-authenticate", f'Bearer error="invalid_token", error_description="{description}"'.encode())
+        )
+    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

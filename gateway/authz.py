@@ -1,0 +1,186 @@
+"""Authorization: every decision comes from the Cerbos PDP, over gRPC.
+
+- `check` asks about concrete resources in one batched CheckResources call and returns, per resource,
+  allowed or not and the reason code the policy emitted as output.
+- `plan` asks PlanResources for a kind and action and returns either "all", "none" or a SQL filter
+  translated by `plan_sql`. An untranslatable plan denies.
+- Cerbos may return several outputs, in varying order; the reason reported is chosen by the fixed
+  priority below, so the same request always gets the same reason.
+- Cerbos unreachable or failing -> ServiceUnavailable: fail closed, never an allow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+from cerbos.effect.v1 import effect_pb2
+from cerbos.engine.v1 import engine_pb2
+from cerbos.request.v1 import request_pb2
+from cerbos.sdk.grpc.client import AsyncCerbosClient
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct
+from opentelemetry import trace
+
+from gateway.auth import Principal
+from gateway.errors import ServiceUnavailable
+from gateway.plan_sql import Params, Translator, UntranslatablePlan
+from gateway.resources import ResourceKind
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+# Most specific first: a restriction explains a denial better than a missing relation.
+DENY_REASON_PRIORITY = ("NO_CARE_RELATION", "NOT_OWN_RECORD")
+ALLOW_REASON_PRIORITY = ("OWN_RECORD", "CARE_RELATION")
+DEFAULT_DENY_REASON = "NO_MATCHING_RULE"
+DEFAULT_ALLOW_REASON = "ALLOWED"
+POLICY_VERSION = "default"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Cerbos's answer for one resource and action, with the reason code to report and audit."""
+
+    allowed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class SqlFilter:
+    """The rows a principal may see, as a WHERE clause: `sql` with `params` bound to $1..$n."""
+
+    kind: Literal["all", "none", "conditional"]
+    sql: str
+    params: tuple[Any, ...]
+
+    @property
+    def reason(self) -> str:
+        """The audit reason for rows admitted by this filter."""
+        return {"all": "PLAN_ALWAYS_ALLOWED", "none": "PLAN_ALWAYS_DENIED", "conditional": "PLAN_CONDITION"}[self.kind]
+
+
+def policy_fingerprint(policy_dir: Path) -> str:
+    """A short content hash of the policies in force, recorded with every decision."""
+    digest = hashlib.sha256()
+    for path in sorted(policy_dir.rglob("*")):
+        relative = path.relative_to(policy_dir)
+        if not path.is_file() or relative.parts[0] == "tests" or path.suffix not in {".yaml", ".yml", ".json"}:
+            continue
+        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def choose_reason(allowed: bool, outputs: list[str]) -> str:
+    """The reason to report from the outputs of all matched rules, by fixed priority."""
+    priority = ALLOW_REASON_PRIORITY if allowed else DENY_REASON_PRIORITY
+    for reason in priority:
+        if reason in outputs:
+            return reason
+    others = sorted(o for o in outputs if o not in ALLOW_REASON_PRIORITY + DENY_REASON_PRIORITY)
+    if others:
+        return others[0]
+    return DEFAULT_ALLOW_REASON if allowed else DEFAULT_DENY_REASON
+
+
+def _struct(values: dict[str, Any]) -> Struct:
+    struct = Struct()
+    struct.update(values)
+    return struct
+
+
+def cerbos_principal(principal: Principal) -> engine_pb2.Principal:
+    """The principal with exactly the attributes the principal schema declares."""
+    attributes = _struct(
+        {
+            "kind": principal.kind,
+            "unit_ids": list(principal.unit_ids),
+            "patient_id": principal.patient_id or "",
+            "purpose_of_use": principal.purpose_of_use or "",
+            "client_id": principal.client_id,
+        }
+    )
+    return engine_pb2.Principal(
+        id=principal.id, roles=sorted(principal.roles), attr=attributes.fields, policy_version=POLICY_VERSION
+    )
+
+
+class Authorizer:
+    """The gateway's only client of the PDP."""
+
+    def __init__(self, client: AsyncCerbosClient, policy_version: str) -> None:
+        self._client = client
+        self.policy_version = policy_version
+
+    async def check(
+        self,
+        principal: Principal,
+        kind: ResourceKind,
+        action: str,
+        resources: list[tuple[str, dict[str, Any]]],
+    ) -> list[Decision]:
+        """Decisions for (id, attributes) pairs, in order, from one CheckResources call."""
+        if not resources:
+            return []
+        entries = [
+            request_pb2.CheckResourcesRequest.ResourceEntry(
+                actions=[action],
+                resource=engine_pb2.Resource(
+                    kind=kind.name, id=rid, attr=_struct(attrs).fields, policy_version=POLICY_VERSION
+                ),
+            )
+            for rid, attrs in resources
+        ]
+        with tracer.start_as_current_span(
+            "cerbos.CheckResources",
+            attributes={
+                "cerbos.resource_kind": kind.name,
+                "cerbos.action": action,
+                "cerbos.resources": len(entries),
+            },
+        ):
+            try:
+                response = await self._client.check_resources(cerbos_principal(principal), entries)
+            except grpc.aio.AioRpcError as exc:
+                log.error("Cerbos CheckResources failed: %s", exc.code())
+                raise ServiceUnavailable("the authorization service is unavailable; no data was returned") from exc
+        by_id: dict[str, Decision] = {}
+        for result in response.results:
+            allowed = result.actions.get(action) == effect_pb2.EFFECT_ALLOW
+            outputs = [
+                str(MessageToDict(o.val)) if not o.val.HasField("string_value") else o.val.string_value
+                for o in result.outputs
+                if o.action in ("", action)
+            ]
+            by_id[result.resource.id] = Decision(allowed, choose_reason(allowed, outputs))
+        return [by_id.get(rid, Decision(False, DEFAULT_DENY_REASON)) for rid, _ in resources]
+
+    async def plan(self, principal: Principal, kind: ResourceKind, action: str) -> SqlFilter:
+        """The SQL filter for the rows of `kind` the principal may `action`."""
+        with tracer.start_as_current_span(
+            "cerbos.PlanResources", attributes={"cerbos.resource_kind": kind.name, "cerbos.action": action}
+        ):
+            try:
+                response = await self._client.plan_resources(
+                    action,
+                    cerbos_principal(principal),
+                    engine_pb2.PlanResourcesInput.Resource(kind=kind.name, policy_version=POLICY_VERSION),
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.error("Cerbos PlanResources failed: %s", exc.code())
+                raise ServiceUnavailable("the authorization service is unavailable; no data was returned") from exc
+        plan_kind = response.filter.kind
+        if plan_kind == engine_pb2.PlanResourcesFilter.KIND_ALWAYS_ALLOWED:
+            return SqlFilter("all", "TRUE", ())
+        if plan_kind == engine_pb2.PlanResourcesFilter.KIND_ALWAYS_DENIED:
+            return SqlFilter("none", "FALSE", ())
+        if plan_kind != engine_pb2.PlanResourcesFilter.KIND_CONDITIONAL:
+            raise UntranslatablePlan(f"unknown plan kind {plan_kind}")
+        condition = MessageToDict(response.filter.condition)
+        params = Params()
+        sql = Translator(kind.attributes).where(condition, params)
+        return SqlFilter("conditional", sql, tuple(params.values))

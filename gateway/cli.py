@@ -1,0 +1,176 @@
+"""The `akson` command: serve, migrate, seed, token, personas, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+import asyncpg
+
+from gateway import demo_issuer
+from gateway.components import start_components, start_database
+from gateway.config import Settings, load_settings
+from gateway.db import ensure_database, migrate
+from gateway.personas import PERSONAS
+from gateway.seed import is_seeded, reset, seed
+
+DEMO_PATIENTS = 1000
+
+
+async def _prepare(
+    url: str, *, patients: int | None, observations: int | None, fresh: bool, only_if_empty: bool
+) -> None:
+    await ensure_database(url)
+    conn = await asyncpg.connect(url)
+    try:
+        for name in await migrate(conn):
+            print(f"applied migration {name}", flush=True)
+        if patients is None:
+            return
+        if await is_seeded(conn):
+            if only_if_empty:
+                return
+            if not fresh:
+                raise SystemExit("the journal already holds data; pass --reset to replace it")
+            await reset(conn)
+        report = await seed(conn, patients=patients, observations=observations)
+        counts = ", ".join(f"{n} {t}" for t, n in report.counts.items())
+        print(f"seeded {counts} in {report.seconds:.1f}s", flush=True)
+    finally:
+        await conn.close()
+
+
+def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    url, stop = start_database(settings)
+    try:
+        asyncio.run(_prepare(url, patients=None, observations=None, fresh=False, only_if_empty=False))
+    finally:
+        if stop:
+            stop()
+    return 0
+
+
+def _cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    url, stop = start_database(settings)
+    try:
+        asyncio.run(
+            _prepare(
+                url,
+                patients=args.patients,
+                observations=args.observations,
+                fresh=args.reset,
+                only_if_empty=False,
+            )
+        )
+    finally:
+        if stop:
+            stop()
+    return 0
+
+
+def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    components = start_components(settings)
+    try:
+        asyncio.run(
+            _prepare(
+                components.database_url,
+                patients=args.demo_patients if args.demo else None,
+                observations=None,
+                fresh=False,
+                only_if_empty=True,
+            )
+        )
+        os.environ["DATABASE_URL"] = components.database_url
+        os.environ["CERBOS_URL"] = components.cerbos_target
+        print(f"Akson Gateway on http://{args.host}:{args.port}/graphql (GraphiQL in the browser)", flush=True)
+        if args.demo:
+            print("Demo tokens: `akson token --persona NAME`; personas: `akson personas`", flush=True)
+        uvicorn.run(
+            "gateway.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="warning",
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )
+    finally:
+        components.stop()
+    return 0
+
+
+def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    persona = PERSONAS.get(args.persona)
+    if persona is None:
+        print(f"unknown persona {args.persona!r}; known: {', '.join(PERSONAS)}", file=sys.stderr)
+        return 2
+    key = demo_issuer.load_or_create_key(settings.demo_key_path)
+    claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
+    print(
+        f"# {persona.name}: {persona.description} (valid {demo_issuer.TOKEN_LIFETIME_SECONDS // 60} min)",
+        file=sys.stderr,
+    )
+    print(demo_issuer.sign(claims, key))
+    return 0
+
+
+def _cmd_personas(settings: Settings, args: argparse.Namespace) -> int:
+    width = max(len(name) for name in PERSONAS)
+    for persona in PERSONAS.values():
+        ident = f"patient {persona.entity_id}" if persona.kind == "citizen" else persona.kind
+        print(f"{persona.name:<{width}}  {ident:<44}  {persona.description}")
+    return 0
+
+
+def _cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.schema import schema
+
+    print(schema.as_str())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; each subcommand documents itself with --help."""
+    parser = argparse.ArgumentParser(prog="akson", description="Akson Gateway: GraphQL over the municipal journal.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (starts PostgreSQL and Cerbos when not given)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--demo", action="store_true", help="seed the demo journal when the database is empty")
+    serve.add_argument("--demo-patients", type=int, default=DEMO_PATIENTS)
+    serve.set_defaults(handler=_cmd_serve)
+
+    sub.add_parser("migrate", help="apply pending migrations").set_defaults(handler=_cmd_migrate)
+
+    seed_cmd = sub.add_parser("seed", help="load a deterministic synthetic population")
+    seed_cmd.add_argument("--patients", type=int, default=DEMO_PATIENTS)
+    seed_cmd.add_argument("--observations", type=int, default=None, help="default: 40 per patient")
+    seed_cmd.add_argument("--reset", action="store_true", help="empty the journal tables first")
+    seed_cmd.set_defaults(handler=_cmd_seed)
+
+    token = sub.add_parser("token", help="print a demo bearer token (alone on the last line)")
+    token.add_argument("--persona", required=True, help="see `akson personas`")
+    token.set_defaults(handler=_cmd_token)
+
+    sub.add_parser("personas", help="list the demo personas").set_defaults(handler=_cmd_personas)
+    sub.add_parser("schema", help="print the GraphQL schema (SDL)").set_defaults(handler=_cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `akson` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(load_settings(), args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""The real components the gateway starts when it is not given them: PostgreSQL and the Cerbos PDP.
+
+`DATABASE_URL` unset -> an embedded PostgreSQL from the `pgserver` package in a project-local folder.
+`CERBOS_URL` unset -> the pinned Cerbos binary (npm package `cerbos`) serving `policies/` from disk,
+reloading on change. Whatever was started here is stopped by `Components.stop()`.
+The Go binary is started directly, not through the npm Node wrapper, because stopping the wrapper
+leaves the server running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gateway.config import Settings
+
+EMBEDDED_DATABASE = "akson"
+
+
+class ComponentError(RuntimeError):
+    """A component could not be started; the message says what to do about it."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_embedded_postgres(pgdata: Path) -> tuple[str, Callable[[], None]]:
+    """Start (or join) the embedded server and return its URL and a stop function."""
+    import pgserver
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    return server.get_uri(EMBEDDED_DATABASE), server.cleanup
+
+
+@dataclass
+class CerbosProcess:
+    """A Cerbos PDP child process with its own config file and loopback ports."""
+
+    binary: Path
+    policy_dir: Path
+    work_dir: Path
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def config_text(self) -> str:
+        """Cerbos configuration: disk store with hot reload, schema enforcement, no telemetry or
+        decision log (the decision log would copy patient attributes; our audit log is the record)."""
+        return "\n".join(
+            [
+                "server:",
+                f'  httpListenAddr: "127.0.0.1:{self.http_port}"',
+                f'  grpcListenAddr: "127.0.0.1:{self.grpc_port}"',
+                "  requestLimits:",
+                "    maxActionsPerResource: 50",
+                "    maxResourcesPerRequest: 500",
+                "storage:",
+                "  driver: disk",
+                "  disk:",
+                f'    directory: "{self.policy_dir}"',
+                "    watchForChanges: true",
+                "schema:",
+                "  enforcement: reject",
+                "telemetry:",
+                "  disabled: true",
+                "audit:",
+                "  enabled: false",
+                "",
+            ]
+        )
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the PDP and wait until it reports healthy."""
+        if not self.binary.exists():
+            raise ComponentError(
+                f"Cerbos binary not found at {self.binary}; run `npm ci` in the project (make does this)"
+            )
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        config = self.work_dir / "cerbos.yaml"
+        config.write_text(self.config_text())
+        log = (self.work_dir / "cerbos.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(self.binary), "server", f"--config={config}", "--log-level=warn"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.http_port}/_cerbos/health"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ComponentError(f"Cerbos exited at start-up; see {self.work_dir / 'cerbos.log'}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1.0).json().get("status") == "SERVING":
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise ComponentError(f"Cerbos did not become healthy in {timeout:.0f}s")
+
+    def stop(self) -> None:
+        """Stop the PDP; waits briefly, then kills."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+@dataclass
+class Components:
+    """The database URL and Cerbos target in use, and how to stop what was started for them."""
+
+    database_url: str
+    cerbos_target: str
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop started components in reverse order."""
+        while self._stops:
+            stop = self._stops.pop()
+            with contextlib.suppress(Exception):
+                stop()
+
+
+def start_database(settings: Settings) -> tuple[str, Callable[[], None] | None]:
+    """`DATABASE_URL` when set, else the embedded server (started here)."""
+    if settings.database_url:
+        return settings.database_url, None
+    url, stop = start_embedded_postgres(settings.embedded_pgdata)
+    return url, stop
+
+
+def start_components(settings: Settings, *, with_cerbos: bool = True) -> Components:
+    """Start what the settings do not point at, so that `akson serve` needs nothing else running."""
+    url, stop_db = start_database(settings)
+    components = Components(database_url=url, cerbos_target=settings.cerbos_url or "")
+    if stop_db:
+        components._stops.append(stop_db)
+    if with_cerbos and not settings.cerbos_url:
+        pdp = CerbosProcess(settings.cerbos_binary, settings.policy_dir, settings.data_dir / "cerbos")
+        try:
+            pdp.start()
+        except Exception:
+            components.stop()
+            raise
+        components._stops.append(pdp.stop)
+        components.cerbos_target = pdp.grpc_target
+    return components

@@ -1,0 +1,126 @@
+"""PostgreSQL: the connection pool, database creation and the migrations runner.
+
+Migrations are numbered plain-SQL files in `gateway/migrations/`, applied in order, each in its own
+transaction and recorded with a checksum in `schema_migration`. Re-running is a no-op; a failing file
+rolls back completely; an applied file that was edited afterwards stops start-up, because the database
+no longer matches the code. A session advisory lock serializes gateways that start at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_LOCK_KEY = 0x414B534F4E  # "AKSON"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One versioned SQL file shipped with the package."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationError(RuntimeError):
+    """A migration could not be applied, or an applied one was changed after the fact."""
+
+
+def bundled_migrations() -> list[Migration]:
+    """The migrations shipped in `gateway/migrations`, in version order."""
+    found: list[Migration] = []
+    for entry in resources.files("gateway.migrations").iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migrations share a version number: {versions}")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
+    """Bring the schema up to date so the code and the tables agree; returns what was applied."""
+    migrations = bundled_migrations() if migrations is None else migrations
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migration (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["version"]: r for r in await conn.fetch("SELECT version, name, checksum FROM schema_migration")}
+        for migration in migrations:
+            previous = done.get(migration.version)
+            if previous is not None:
+                if previous["checksum"] != migration.checksum:
+                    raise MigrationError(
+                        f"migration {migration.version:04d}_{migration.name} was changed after it was "
+                        "applied; add a new migration instead of editing an applied one"
+                    )
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migration (version, name, checksum) VALUES ($1, $2, $3)",
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                    )
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name} failed and was rolled back: {exc}"
+                ) from exc
+            applied_now.append(f"{migration.version:04d}_{migration.name}")
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    return applied_now
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database (query parameters such as host are kept)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database named in `url` when the server does not have it yet."""
+    name = urlsplit(url).path.lstrip("/") or "postgres"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise ValueError(f"database name {name!r} must be a plain identifier")
+    conn = await asyncpg.connect(with_database(url, "postgres"))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """The gateway's connection pool; statements run with a timeout so a stuck query fails cleanly."""
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=30,
+        server_settings={"application_name": "akson-gateway", "timezone": "UTC"},
+    )
+    assert pool is not None
+    return pool

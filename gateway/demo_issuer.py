@@ -1,0 +1,90 @@
+"""The demo token issuer: a local signing key, tokens for demo personas, and a published JWKS.
+
+Production trusts an external OIDC issuer (HelseID-like); the demo journal needs tokens without one,
+so the gateway and `akson token` share one ES256 key kept in the project's data folder. Claim names
+follow HelseID for personnel and ID-porten for citizens; a backend service's token carries no person.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet
+
+from gateway.personas import Persona
+
+CLAIM_PERSONNEL_PID = "helseid://claims/identity/pid"
+CLAIM_HPR_NUMBER = "helseid://claims/hpr/hpr_number"
+CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
+CLAIM_CITIZEN_PID = "pid"
+CLAIM_PURPOSE_OF_USE = "purpose_of_use"
+TOKEN_LIFETIME_SECONDS = 3600
+
+
+def load_or_create_key(path: Path) -> ECKey:
+    """The issuer's private key; created once, atomically, so concurrent starts agree on it."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = ECKey.generate_key(
+            "P-256", parameters={"kid": uuid.uuid4().hex[:16], "use": "sig", "alg": "ES256"}, private=True
+        )
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(orjson.dumps(key.as_dict(private=True)))
+    return ECKey.import_key(orjson.loads(path.read_bytes()))
+
+
+def public_keyset(key: ECKey) -> KeySet:
+    """The verification keys, as the JWKS endpoint publishes them."""
+    return KeySet.import_key_set({"keys": [key.as_dict(private=False)]})
+
+
+def persona_claims(persona: Persona, *, issuer: str, audience: str, now: int | None = None) -> dict[str, Any]:
+    """The claims a real issuer would put in this persona's access token."""
+    now = int(time.time()) if now is None else now
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + TOKEN_LIFETIME_SECONDS,
+        "jti": uuid.uuid4().hex,
+        "client_id": persona.client_id,
+        "sub": persona.name if persona.kind == "service" else str(uuid.uuid5(uuid.NAMESPACE_URL, persona.name)),
+    }
+    if persona.kind == "personnel":
+        claims[CLAIM_PERSONNEL_PID] = persona.national_id
+        claims[CLAIM_HPR_NUMBER] = persona.hpr_number
+        claims[CLAIM_SECURITY_LEVEL] = "4"
+        claims[CLAIM_PURPOSE_OF_USE] = "TREAT"
+    elif persona.kind == "citizen":
+        claims[CLAIM_CITIZEN_PID] = persona.national_id
+    return claims
+
+
+def sign(claims: dict[str, Any], key: ECKey) -> str:
+    """A compact JWS of the claims with the issuer key."""
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": key.kid}
+    return jwt.encode(header, claims, key)
+
+
+def discovery_document(issuer: str, jwks_uri: str) -> dict[str, Any]:
+    """The OIDC discovery fields a resource server and a client library look for."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": jwks_uri,
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "grant_types_supported": ["client_credentials"],
+        "claims_supported": [CLAIM_PERSONNEL_PID, CLAIM_HPR_NUMBER, CLAIM_CITIZEN_PID, "client_id"],
+    }

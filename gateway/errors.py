@@ -1,0 +1,105 @@
+"""The error hierarchy: each error knows its GraphQL `extensions.code` and its HTTP status.
+
+Anything raised that is not an `AksonError` is a bug: clients see a masked INTERNAL_SERVER_ERROR and
+the details go to the log with the trace id, never into the response.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from graphql import GraphQLError, GraphQLSyntaxError
+
+
+class AksonError(Exception):
+    """An error whose message is written for the client and safe to show."""
+
+    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions: dict[str, Any] = {"code": self.code, **extensions}
+
+
+class Unauthenticated(AksonError):
+    """No usable credentials: the caller must present a valid bearer token."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class Forbidden(AksonError):
+    """Policy denied the access; `reason` is the stable reason code a policy admin can look up."""
+
+    code = "FORBIDDEN"
+    http_status = 403
+
+    def __init__(self, message: str, *, reason: str, **extensions: Any) -> None:
+        super().__init__(message, reason=reason, **extensions)
+        self.reason = reason
+
+
+class NotFound(AksonError):
+    """Nothing to return, and policy would have allowed it: saying so reveals nothing hidden."""
+
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class BadUserInput(AksonError):
+    """The request is well-formed GraphQL but an argument value is not acceptable."""
+
+    code = "BAD_USER_INPUT"
+    http_status = 400
+
+
+class BadRequest(AksonError):
+    """The HTTP request itself is unusable (body not JSON, no query, wrong method)."""
+
+    code = "BAD_REQUEST"
+    http_status = 400
+
+
+class ServiceUnavailable(AksonError):
+    """A component the gateway needs (PostgreSQL, Cerbos, the audit log) is not answering: fail closed."""
+
+    code = "SERVICE_UNAVAILABLE"
+    http_status = 503
+
+
+class AuditUnavailable(ServiceUnavailable):
+    """The audit record could not be written, so no patient data may leave."""
+
+    code = "AUDIT_UNAVAILABLE"
+
+
+def graphql_error_payload(error: GraphQLError) -> dict[str, Any]:
+    """Turn an execution error into what the client sees: typed, and masked unless it is ours.
+
+    Syntax, validation and variable-coercion errors come from graphql-core and are safe to show.
+    """
+    original = error.original_error
+    if original is None or (isinstance(original, GraphQLError) and not isinstance(original, AksonError)):
+        code = "GRAPHQL_PARSE_FAILED" if isinstance(error, GraphQLSyntaxError) else "GRAPHQL_VALIDATION_FAILED"
+        formatted = dict(error.formatted)
+        formatted["extensions"] = {"code": code, **(error.extensions or {})}
+        return formatted
+    if isinstance(original, AksonError):
+        payload: dict[str, Any] = {"message": original.message, "extensions": dict(original.extensions)}
+    else:
+        payload = {
+            "message": "Unexpected error; it has been logged.",
+            "extensions": {"code": AksonError.code},
+        }
+    if error.locations:
+        payload["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    if error.path:
+        payload["path"] = list(error.path)
+    return payload
+
+
+def http_error_body(error: AksonError) -> dict[str, Any]:
+    """The JSON body for an error that ends a request before GraphQL execution."""
+    return {"data": None, "errors": [{"message": error.message, "extensions": dict(error.extensions)}]}

@@ -1,0 +1,122 @@
+"""Demo personas: named identities in the seeded demo journal that `akson token` mints tokens for.
+
+The seeder creates exactly these people (same ids, national ids and units) before the random
+population, so a persona's token always means the same person with the same care relations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+from uuid import UUID
+
+from gateway.national_id import synthetic_national_id
+
+PrincipalKind = Literal["personnel", "citizen", "service"]
+
+DEMO_APP_CLIENT_ID = "akson-demo-app"
+
+# Fixed ids of the demo municipalities and units the personas belong to.
+FJORDVIK = UUID("5f1d0c84-0000-4000-8000-000000000001")
+NORDBY = UUID("5f1d0c84-0000-4000-8000-000000000002")
+FJORDVIK_HOMECARE = UUID("0a9e7a31-0000-4000-8000-000000000011")
+FJORDVIK_GP_OFFICE = UUID("0a9e7a31-0000-4000-8000-000000000012")
+NORDBY_HOMECARE = UUID("0a9e7a31-0000-4000-8000-000000000021")
+
+
+@dataclass(frozen=True)
+class Persona:
+    """One demo identity: who it is in the journal and what its token says."""
+
+    name: str
+    description: str
+    kind: PrincipalKind
+    entity_id: UUID | None
+    family_name: str = ""
+    given_name: str = ""
+    birth_date: date | None = None
+    hpr_number: str | None = None
+    role: str | None = None
+    unit_id: UUID | None = None
+    client_id: str = DEMO_APP_CLIENT_ID
+
+    @property
+    def national_id(self) -> str | None:
+        if self.birth_date is None:
+            return None
+        return synthetic_national_id(self.birth_date, individual=int(self.entity_id or 0) % 400)
+
+
+PERSONAS: dict[str, Persona] = {
+    p.name: p
+    for p in [
+        Persona(
+            "homecare-nurse",
+            "Nurse in Fjordvik home care (hjemmetjeneste); sees the unit's patients",
+            "personnel",
+            UUID("c0ffee00-0000-4000-8000-000000000101"),
+            "Fjellstad",
+            "Ingrid",
+            date(1984, 3, 14),
+            hpr_number="9100101",
+            role="nurse",
+            unit_id=FJORDVIK_HOMECARE,
+        ),
+        Persona(
+            "gp",
+            "General practitioner (fastlege) at Fjordvik GP office",
+            "personnel",
+            UUID("c0ffee00-0000-4000-8000-000000000102"),
+            "Haugen",
+            "Erik",
+            date(1971, 9, 2),
+            hpr_number="9100102",
+            role="doctor",
+            unit_id=FJORDVIK_GP_OFFICE,
+        ),
+        Persona(
+            "health-secretary",
+            "Health secretary at Fjordvik GP office",
+            "personnel",
+            UUID("c0ffee00-0000-4000-8000-000000000103"),
+            "Lund",
+            "Marte",
+            date(1990, 6, 21),
+            hpr_number="9100103",
+            role="health_secretary",
+            unit_id=FJORDVIK_GP_OFFICE,
+        ),
+        Persona(
+            "nurse-other-municipality",
+            "Nurse in Nordby home care; no care relation with Fjordvik's patients",
+            "personnel",
+            UUID("c0ffee00-0000-4000-8000-000000000104"),
+            "Strand",
+            "Jonas",
+            date(1987, 12, 5),
+            hpr_number="9100104",
+            role="nurse",
+            unit_id=NORDBY_HOMECARE,
+        ),
+        Persona(
+            "citizen",
+            "A Fjordvik patient receiving home care; reads their own record",
+            "citizen",
+            UUID("a11ce000-0000-4000-8000-000000000201"),
+            "Nordmann",
+            "Ola",
+            date(1941, 4, 30),
+            unit_id=FJORDVIK_HOMECARE,
+        ),
+        Persona(
+            "vendor-app",
+            "A vendor's backend service (client credentials, no user)",
+            "service",
+            None,
+            client_id="vendor-homecare-planner",
+        ),
+    ]
+}
+
+CITIZEN_PATIENT_ID = PERSONAS["citizen"].entity_id

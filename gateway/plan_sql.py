@@ -1,0 +1,179 @@
+"""Cerbos query plans -> parameterized SQL WHERE clauses.
+
+Hand-written because no library does this for asyncpg: the PyPI adapter `cerbos-sqlalchemy` targets
+SQLAlchemy and lacks `hasIntersection` and `in` over a list attribute, which our policies need.
+
+Rules the translator keeps:
+- Values never enter SQL text; each becomes a `$n` parameter, cast to the attribute's type.
+- Resource attributes map to SQL through `Attribute`s that the resource kind declares: a `Column`
+  (one value per row) or a `SetOf` (a subquery yielding the row's values of a list attribute, the same
+  SQL that fills the attribute for CheckResources, so plan and check cannot disagree).
+- An operator, variable or operand shape it does not know raises `UntranslatablePlan`: the caller
+  denies. Nothing unknown ever becomes an allow.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+ATTR_PREFIX = "request.resource.attr."
+
+_COMPARISONS = {"eq": "=", "ne": "<>", "lt": "<", "gt": ">", "le": "<=", "ge": ">="}
+_FLIPPED = {"=": "=", "<>": "<>", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+
+class UntranslatablePlan(Exception):
+    """The plan holds something the translator cannot express faithfully; deny the whole list."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A scalar attribute stored in a NOT NULL column (NULL would drop rows Cerbos would keep)."""
+
+    sql: str
+    pg_type: str
+
+
+@dataclass(frozen=True)
+class SetOf:
+    """A list attribute: `sql` is a subquery selecting one column of `pg_type` for the current row."""
+
+    sql: str
+    pg_type: str
+
+
+Attribute = Column | SetOf
+
+
+@dataclass
+class Params:
+    """Collects query parameters and hands out their `$n` placeholders."""
+
+    values: list[Any] = field(default_factory=list)
+
+    def add(self, value: Any, pg_type: str) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{pg_type}"
+
+
+def _impossible(value: Any, pg_type: str) -> bool:
+    """A value that can never equal a value of the column's type (so `=` is false, `<>` true)."""
+    if pg_type == "uuid":
+        if not isinstance(value, str):
+            return True
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            return True
+        return False
+    if pg_type == "text":
+        return not isinstance(value, str)
+    if pg_type in {"integer", "bigint", "numeric"}:
+        return isinstance(value, bool) or not isinstance(value, int | float)
+    if pg_type == "boolean":
+        return not isinstance(value, bool)
+    return False
+
+
+def _coerce(value: Any, pg_type: str) -> Any:
+    if pg_type in {"integer", "bigint"} and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class Translator:
+    """Translates one plan condition for one resource kind."""
+
+    def __init__(self, attributes: dict[str, Attribute]) -> None:
+        self._attributes = attributes
+
+    def where(self, condition: dict[str, Any], params: Params) -> str:
+        """SQL for the condition (a dict as `MessageToDict` gives it), adding values to `params`."""
+        return self._operand(condition, params)
+
+    def _operand(self, node: dict[str, Any], params: Params) -> str:
+        if "expression" in node:
+            return self._expression(node["expression"], params)
+        if "value" in node and isinstance(node["value"], bool):
+            return "TRUE" if node["value"] else "FALSE"
+        raise UntranslatablePlan(f"a bare operand is not a condition: {sorted(node)}")
+
+    def _attribute(self, node: dict[str, Any]) -> Attribute | None:
+        name = node.get("variable")
+        if name is None:
+            return None
+        if not name.startswith(ATTR_PREFIX):
+            raise UntranslatablePlan(f"variable {name!r} has no SQL mapping")
+        attribute = self._attributes.get(name[len(ATTR_PREFIX) :])
+        if attribute is None:
+            raise UntranslatablePlan(f"attribute {name!r} has no SQL mapping")
+        return attribute
+
+    def _expression(self, expr: dict[str, Any], params: Params) -> str:
+        operator = expr.get("operator")
+        operands = expr.get("operands", [])
+        if operator in {"and", "or"}:
+            if not operands:
+                raise UntranslatablePlan(f"{operator} without operands")
+            joiner = " AND " if operator == "and" else " OR "
+            return "(" + joiner.join(self._operand(o, params) for o in operands) + ")"
+        if operator == "not":
+            if len(operands) != 1:
+                raise UntranslatablePlan("not takes one operand")
+            return f"(NOT {self._operand(operands[0], params)})"
+        if operator in _COMPARISONS and len(operands) == 2:
+            return self._comparison(_COMPARISONS[operator], operands[0], operands[1], params)
+        if operator == "in" and len(operands) == 2:
+            return self._membership(operands[0], operands[1], params)
+        if operator == "hasIntersection" and len(operands) == 2:
+            return self._intersection(operands[0], operands[1], params)
+        raise UntranslatablePlan(f"operator {operator!r} with {len(operands)} operands is not supported")
+
+    def _comparison(self, op: str, left: dict[str, Any], right: dict[str, Any], params: Params) -> str:
+        attribute, value = self._attribute(left), right
+        if attribute is None:
+            attribute, value, op = self._attribute(right), left, _FLIPPED[op]
+        if not isinstance(attribute, Column) or "value" not in value:
+            raise UntranslatablePlan("a comparison needs a scalar attribute and a value")
+        literal = value["value"]
+        if _impossible(literal, attribute.pg_type):
+            if op == "=":
+                return "FALSE"
+            if op == "<>":
+                return "TRUE"
+            raise UntranslatablePlan(f"cannot order {attribute.pg_type} against {literal!r}")
+        return f"({attribute.sql} {op} {params.add(_coerce(literal, attribute.pg_type), attribute.pg_type)})"
+
+    def _membership(self, item: dict[str, Any], container: dict[str, Any], params: Params) -> str:
+        left, right = self._attribute(item), self._attribute(container)
+        if isinstance(left, Column) and right is None and isinstance(container.get("value"), list):
+            return self._column_in_list(left, container["value"], params)
+        if left is None and isinstance(right, SetOf) and "value" in item:
+            literal = item["value"]
+            if _impossible(literal, right.pg_type):
+                return "FALSE"
+            placeholder = params.add(_coerce(literal, right.pg_type), right.pg_type)
+            return f"EXISTS (SELECT 1 FROM ({right.sql}) AS s(v) WHERE s.v = {placeholder})"
+        raise UntranslatablePlan("`in` needs a scalar attribute and a list, or a value and a list attribute")
+
+    def _column_in_list(self, column: Column, values: list[Any], params: Params) -> str:
+        usable = [_coerce(v, column.pg_type) for v in values if not _impossible(v, column.pg_type)]
+        if not usable:
+            return "FALSE"
+        return f"({column.sql} = ANY({params.add(usable, column.pg_type + '[]')}))"
+
+    def _intersection(self, first: dict[str, Any], second: dict[str, Any], params: Params) -> str:
+        attribute, value = self._attribute(first), second
+        if attribute is None:
+            attribute, value = self._attribute(second), first
+        if not isinstance(value.get("value"), list):
+            raise UntranslatablePlan("hasIntersection needs an attribute and a list value")
+        if not isinstance(attribute, SetOf):
+            raise UntranslatablePlan("hasIntersection needs a list attribute")
+        usable = [_coerce(v, attribute.pg_type) for v in value["value"] if not _impossible(v, attribute.pg_type)]
+        if not usable:
+            return "FALSE"
+        placeholder = params.add(usable, attribute.pg_type + "[]")
+        return f"EXISTS (SELECT 1 FROM ({attribute.sql}) AS s(v) WHERE s.v = ANY({placeholder}))"

@@ -1,0 +1,61 @@
+"""The GraphQL schema: root types from `resolvers/`, plus the cross-cutting extensions (tracing,
+limits on depth, size and aliases). `schema.graphql` is this schema printed; a test fails on drift."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
+
+from gateway.errors import AksonError
+from gateway.telemetry import OperationSpan
+from resolvers.patients import Patient, PatientConnection, patient, patients
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 10
+MAX_TOKENS = 2000
+MAX_ALIASES = 30
+
+
+@strawberry.type(description="Read access to the municipal journal. Every field is authorized by policy and audited.")
+class Query:
+    patient: Patient | None = strawberry.field(
+        resolver=patient,
+        description="One patient by id. Null with a FORBIDDEN error and its reason when policy does not "
+        "allow it; a patient that does not exist looks the same as one you may not see.",
+    )
+    patients: PatientConnection = strawberry.field(
+        resolver=patients,
+        description="The patients you may read, a page at a time, ordered by name. Rows policy hides are "
+        "filtered in the database: they never appear in pages, counts or cursors.",
+    )
+
+
+class AksonSchema(strawberry.Schema):
+    """Logs only unexpected errors (with stack trace); typed errors are expected outcomes."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, AksonError | GraphQLError):
+                log.error("unexpected error while executing", exc_info=error.original_error)
+
+
+def build_schema() -> AksonSchema:
+    """The schema with its extensions; one instance per process."""
+    return AksonSchema(
+        query=Query,
+        extensions=[
+            OperationSpan,
+            QueryDepthLimiter(max_depth=MAX_DEPTH),
+            MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        ],
+    )
+
+
+schema = build_schema()

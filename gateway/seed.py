@@ -1,0 +1,546 @@
+"""Deterministic synthetic journal: a Norwegian-flavoured population for the demo and benchmarks.
+
+The same seed gives the same people, ids and numbers (dates are relative to the day of seeding, so
+care relations are active when the demo runs). The demo personas are created first with fixed ids.
+Rows are generated in Python and loaded with COPY, all in one transaction: a failed seed leaves nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
+from typing import Any
+
+import asyncpg
+
+from gateway import personas as P
+from gateway.national_id import synthetic_national_id
+
+FAMILY_NAMES = [
+    "Hansen",
+    "Johansen",
+    "Olsen",
+    "Larsen",
+    "Andersen",
+    "Pedersen",
+    "Nilsen",
+    "Kristiansen",
+    "Jensen",
+    "Karlsen",
+    "Johnsen",
+    "Pettersen",
+    "Eriksen",
+    "Berg",
+    "Haugen",
+    "Hagen",
+    "Johannessen",
+    "Andreassen",
+    "Jacobsen",
+    "Dahl",
+    "Jørgensen",
+    "Halvorsen",
+    "Henriksen",
+    "Lund",
+    "Sørensen",
+    "Jakobsen",
+    "Moen",
+    "Gundersen",
+    "Iversen",
+    "Strand",
+    "Solberg",
+    "Svendsen",
+    "Eide",
+    "Knutsen",
+    "Martinsen",
+    "Paulsen",
+    "Bakken",
+    "Kristoffersen",
+    "Mathisen",
+    "Lie",
+    "Amundsen",
+    "Nguyen",
+    "Rasmussen",
+    "Ali",
+    "Lunde",
+    "Solheim",
+    "Berge",
+    "Moe",
+    "Nygård",
+    "Bakke",
+    "Kristensen",
+    "Fredriksen",
+    "Holm",
+    "Lien",
+    "Hauge",
+]
+GIVEN_FEMALE = [
+    "Anne",
+    "Inger",
+    "Kari",
+    "Marit",
+    "Ingrid",
+    "Liv",
+    "Eva",
+    "Berit",
+    "Astrid",
+    "Bjørg",
+    "Hilde",
+    "Anna",
+    "Solveig",
+    "Marianne",
+    "Randi",
+    "Ida",
+    "Nina",
+    "Maria",
+    "Elisabeth",
+    "Kristin",
+    "Nora",
+    "Emma",
+    "Sara",
+    "Ella",
+    "Olivia",
+    "Sofie",
+    "Leah",
+    "Maja",
+    "Ingeborg",
+    "Frida",
+    "Aud",
+    "Gerd",
+    "Ragnhild",
+    "Sigrid",
+]
+GIVEN_MALE = [
+    "Jan",
+    "Per",
+    "Bjørn",
+    "Ole",
+    "Lars",
+    "Kjell",
+    "Knut",
+    "Arne",
+    "Svein",
+    "Thomas",
+    "Hans",
+    "Geir",
+    "Tor",
+    "Morten",
+    "Terje",
+    "Odd",
+    "Erik",
+    "Martin",
+    "Andreas",
+    "John",
+    "Jakob",
+    "Emil",
+    "Noah",
+    "Oliver",
+    "Filip",
+    "Lukas",
+    "William",
+    "Henrik",
+    "Magnus",
+    "Olav",
+    "Nils",
+    "Einar",
+    "Ivar",
+    "Sverre",
+]
+
+UNIT_KINDS = ["legevakt", "fastlegekontor", "fastlegekontor", "hjemmetjeneste", "sykehjem", "helsestasjon"]
+STAFFING = {
+    "legevakt": [("doctor", 4), ("nurse", 4)],
+    "fastlegekontor": [("doctor", 4), ("nurse", 2), ("health_secretary", 2)],
+    "hjemmetjeneste": [("nurse", 10), ("care_worker", 6), ("physiotherapist", 1)],
+    "sykehjem": [("doctor", 2), ("nurse", 8), ("care_worker", 6)],
+    "helsestasjon": [("public_health_nurse", 4), ("doctor", 1)],
+}
+UNIT_LABEL = {
+    "legevakt": "legevakt",
+    "fastlegekontor": "legekontor",
+    "hjemmetjeneste": "hjemmetjeneste",
+    "sykehjem": "sykehjem",
+    "helsestasjon": "helsestasjon",
+}
+ENCOUNTER_CLASS = {
+    "legevakt": "EMER",
+    "fastlegekontor": "AMB",
+    "hjemmetjeneste": "HH",
+    "sykehjem": "IMP",
+    "helsestasjon": "AMB",
+}
+
+LOINC = "http://loinc.org"
+# (code, display, unit, mean, sd, category)
+VITALS = [
+    ("8480-6", "Systolic blood pressure", "mm[Hg]", 135.0, 18.0),
+    ("8462-4", "Diastolic blood pressure", "mm[Hg]", 80.0, 10.0),
+    ("8867-4", "Heart rate", "/min", 76.0, 12.0),
+    ("8310-5", "Body temperature", "Cel", 36.9, 0.5),
+    ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", 95.5, 2.5),
+    ("29463-7", "Body weight", "kg", 74.0, 14.0),
+    ("9279-1", "Respiratory rate", "/min", 16.0, 3.0),
+]
+LABS = [
+    ("1988-5", "C reactive protein [Mass/volume] in Serum or Plasma", "mg/L", 12.0, 15.0),
+    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 6.2, 1.0),
+    ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 13.5, 1.5),
+    ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", 1.0, 0.3),
+    ("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L", 4.2, 0.4),
+    ("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", 140.0, 3.0),
+]
+
+MUNICIPALITIES = [
+    (P.FJORDVIK, "9901", "Fjordvik kommune", 0.5),
+    (P.NORDBY, "9902", "Nordby kommune", 0.3),
+    (uuid.UUID("5f1d0c84-0000-4000-8000-000000000003"), "9903", "Havlia kommune", 0.2),
+]
+FIXED_UNITS = {
+    (P.FJORDVIK, "hjemmetjeneste"): P.FJORDVIK_HOMECARE,
+    (P.FJORDVIK, "fastlegekontor"): P.FJORDVIK_GP_OFFICE,
+    (P.NORDBY, "hjemmetjeneste"): P.NORDBY_HOMECARE,
+}
+
+
+@dataclass
+class Unit:
+    id: uuid.UUID
+    municipality_id: uuid.UUID
+    kind: str
+    staff: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+
+
+@dataclass
+class SeedReport:
+    """What was loaded, and how long it took."""
+
+    counts: dict[str, int]
+    seconds: float
+
+
+class _Generator:
+    def __init__(self, seed: int, today: date) -> None:
+        self.rng = random.Random(seed)
+        self.today = today
+        self.now = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+        self.national_ids: set[str] = set()
+        self.hpr_counter = 9200000
+        self.org_counter = 910000000
+
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+    def national_id(self, birth: date) -> str:
+        individual = self.rng.randrange(1000)
+        for attempt in range(50):
+            candidate = synthetic_national_id(birth, individual + attempt * 7)
+            if candidate not in self.national_ids:
+                self.national_ids.add(candidate)
+                return candidate
+        raise RuntimeError(f"ran out of synthetic national ids for {birth}")
+
+    def hpr(self) -> str:
+        self.hpr_counter += self.rng.randrange(1, 40)
+        return str(self.hpr_counter)
+
+    def org_number(self) -> str:
+        self.org_counter += self.rng.randrange(1, 5000)
+        return str(self.org_counter)
+
+    def birth_date(self) -> date:
+        bucket = self.rng.random()
+        if bucket < 0.08:
+            age = self.rng.uniform(0, 6)
+        elif bucket < 0.20:
+            age = self.rng.uniform(6, 18)
+        elif bucket < 0.62:
+            age = self.rng.uniform(18, 67)
+        elif bucket < 0.82:
+            age = self.rng.uniform(67, 80)
+        else:
+            age = self.rng.uniform(80, 99)
+        return self.today - timedelta(days=int(age * 365.25) + 1)
+
+    def given(self, gender: str) -> str:
+        names = GIVEN_FEMALE if gender == "female" else GIVEN_MALE
+        first = self.rng.choice(names)
+        if self.rng.random() < 0.25:
+            return f"{first} {self.rng.choice(names)}"
+        return first
+
+
+async def _copy(conn: asyncpg.Connection, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        await conn.copy_records_to_table(table, records=rows, columns=columns)
+
+
+async def is_seeded(conn: asyncpg.Connection) -> bool:
+    """Whether the journal already holds a population."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM municipality)"))
+
+
+async def reset(conn: asyncpg.Connection) -> None:
+    """Empty every journal table (not the audit log), for a re-seed."""
+    await conn.execute(
+        "TRUNCATE observation, encounter, care_relation, patient, practitioner_role, practitioner, "
+        "organization, municipality"
+    )
+
+
+async def seed(
+    conn: asyncpg.Connection,
+    *,
+    patients: int,
+    observations: int | None = None,
+    seed_value: int = 2026,
+    today: date | None = None,
+) -> SeedReport:
+    """Load a population of `patients` people and about `observations` observations (default 40 per
+    patient), deterministic for a given seed and day."""
+    if patients < 1:
+        raise ValueError("patients must be at least 1")
+    observations = patients * 40 if observations is None else observations
+    started = time.perf_counter()
+    g = _Generator(seed_value, today or date.today())
+    rows: dict[str, list[tuple[Any, ...]]] = {
+        k: []
+        for k in (
+            "municipality",
+            "organization",
+            "practitioner",
+            "practitioner_role",
+            "patient",
+            "care_relation",
+            "encounter",
+            "observation",
+        )
+    }
+
+    units: list[Unit] = []
+    for mid, number, name, _ in MUNICIPALITIES:
+        rows["municipality"].append((mid, number, name))
+        town = name.removesuffix(" kommune")
+        seen: dict[str, int] = {}
+        for kind in UNIT_KINDS:
+            seen[kind] = seen.get(kind, 0) + 1
+            unit_id = FIXED_UNITS.get((mid, kind)) if seen[kind] == 1 else None
+            unit = Unit(unit_id or g.uuid(), mid, kind)
+            units.append(unit)
+            suffix = f" {seen[kind]}" if kind == "fastlegekontor" else ""
+            rows["organization"].append((unit.id, mid, g.org_number(), f"{town} {UNIT_LABEL[kind]}{suffix}", kind))
+    unit_by_id = {u.id: u for u in units}
+    start_of_roles = g.today - timedelta(days=3650)
+
+    for persona in P.PERSONAS.values():
+        if persona.kind == "personnel":
+            assert persona.entity_id and persona.unit_id and persona.role and persona.national_id
+            g.national_ids.add(persona.national_id)
+            rows["practitioner"].append(
+                (
+                    persona.entity_id,
+                    persona.national_id,
+                    persona.hpr_number,
+                    persona.family_name,
+                    persona.given_name,
+                )
+            )
+            rows["practitioner_role"].append(
+                (g.uuid(), persona.entity_id, persona.unit_id, persona.role, start_of_roles, None)
+            )
+            unit_by_id[persona.unit_id].staff.setdefault(persona.role, []).append(persona.entity_id)
+
+    for unit in units:
+        for role, count in STAFFING[unit.kind]:
+            for _ in range(count):
+                pid = g.uuid()
+                gender = g.rng.choice(["female", "male"])
+                birth = g.today - timedelta(days=g.rng.randrange(25 * 365, 64 * 365))
+                hpr = None if role == "health_secretary" else g.hpr()
+                rows["practitioner"].append(
+                    (pid, g.national_id(birth), hpr, g.rng.choice(FAMILY_NAMES), g.given(gender))
+                )
+                rows["practitioner_role"].append((g.uuid(), pid, unit.id, role, start_of_roles, None))
+                unit.staff.setdefault(role, []).append(pid)
+
+    def units_of(mid: uuid.UUID, kind: str) -> list[Unit]:
+        return [u for u in units if u.municipality_id == mid and u.kind == kind]
+
+    weights: list[float] = []
+    patient_units: list[list[tuple[Unit, uuid.UUID | None]]] = []
+    patient_ids: list[uuid.UUID] = []
+
+    def add_relation(
+        patient_id: uuid.UUID,
+        unit: Unit,
+        practitioner: uuid.UUID | None,
+        purpose: str,
+        start: datetime,
+        end: datetime | None,
+    ) -> None:
+        rows["care_relation"].append(
+            (g.uuid(), patient_id, unit.id, practitioner, purpose, start, end, unit.id, "administrative")
+        )
+
+    citizen = P.PERSONAS["citizen"]
+    for index in range(patients):
+        if index == 0:
+            assert citizen.entity_id and citizen.birth_date and citizen.national_id
+            pid, birth, gender = citizen.entity_id, citizen.birth_date, "male"
+            family, given, national_id = citizen.family_name, citizen.given_name, citizen.national_id
+            g.national_ids.add(national_id)
+            mid = P.FJORDVIK
+        else:
+            pid = g.uuid()
+            birth = g.birth_date()
+            gender = "female" if g.rng.random() < 0.52 else "male"
+            family, given, national_id = g.rng.choice(FAMILY_NAMES), g.given(gender), g.national_id(birth)
+            mid = g.rng.choices([m[0] for m in MUNICIPALITIES], weights=[m[3] for m in MUNICIPALITIES])[0]
+        age = (g.today - birth).days / 365.25
+        gp_office = units_of(mid, "fastlegekontor")[0 if index == 0 else g.rng.randrange(2)]
+        gp = g.rng.choice(gp_office.staff["doctor"])
+        rows["patient"].append((pid, national_id, family, given, birth, gender, mid, gp_office.id, "demographics"))
+        since = g.now - timedelta(days=g.rng.randrange(30, 3000))
+        add_relation(pid, gp_office, gp, "fastlege", since, None)
+        related: list[tuple[Unit, uuid.UUID | None]] = [(gp_office, gp)]
+        if index == 0 or (age >= 70 and g.rng.random() < 0.45):
+            homecare = units_of(mid, "hjemmetjeneste")[0]
+            add_relation(pid, homecare, None, "hjemmesykepleie", g.now - timedelta(days=g.rng.randrange(10, 900)), None)
+            related.append((homecare, None))
+        if index != 0 and age >= 75 and g.rng.random() < 0.12:
+            home = units_of(mid, "sykehjem")[0]
+            add_relation(pid, home, None, "langtidsopphold", g.now - timedelta(days=g.rng.randrange(10, 900)), None)
+            related.append((home, None))
+        if age < 6:
+            station = units_of(mid, "helsestasjon")[0]
+            add_relation(
+                pid,
+                station,
+                None,
+                "helsestasjonsprogram",
+                datetime.combine(birth, datetime.min.time(), UTC),
+                None,
+            )
+            related.append((station, None))
+        if g.rng.random() < 0.08:
+            clinic = units_of(mid, "legevakt")[0]
+            ended = g.now - timedelta(days=g.rng.randrange(2, 300))
+            add_relation(pid, clinic, None, "akutt", ended - timedelta(days=1), ended)
+        patient_ids.append(pid)
+        patient_units.append(related)
+        weights.append(3.0 if age >= 70 else 0.6 if age < 18 else 1.0)
+
+    cumulative = list(accumulate(weights))
+    staff_of = {u.id: [p for ps in u.staff.values() for p in ps] for u in units}
+    produced = 0
+    while produced < observations:
+        i = g.rng.choices(range(len(patient_ids)), cum_weights=cumulative)[0]
+        pid = patient_ids[i]
+        unit, practitioner = g.rng.choice(patient_units[i])
+        practitioner = practitioner or g.rng.choice(staff_of[unit.id])
+        start = g.now - timedelta(minutes=g.rng.randrange(60, 3 * 365 * 24 * 60))
+        eid = g.uuid()
+        rows["encounter"].append(
+            (
+                eid,
+                pid,
+                unit.id,
+                "clinical",
+                practitioner,
+                ENCOUNTER_CLASS[unit.kind],
+                "finished",
+                start,
+                start + timedelta(minutes=g.rng.randrange(10, 90)),
+            )
+        )
+        is_lab = unit.kind in {"fastlegekontor", "legevakt"} and g.rng.random() < 0.5
+        table = LABS if is_lab else VITALS
+        count = min(g.rng.randrange(6, 15), observations - produced)
+        for k in range(count):
+            code, display, value_unit, mean, sd = table[k % len(table)]
+            value = round(max(0.0, g.rng.gauss(mean, sd)), 1)
+            rows["observation"].append(
+                (
+                    g.uuid(),
+                    pid,
+                    eid,
+                    unit.id,
+                    "laboratory" if is_lab else "vital-signs",
+                    "final",
+                    LOINC,
+                    code,
+                    display,
+                    value,
+                    value_unit,
+                    start + timedelta(minutes=k),
+                )
+            )
+        produced += count
+
+    columns = {
+        "municipality": ["id", "number", "name"],
+        "organization": ["id", "municipality_id", "org_number", "name", "unit_type"],
+        "practitioner": ["id", "national_id", "hpr_number", "family_name", "given_name"],
+        "practitioner_role": [
+            "id",
+            "practitioner_id",
+            "organization_id",
+            "role",
+            "period_start",
+            "period_end",
+        ],
+        "patient": [
+            "id",
+            "national_id",
+            "family_name",
+            "given_name",
+            "birth_date",
+            "gender",
+            "municipality_id",
+            "owning_unit_id",
+            "category",
+        ],
+        "care_relation": [
+            "id",
+            "patient_id",
+            "organization_id",
+            "practitioner_id",
+            "purpose",
+            "period_start",
+            "period_end",
+            "owning_unit_id",
+            "category",
+        ],
+        "encounter": [
+            "id",
+            "patient_id",
+            "owning_unit_id",
+            "category",
+            "practitioner_id",
+            "class_code",
+            "status",
+            "period_start",
+            "period_end",
+        ],
+        "observation": [
+            "id",
+            "patient_id",
+            "encounter_id",
+            "owning_unit_id",
+            "category",
+            "status",
+            "code_system",
+            "code",
+            "code_display",
+            "value_quantity",
+            "value_unit",
+            "effective_at",
+        ],
+    }
+    async with conn.transaction():
+        for table, cols in columns.items():
+            await _copy(conn, table, cols, rows[table])
+        await conn.execute("ANALYZE")
+    return SeedReport({t: len(r) for t, r in rows.items()}, time.perf_counter() - started)

@@ -1,0 +1,219 @@
+"""Test fixtures: a real PostgreSQL, a real gateway process (which starts the real Cerbos PDP), and
+clients that talk to it over HTTP with demo tokens.
+
+PostgreSQL: with `DATABASE_URL` set, a fresh database is created on that server for the session and
+dropped afterwards; without it, an embedded server (pgserver) runs in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from gateway import demo_issuer
+from gateway.components import free_port, start_embedded_postgres
+from gateway.config import load_settings
+from gateway.db import with_database
+from gateway.personas import PERSONAS
+
+PROJECT = Path(__file__).resolve().parent.parent
+TEST_PATIENTS = 400
+
+
+def run(coro: Any) -> Any:
+    """Run a coroutine from a synchronous test."""
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server URL (its `postgres` database): the given one, or an embedded one."""
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        yield with_database(given, "postgres")
+        return
+    url, stop = start_embedded_postgres(tmp_path_factory.mktemp("pg") / "data")
+    try:
+        yield with_database(url, "postgres")
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def make_database(server_url: str) -> Iterator[Any]:
+    """A factory of fresh, empty databases on the test server; all are dropped at the end."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"akson_test_{uuid.uuid4().hex[:10]}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(server_url)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        run(create())
+        created.append(name)
+        return with_database(server_url, name)
+
+    yield make
+
+    async def drop_all() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            for name in created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    run(drop_all())
+
+
+@dataclass
+class Gateway:
+    """A running `akson serve` process and what a test needs to talk to it and inspect it."""
+
+    base_url: str
+    database_url: str
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def token(self, persona: str, **overrides: Any) -> str:
+        """A demo token for a persona, optionally with claims changed (None removes a claim)."""
+        settings = load_settings({"AKSON_DATA_DIR": str(self.data_dir), "AKSON_PROJECT_DIR": str(PROJECT)})
+        claims = demo_issuer.persona_claims(PERSONAS[persona], issuer=settings.issuer, audience=settings.audience)
+        for key, value in overrides.items():
+            if value is None:
+                claims.pop(key, None)
+            else:
+                claims[key] = value
+        return demo_issuer.sign(claims, demo_issuer.load_or_create_key(settings.demo_key_path))
+
+    def post(
+        self,
+        query: str,
+        *,
+        token: str | None = None,
+        persona: str | None = None,
+        variables: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """POST a GraphQL query as a client would."""
+        headers = dict(kwargs.pop("headers", {}))
+        if persona is not None:
+            token = self.token(persona)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        return httpx.post(f"{self.base_url}/graphql", json=body, headers=headers, timeout=30, **kwargs)
+
+    def query(self, query: str, persona: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON answer of a query made as a persona (HTTP 200 expected)."""
+        response = self.post(query, persona=persona, variables=variables)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Read the journal directly, as an independent check of what the API says."""
+
+        async def go() -> list[asyncpg.Record]:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                return list(await conn.fetch(sql, *args))
+            finally:
+                await conn.close()
+
+        result: list[asyncpg.Record] = run(go())
+        return result
+
+
+def start_gateway(
+    database_url: str,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    demo_patients: int = TEST_PATIENTS,
+) -> Gateway:
+    """Start `akson serve --demo` as a subprocess and wait until it is healthy."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "gateway.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"CERBOS_URL", "OTEL_TRACES_EXPORTER"}},
+        "DATABASE_URL": database_url,
+        "AKSON_DATA_DIR": str(data_dir),
+        "AKSON_PROJECT_DIR": str(PROJECT),
+        "OTEL_TRACES_EXPORTER": "console",
+        **(extra_env or {}),
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--demo",
+                "--demo-patients",
+                str(demo_patients),
+                "--port",
+                str(port),
+            ],
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    gateway = Gateway(f"http://127.0.0.1:{port}", database_url, data_dir, log_path, process)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited at start-up:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{gateway.base_url}/healthz", timeout=2).status_code in (200, 503):
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_gateway(gateway)
+    raise RuntimeError(f"gateway did not start in time:\n{log_path.read_text()}")
+
+
+def stop_gateway(gateway: Gateway) -> int:
+    """Stop the gateway as Ctrl-C would and return its exit code."""
+    if gateway.process.poll() is None:
+        gateway.process.send_signal(signal.SIGINT)
+        try:
+            gateway.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            gateway.process.kill()
+            gateway.process.wait()
+    return int(gateway.process.returncode)
+
+
+@pytest.fixture(scope="session")
+def gateway(make_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The gateway every HTTP test talks to, on a freshly seeded demo journal."""
+    started = start_gateway(make_database(), tmp_path_factory.mktemp("gateway"))
+    try:
+        yield started
+    finally:
+        stop_gateway(started)
