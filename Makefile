@@ -12,10 +12,18 @@ NODE_STAMP := node_modules/.installed
 run: deps
 	$(BIN)/akson serve --demo
 
+# The suite runs against an embedded PostgreSQL; when a server answers on 127.0.0.1:5432 (or
+# TEST_DATABASE_URL names one), it runs a second time against that server.
+LOCAL_PG ?= postgresql://postgres@127.0.0.1:5432/postgres
+
 test: deps
 	$(BIN)/ruff check gateway resolvers tests bench examples
 	$(MAKE) --no-print-directory policy-test
-	$(BIN)/pytest -q
+	env -u DATABASE_URL $(BIN)/pytest -q
+	@url="$${TEST_DATABASE_URL:-$(LOCAL_PG)}"; \
+	if $(BIN)/python -c "import asyncio, asyncpg, sys; asyncio.run(asyncpg.connect(sys.argv[1], timeout=3))" "$$url" 2>/dev/null; then \
+		echo "== again against $$url"; DATABASE_URL="$$url" $(BIN)/pytest -q; \
+	else echo "== no PostgreSQL server at $$url: embedded run only"; fi
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 

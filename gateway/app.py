@@ -34,13 +34,21 @@ from gateway.auth import (
     AuthenticationMiddleware,
     Authenticator,
     TokenVerifier,
+    is_graphiql_page,
     send_error,
 )
 from gateway.authz import Authorizer, policy_fingerprint
 from gateway.config import Settings, load_settings
 from gateway.context import Context, Loaders
 from gateway.db import create_pool
-from gateway.errors import AksonError, AuditUnavailable, BadRequest, graphql_error_payload
+from gateway.errors import (
+    AksonError,
+    AuditUnavailable,
+    BadRequest,
+    ServiceUnavailable,
+    as_client_error,
+    graphql_error_payload,
+)
 from gateway.schema import schema
 from gateway.store import Store
 from gateway.telemetry import setup_logging, setup_tracing, traced
@@ -74,6 +82,9 @@ class GraphQLView(GraphQL[Context, None]):
             await send({"type": "websocket.close", "code": 4403})
             return
         request = Request(scope=scope, receive=receive)
+        if is_graphiql_page(scope):
+            await (await self.render_graphql_ide(request))(scope, receive, send)
+            return
         try:
             response = await self.run(request)
         except HTTPException as exc:
@@ -92,17 +103,25 @@ class GraphQLView(GraphQL[Context, None]):
         return Context(request=request, principal=principal, store=store, audit=audit, loaders=Loaders(store))
 
     async def execute_operation(self, **kwargs: Any) -> Any:  # type: ignore[override]
-        """Run the operation, then write its audit records; if they cannot be written, drop the data."""
+        """Run the operation, write its audit records, and fail closed: if the records cannot be
+        written, or a component was unreachable, the response carries no data."""
         result = await super().execute_operation(**kwargs)
         context: Context = kwargs["context"]
         try:
             await context.audit.flush(runtime_of(context.request.scope).pool)
-        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        except Exception as exc:
             log.error("audit write failed; withholding the response data: %s", type(exc).__name__)
-            kwargs["sub_response"].status_code = AuditUnavailable.http_status
-            error = AuditUnavailable("the access could not be recorded in the audit log, so no data is returned")
-            return ExecutionResult(data=None, errors=[StrawberryGraphQLError(error.message, original_error=error)])
+            return self._fail_closed(kwargs, AuditUnavailable("the access could not be recorded in the audit log, so no data is returned"))
+        for error in result.errors or []:
+            client_error = as_client_error(error.original_error) if error.original_error else None
+            if isinstance(client_error, ServiceUnavailable):
+                return self._fail_closed(kwargs, client_error)
         return result
+
+    @staticmethod
+    def _fail_closed(kwargs: dict[str, Any], error: ServiceUnavailable) -> ExecutionResult:
+        kwargs["sub_response"].status_code = error.http_status
+        return ExecutionResult(data=None, errors=[StrawberryGraphQLError(error.message, original_error=error)])
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         payload: GraphQLHTTPResponse = {"data": result.data}

@@ -20,7 +20,7 @@ from joserfc.jwk import KeySet
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import demo_issuer as claims_names
-from gateway.errors import AksonError, Forbidden, Unauthenticated, http_error_body
+from gateway.errors import AksonError, Forbidden, Unauthenticated, as_client_error, http_error_body
 from gateway.personas import PrincipalKind
 
 ALLOWED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
@@ -166,19 +166,23 @@ class AuthenticationMiddleware:
         self._authenticator_of = authenticator_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _is_graphiql_page(scope):
+        if scope["type"] != "http" or is_graphiql_page(scope):
             await self._app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             scope[PRINCIPAL_SCOPE_KEY] = await self._authenticator_of(scope).authenticate(headers.get("authorization"))
-        except AksonError as error:
+        except Exception as exc:
+            error = as_client_error(exc)
+            if error is None:
+                raise
             await send_error(send, error)
             return
         await self._app(scope, receive, send)
 
 
-def _is_graphiql_page(scope: Scope) -> bool:
+def is_graphiql_page(scope: Scope) -> bool:
+    """A browser asking for the GraphiQL page itself (no query to execute)."""
     if scope.get("method") != "GET" or b"query=" in scope.get("query_string", b""):
         return False
     accept = next((v for k, v in scope["headers"] if k.lower() == b"accept"), b"")

@@ -113,13 +113,22 @@ async def ensure_database(url: str) -> None:
         await conn.close()
 
 
+async def _keep_connection(conn: asyncpg.Connection) -> None:
+    return None
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """The gateway's connection pool; statements run with a timeout so a stuck query fails cleanly."""
+    """The gateway's connection pool; statements run with a timeout so a stuck query fails cleanly.
+
+    The gateway keeps no session state on pooled connections (no advisory locks, LISTEN, cursors or
+    SET), so the default reset round trip on every release is skipped.
+    """
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         command_timeout=30,
+        reset=_keep_connection,
         server_settings={"application_name": "akson-gateway", "timezone": "UTC"},
     )
     assert pool is not None

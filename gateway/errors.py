@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import asyncpg
 from graphql import GraphQLError, GraphQLSyntaxError
 
 
@@ -75,6 +76,27 @@ class AuditUnavailable(ServiceUnavailable):
     code = "AUDIT_UNAVAILABLE"
 
 
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def as_client_error(exc: BaseException) -> AksonError | None:
+    """The typed error a client should see for `exc`, or None when it is a bug.
+
+    A database that cannot be reached is an outage, not a bug: it becomes ServiceUnavailable.
+    """
+    if isinstance(exc, AksonError):
+        return exc
+    if isinstance(exc, _UNREACHABLE):
+        return ServiceUnavailable("the journal database is unavailable; no data was returned")
+    return None
+
+
 def graphql_error_payload(error: GraphQLError) -> dict[str, Any]:
     """Turn an execution error into what the client sees: typed, and masked unless it is ours.
 
@@ -86,8 +108,9 @@ def graphql_error_payload(error: GraphQLError) -> dict[str, Any]:
         formatted = dict(error.formatted)
         formatted["extensions"] = {"code": code, **(error.extensions or {})}
         return formatted
-    if isinstance(original, AksonError):
-        payload: dict[str, Any] = {"message": original.message, "extensions": dict(original.extensions)}
+    client_error = as_client_error(original)
+    if client_error is not None:
+        payload: dict[str, Any] = {"message": client_error.message, "extensions": dict(client_error.extensions)}
     else:
         payload = {
             "message": "Unexpected error; it has been logged.",

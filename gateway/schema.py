@@ -10,7 +10,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext
 
-from gateway.errors import AksonError
+from gateway.errors import as_client_error
 from gateway.telemetry import OperationSpan
 from resolvers.patients import Patient, PatientConnection, patient, patients
 
@@ -41,7 +41,7 @@ class AksonSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         for error in errors:
             original = error.original_error
-            if original is not None and not isinstance(original, AksonError | GraphQLError):
+            if original is not None and not isinstance(original, GraphQLError) and as_client_error(original) is None:
                 log.error("unexpected error while executing", exc_info=error.original_error)
 
 
@@ -51,9 +51,9 @@ def build_schema() -> AksonSchema:
         query=Query,
         extensions=[
             OperationSpan,
-            QueryDepthLimiter(max_depth=MAX_DEPTH),
-            MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         ],
     )
 

@@ -1,0 +1,44 @@
+"""The `akson` command as a newcomer uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
+from tests.conftest import PROJECT, Gateway
+
+
+def akson(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AKSON_DATA_DIR": str(gateway.data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=PROJECT, env=env, check=False
+    )
+
+
+def test_personas_lists_every_demo_persona_and_the_citizen_patient_id() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "personas"], capture_output=True, text=True, check=True, cwd=PROJECT
+    ).stdout
+    for name in ["homecare-nurse", "gp", "health-secretary", "nurse-other-municipality", "citizen", "vendor-app"]:
+        assert name in out
+    assert str(CITIZEN_PATIENT_ID) in out
+    assert set(PERSONAS) == {line.split()[0] for line in out.splitlines()}
+
+
+def test_token_prints_a_token_alone_on_its_last_line_that_the_gateway_accepts(gateway: Gateway) -> None:
+    done = akson(gateway, "token", "--persona", "homecare-nurse")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().splitlines()[-1]
+    assert token.count(".") == 2 and " " not in token
+    result = gateway.post(
+        "query($id: ID!) { patient(id: $id) { id } }", token=token, variables={"id": str(CITIZEN_PATIENT_ID)}
+    ).json()
+    assert result == {"data": {"patient": {"id": str(CITIZEN_PATIENT_ID)}}}
+
+
+def test_token_for_an_unknown_persona_fails_with_the_list_of_known_ones(gateway: Gateway) -> None:
+    done = akson(gateway, "token", "--persona", "doctor-who")
+    assert done.returncode == 2
+    assert "homecare-nurse" in done.stderr and done.stdout == ""

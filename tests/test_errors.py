@@ -1,0 +1,78 @@
+"""Bad input gets a clear, typed error: never a 500, a stack trace or SQL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import Gateway
+
+
+def assert_no_internals(text: str) -> None:
+    for leak in ("Traceback", "asyncpg", "SELECT", 'File "', "INTERNAL_SERVER_ERROR"):
+        assert leak not in text
+
+
+def test_a_body_that_is_not_json_is_a_bad_request(gateway: Gateway) -> None:
+    response = httpx.post(
+        f"{gateway.base_url}/graphql",
+        content=b'{"query": "{ patients(fir',
+        headers={"Authorization": f"Bearer {gateway.token('gp')}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert_no_internals(response.text)
+
+
+def test_malformed_graphql_is_a_parse_error(gateway: Gateway) -> None:
+    result = gateway.query("{ patients(fir", "gp")
+    assert result["data"] is None
+    assert result["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert_no_internals(str(result))
+
+
+def test_an_unknown_field_is_a_validation_error(gateway: Gateway) -> None:
+    result = gateway.query("{ patients(first: 1) { edges { node { socialSecret } } } }", "gp")
+    assert result["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "socialSecret" in result["errors"][0]["message"]
+
+
+def test_a_missing_required_argument_is_a_validation_error(gateway: Gateway) -> None:
+    result = gateway.query("{ patients { totalCount } }", "gp")
+    assert result["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_a_missing_variable_is_a_validation_error(gateway: Gateway) -> None:
+    result = gateway.query("query($id: ID!) { patient(id: $id) { id } }", "gp", {})
+    assert result["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        (
+            "{ " + " ".join(f"a{i}: patients(first: 1) {{ totalCount }}" for i in range(40)) + " }",
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        ("{ " + " ".join(["__typename"] * 2500) + " }", "GRAPHQL_PARSE_FAILED"),
+    ],
+    ids=["too-many-aliases", "too-many-tokens"],
+)
+def test_oversized_queries_are_refused_before_execution(gateway: Gateway, query: str, code: str) -> None:
+    result = gateway.query(query, "gp")
+    assert result["data"] is None
+    assert result["errors"][0]["extensions"]["code"] == code
+
+
+def test_queries_in_the_url_are_not_accepted(gateway: Gateway) -> None:
+    response = httpx.get(
+        f"{gateway.base_url}/graphql",
+        params={"query": "{ patients(first: 1) { totalCount } }"},
+        headers={"Authorization": f"Bearer {gateway.token('gp')}", "Accept": "application/json"},
+    )
+    assert response.status_code in {400, 405}
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_health_reports_database_and_pdp(gateway: Gateway) -> None:
+    assert httpx.get(f"{gateway.base_url}/healthz").json() == {"status": "ok", "database": "ok", "cerbos": "ok"}

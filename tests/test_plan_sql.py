@@ -1,0 +1,126 @@
+"""The query-plan translator (a pure function): values become parameters, unknown shapes deny."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.plan_sql import Column, Params, SetOf, Translator, UntranslatablePlan
+from gateway.resources import PATIENT
+
+U1 = "0a9e7a31-0000-4000-8000-000000000011"
+U2 = "0a9e7a31-0000-4000-8000-000000000012"
+ATTRS = {
+    "unit": Column("t.unit_id", "uuid"),
+    "category": Column("t.category", "text"),
+    "age": Column("t.age", "integer"),
+    "units": SetOf("SELECT x.unit_id FROM x WHERE x.t_id = t.id", "uuid"),
+}
+
+
+def var(name: str) -> dict[str, Any]:
+    return {"variable": f"request.resource.attr.{name}"}
+
+
+def val(value: Any) -> dict[str, Any]:
+    return {"value": value}
+
+
+def expr(op: str, *operands: dict[str, Any]) -> dict[str, Any]:
+    return {"expression": {"operator": op, "operands": list(operands)}}
+
+
+def translate(condition: dict[str, Any]) -> tuple[str, list[Any]]:
+    params = Params()
+    return Translator(ATTRS).where(condition, params), params.values
+
+
+def test_a_cerbos_care_relation_plan_becomes_two_exists_clauses_with_parameters() -> None:
+    plan = expr("or", expr("hasIntersection", var("units"), val([U1, U2])), expr("in", val(U1), var("units")))
+    sql, values = translate(plan)
+    assert sql == (
+        "(EXISTS (SELECT 1 FROM (SELECT x.unit_id FROM x WHERE x.t_id = t.id) AS s(v) WHERE s.v = ANY($1::uuid[]))"
+        " OR EXISTS (SELECT 1 FROM (SELECT x.unit_id FROM x WHERE x.t_id = t.id) AS s(v) WHERE s.v = $2::uuid))"
+    )
+    assert values == [[U1, U2], U1]
+
+
+def test_values_never_enter_the_sql_text() -> None:
+    hostile = "x'); DROP TABLE patient; --"
+    sql, values = translate(
+        expr("and", expr("eq", var("category"), val(hostile)), expr("ne", var("category"), val("a")))
+    )
+    assert hostile not in sql and "DROP" not in sql
+    assert sql == "((t.category = $1::text) AND (t.category <> $2::text))"
+    assert values == [hostile, "a"]
+
+
+@pytest.mark.parametrize(
+    ("op", "expected"), [("lt", ">"), ("gt", "<"), ("le", ">="), ("ge", "<="), ("eq", "="), ("ne", "<>")]
+)
+def test_a_comparison_with_the_value_first_is_flipped(op: str, expected: str) -> None:
+    sql, values = translate(expr(op, val(12), var("age")))
+    assert sql == f"(t.age {expected} $1::integer)"
+    assert values == [12]
+
+
+def test_whole_numbers_from_protobuf_doubles_become_integers() -> None:
+    assert translate(expr("ge", var("age"), val(16.0)))[1] == [16]
+
+
+def test_a_column_in_a_list_becomes_any() -> None:
+    assert translate(expr("in", var("unit"), val([U1, "not-a-uuid"]))) == ("(t.unit_id = ANY($1::uuid[]))", [[U1]])
+
+
+def test_values_that_cannot_match_a_uuid_column_make_the_condition_false_not_an_error() -> None:
+    assert translate(expr("eq", var("unit"), val("")))[0] == "FALSE"
+    assert translate(expr("ne", var("unit"), val("")))[0] == "TRUE"
+    assert translate(expr("in", val("nobody"), var("units")))[0] == "FALSE"
+    assert translate(expr("hasIntersection", var("units"), val([])))[0] == "FALSE"
+
+
+def test_not_and_boolean_constants_translate() -> None:
+    assert translate(expr("not", expr("eq", var("category"), val("x")))) == ("(NOT (t.category = $1::text))", ["x"])
+    assert translate(expr("and", val(True), val(False)))[0] == "(TRUE AND FALSE)"
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        expr("startsWith", var("category"), val("a")),
+        expr("exists", var("units"), {"expression": {"operator": "lambda", "operands": []}}),
+        expr("eq", {"variable": "request.resource.id"}, val("x")),
+        expr("eq", var("unknown_attribute"), val("x")),
+        expr("eq", var("category"), var("category")),
+        expr("lt", var("unit"), val("")),
+        expr("hasIntersection", var("category"), val(["a"])),
+        expr("and"),
+        val("just a string"),
+        {"variable": "request.resource.attr.category"},
+    ],
+    ids=[
+        "unknown-function",
+        "lambda",
+        "resource-id",
+        "unknown-attribute",
+        "two-variables",
+        "ordering-impossible",
+        "intersection-on-scalar",
+        "empty-and",
+        "bare-string",
+        "bare-variable",
+    ],
+)
+def test_anything_the_translator_does_not_know_is_refused_never_allowed(condition: dict[str, Any]) -> None:
+    with pytest.raises(UntranslatablePlan):
+        translate(condition)
+
+
+def test_the_patient_kind_maps_every_attribute_of_its_json_schema() -> None:
+    import json
+
+    from tests.conftest import PROJECT
+
+    schema = json.loads((PROJECT / "policies" / "_schemas" / "patient.json").read_text())
+    assert set(schema["required"]) == set(PATIENT.attributes) == set(schema["properties"])
