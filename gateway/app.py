@@ -111,7 +111,9 @@ class GraphQLView(GraphQL[Context, None]):
             await context.audit.flush(runtime_of(context.request.scope).pool)
         except Exception as exc:
             log.error("audit write failed; withholding the response data: %s", type(exc).__name__)
-            return self._fail_closed(kwargs, AuditUnavailable("the access could not be recorded in the audit log, so no data is returned"))
+            return self._fail_closed(
+                kwargs, AuditUnavailable("the access could not be recorded in the audit log, so no data is returned")
+            )
         for error in result.errors or []:
             client_error = as_client_error(error.original_error) if error.original_error else None
             if isinstance(client_error, ServiceUnavailable):

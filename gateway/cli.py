@@ -1,4 +1,4 @@
-"""The `akson` command: serve, migrate, seed, token, personas, schema."""
+"""The `akson` command: serve, migrate, seed, token, personas, schema, audit."""
 
 from __future__ import annotations
 
@@ -129,6 +129,36 @@ def _cmd_personas(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _recent_audit(url: str, last: int) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            """SELECT recorded_at, actor_kind, coalesce(actor_hpr_number, actor_id) AS actor, client_id,
+                      patient_id, resource_kind, action, decision, reason
+                 FROM audit_event ORDER BY id DESC LIMIT $1""",
+            last,
+        )
+        return list(reversed(rows))
+    finally:
+        await conn.close()
+
+
+def _cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    url, stop = start_database(settings)
+    try:
+        rows = asyncio.run(_recent_audit(url, args.last))
+    finally:
+        if stop:
+            stop()
+    for r in rows:
+        print(
+            f"{r['recorded_at']:%Y-%m-%d %H:%M:%S}  {r['decision']:<5} {r['reason'] or '-':<20} "
+            f"{r['actor_kind']}:{r['actor']}  app={r['client_id']}  {r['resource_kind']}.{r['action']} "
+            f"patient={r['patient_id'] or '-'}"
+        )
+    return 0
+
+
 def _cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.schema import schema
 
@@ -163,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("personas", help="list the demo personas").set_defaults(handler=_cmd_personas)
     sub.add_parser("schema", help="print the GraphQL schema (SDL)").set_defaults(handler=_cmd_schema)
+
+    audit = sub.add_parser("audit", help="show the most recent audit records")
+    audit.add_argument("--last", type=int, default=20)
+    audit.set_defaults(handler=_cmd_audit)
     return parser
 
 

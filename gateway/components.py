@@ -13,6 +13,7 @@ import contextlib
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,9 @@ def free_port() -> int:
 
 def start_embedded_postgres(pgdata: Path) -> tuple[str, Callable[[], None]]:
     """Start (or join) the embedded server and return its URL and a stop function."""
-    import pgserver
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")

@@ -42,3 +42,22 @@ def test_token_for_an_unknown_persona_fails_with_the_list_of_known_ones(gateway:
     done = akson(gateway, "token", "--persona", "doctor-who")
     assert done.returncode == 2
     assert "homecare-nurse" in done.stderr and done.stdout == ""
+
+
+def test_audit_shows_the_latest_decisions(gateway: Gateway) -> None:
+    gateway.query(
+        "query($id: ID!) { patient(id: $id) { id } }", "nurse-other-municipality", {"id": str(CITIZEN_PATIENT_ID)}
+    )
+    env = {**os.environ, "DATABASE_URL": gateway.database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "audit", "--last", "1"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    assert "DENY" in line and "NO_CARE_RELATION" in line and str(CITIZEN_PATIENT_ID) in line
+    assert PERSONAS["nurse-other-municipality"].hpr_number in line

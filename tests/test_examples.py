@@ -1,0 +1,40 @@
+"""The examples a vendor developer starts from run against a real gateway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import PROJECT, Gateway
+
+
+def test_the_list_patients_example_pages_through_exactly_the_visible_patients(gateway: Gateway) -> None:
+    env = {
+        **os.environ,
+        "AKSON_URL": gateway.base_url,
+        "AKSON_TOKEN": gateway.token("homecare-nurse"),
+        "AKSON_PAGE_SIZE": "10",
+    }
+    done = subprocess.run(
+        [sys.executable, "examples/list_patients.py"], capture_output=True, text=True, cwd=PROJECT, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    total = gateway.query("{ patients(first: 1) { totalCount } }", "homecare-nurse")["data"]["patients"]["totalCount"]
+    assert len(lines) == total > 10
+    assert done.stderr.strip() == f"{total} of {total} patients"
+
+
+def test_the_first_query_script_shows_a_patient_then_a_refusal(gateway: Gateway) -> None:
+    env = {**os.environ, "AKSON_URL": gateway.base_url, "AKSON_DATA_DIR": str(gateway.data_dir)}
+    script = (
+        (PROJECT / "examples" / "first_query.sh")
+        .read_text()
+        .replace(".venv/bin/akson", f"{sys.executable} -m gateway.cli")
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=PROJECT, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    nurse, other = done.stdout.split("== as nurse-other-municipality")
+    assert '"name":{"text":"Ola Nordmann"}' in nurse
+    assert '"code":"FORBIDDEN"' in other and '"reason":"NO_CARE_RELATION"' in other and "Nordmann" not in other
