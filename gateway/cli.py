@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -71,9 +72,15 @@ def _cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    # uvicorn re-raises the signal that stopped it; as an exception, SIGTERM still runs the cleanup below.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     components = start_components(settings)
     try:
         asyncio.run(

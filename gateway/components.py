@@ -10,8 +10,11 @@ leaves the server running.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +26,7 @@ import httpx
 from gateway.config import Settings
 
 EMBEDDED_DATABASE = "akson"
+_PR_SET_PDEATHSIG = 1
 
 
 class ComponentError(RuntimeError):
@@ -45,6 +49,13 @@ def start_embedded_postgres(pgdata: Path) -> tuple[str, Callable[[], None]]:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     return server.get_uri(EMBEDDED_DATABASE), server.cleanup
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when the gateway dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -103,6 +114,7 @@ class CerbosProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.http_port}/_cerbos/health"

@@ -41,6 +41,16 @@ def test_serve_without_database_url_starts_embedded_postgres_and_cerbos_and_stop
     assert not pid_file.exists(), "the embedded PostgreSQL still runs after the gateway stopped"
 
 
+def test_a_sigterm_stops_the_pdp_the_gateway_started(gateway: Gateway, tmp_path: Path) -> None:
+    second = start_gateway(gateway.database_url, tmp_path / "term")
+    config = (tmp_path / "term" / "cerbos" / "cerbos.yaml").read_text()
+    cerbos_port = int(re.search(r'grpcListenAddr: "127\.0\.0\.1:(\d+)"', config).group(1))  # type: ignore[union-attr]
+    assert listening(cerbos_port)
+    second.process.terminate()
+    assert second.process.wait(timeout=30) == 128 + 15
+    assert not listening(cerbos_port), "Cerbos still runs after the gateway was terminated"
+
+
 def test_with_the_pdp_unreachable_requests_fail_closed_with_503(gateway: Gateway, tmp_path: Path) -> None:
     blind = start_gateway(
         gateway.database_url, tmp_path / "blind", extra_env={"CERBOS_URL": f"127.0.0.1:{free_port()}"}
