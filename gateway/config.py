@@ -36,8 +36,6 @@ class Settings:
     demo_issuer: bool
     traces_exporter: str
     max_page_size: int = 100
-    max_query_depth: int = 10
-    max_query_tokens: int = 2000
 
     @property
     def demo_key_path(self) -> Path:

@@ -205,6 +205,69 @@ FIXED_UNITS = {
 }
 
 
+# Journal tables in load order, with the columns the seeder fills.
+TABLE_COLUMNS: dict[str, list[str]] = {
+    "municipality": ["id", "number", "name"],
+    "organization": ["id", "municipality_id", "org_number", "name", "unit_type"],
+    "practitioner": ["id", "national_id", "hpr_number", "family_name", "given_name"],
+    "practitioner_role": [
+        "id",
+        "practitioner_id",
+        "organization_id",
+        "role",
+        "period_start",
+        "period_end",
+    ],
+    "patient": [
+        "id",
+        "national_id",
+        "family_name",
+        "given_name",
+        "birth_date",
+        "gender",
+        "municipality_id",
+        "owning_unit_id",
+        "category",
+    ],
+    "care_relation": [
+        "id",
+        "patient_id",
+        "organization_id",
+        "practitioner_id",
+        "purpose",
+        "period_start",
+        "period_end",
+        "owning_unit_id",
+        "category",
+    ],
+    "encounter": [
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "category",
+        "practitioner_id",
+        "class_code",
+        "status",
+        "period_start",
+        "period_end",
+    ],
+    "observation": [
+        "id",
+        "patient_id",
+        "encounter_id",
+        "owning_unit_id",
+        "category",
+        "status",
+        "code_system",
+        "code",
+        "code_display",
+        "value_quantity",
+        "value_unit",
+        "effective_at",
+    ],
+}
+
+
 @dataclass
 class Unit:
     id: uuid.UUID
@@ -305,19 +368,7 @@ async def seed(
     observations = patients * 40 if observations is None else observations
     started = time.perf_counter()
     g = _Generator(seed_value, today or date.today())
-    rows: dict[str, list[tuple[Any, ...]]] = {
-        k: []
-        for k in (
-            "municipality",
-            "organization",
-            "practitioner",
-            "practitioner_role",
-            "patient",
-            "care_relation",
-            "encounter",
-            "observation",
-        )
-    }
+    rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in TABLE_COLUMNS}
 
     units: list[Unit] = []
     for mid, number, name, _ in MUNICIPALITIES:
@@ -479,68 +530,8 @@ async def seed(
             )
         produced += count
 
-    columns = {
-        "municipality": ["id", "number", "name"],
-        "organization": ["id", "municipality_id", "org_number", "name", "unit_type"],
-        "practitioner": ["id", "national_id", "hpr_number", "family_name", "given_name"],
-        "practitioner_role": [
-            "id",
-            "practitioner_id",
-            "organization_id",
-            "role",
-            "period_start",
-            "period_end",
-        ],
-        "patient": [
-            "id",
-            "national_id",
-            "family_name",
-            "given_name",
-            "birth_date",
-            "gender",
-            "municipality_id",
-            "owning_unit_id",
-            "category",
-        ],
-        "care_relation": [
-            "id",
-            "patient_id",
-            "organization_id",
-            "practitioner_id",
-            "purpose",
-            "period_start",
-            "period_end",
-            "owning_unit_id",
-            "category",
-        ],
-        "encounter": [
-            "id",
-            "patient_id",
-            "owning_unit_id",
-            "category",
-            "practitioner_id",
-            "class_code",
-            "status",
-            "period_start",
-            "period_end",
-        ],
-        "observation": [
-            "id",
-            "patient_id",
-            "encounter_id",
-            "owning_unit_id",
-            "category",
-            "status",
-            "code_system",
-            "code",
-            "code_display",
-            "value_quantity",
-            "value_unit",
-            "effective_at",
-        ],
-    }
     async with conn.transaction():
-        for table, cols in columns.items():
+        for table, cols in TABLE_COLUMNS.items():
             await _copy(conn, table, cols, rows[table])
         await conn.execute("ANALYZE")
     return SeedReport({t: len(r) for t, r in rows.items()}, time.perf_counter() - started)
