@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 URL="${AKSON_URL:-http://127.0.0.1:8000}/graphql"
-PATIENT="a11ce000-0000-4000-8000-000000000201"   # the demo citizen, Ola Nordmann (`akson personas`)
+PATIENT="UGF0aWVudDphMTFjZTAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAyMDE="   # Ola Nordmann (`akson personas`)
 QUERY='{"query":"query($id: ID!) { patient(id: $id) { id name { text } birthDate } }","variables":{"id":"'"$PATIENT"'"}}'
 
 for persona in homecare-nurse nurse-other-municipality; do

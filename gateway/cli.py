@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import signal
 import sys
@@ -128,10 +129,15 @@ def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def patient_global_id(raw: object) -> str:
+    """The API's global id of a patient (Relay convention: base64 of `Patient:<id>`)."""
+    return base64.b64encode(f"Patient:{raw}".encode()).decode()
+
+
 def _cmd_personas(settings: Settings, args: argparse.Namespace) -> int:
     width = max(len(name) for name in PERSONAS)
     for persona in PERSONAS.values():
-        ident = f"patient {persona.entity_id}" if persona.kind == "citizen" else persona.kind
+        ident = f"patient {patient_global_id(persona.entity_id)}" if persona.kind == "citizen" else persona.kind
         print(f"{persona.name:<{width}}  {ident:<44}  {persona.description}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -9,20 +10,54 @@ from strawberry.dataloader import DataLoader
 
 from gateway.audit import AuditTrail
 from gateway.auth import Principal
-from gateway.store import PatientRecord, Store
+from gateway.resources import ResourceKind
+from gateway.store import ListArgs, Page, Row, Store
 
 MAX_BATCH = 500
 
 
 @dataclass
 class Loaders:
-    """Batching loaders: every `load` of one tick becomes one SQL statement and one Cerbos call."""
+    """Batching loaders: every `load` of one tick becomes one SQL statement and at most one Cerbos
+    call, whatever the number of parents. Loaders are made on first use, one per kind (items) and
+    per kind, parent column and list arguments (nested lists and their counts)."""
 
     store: Store
-    patient: DataLoader[str, PatientRecord] = field(init=False)
+    _items: dict[str, DataLoader[str, Row]] = field(default_factory=dict)
+    _pages: dict[tuple[str, str, ListArgs], DataLoader[uuid.UUID, Page]] = field(default_factory=dict)
+    _counts: dict[tuple[str, str, ListArgs], DataLoader[uuid.UUID, int]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.patient = DataLoader(load_fn=self.store.patients_by_ids, max_batch_size=MAX_BATCH)
+    def item(self, kind: ResourceKind) -> DataLoader[str, Row]:
+        """Resources of one kind by id."""
+        if kind.name not in self._items:
+
+            async def load(ids: list[str]) -> list[Row | Exception]:
+                return await self.store.by_ids(kind, ids)
+
+            self._items[kind.name] = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)  # type: ignore[arg-type]
+        return self._items[kind.name]
+
+    def pages(self, kind: ResourceKind, parent_column: str, args: ListArgs) -> DataLoader[uuid.UUID, Page]:
+        """A page of a parent's children of one kind, for many parents at once."""
+        key = (kind.name, parent_column, args)
+        if key not in self._pages:
+
+            async def load(parents: list[uuid.UUID]) -> list[Page]:
+                return await self.store.pages_by_parent(kind, parent_column, parents, args)
+
+            self._pages[key] = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)
+        return self._pages[key]
+
+    def counts(self, kind: ResourceKind, parent_column: str, args: ListArgs) -> DataLoader[uuid.UUID, int]:
+        """How many children of one kind each parent has that the principal may read."""
+        key = (kind.name, parent_column, args)
+        if key not in self._counts:
+
+            async def load(parents: list[uuid.UUID]) -> list[int]:
+                return await self.store.counts_by_parent(kind, parent_column, parents, args)
+
+            self._counts[key] = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)
+        return self._counts[key]
 
 
 @dataclass

@@ -1,30 +1,62 @@
-"""Resource kinds as policy and SQL both see them: table, alias and each policy attribute's SQL.
+"""Resource kinds as policy, SQL and the API see them: table, columns, sort key, filters, and each
+policy attribute's SQL.
 
-One declaration serves both directions: the store selects these expressions to fill resource
-attributes for CheckResources, and the plan translator filters on the same expressions for lists.
-A care relation counts while its period includes now.
+One declaration serves every direction: the store selects the attribute expressions to fill resource
+attributes for CheckResources, the plan translator filters on the same expressions for lists, and the
+keyset pagination and filters are built from the same column list. A care relation counts while its
+period includes now.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.plan_sql import Attribute, Column, SetOf
 
 ACTIVE_CARE_RELATION = "cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now())"
 
+FilterOp = Literal["eq", "ge", "lt"]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A filter an API argument maps to: `column op value`."""
+
+    column: str
+    op: FilterOp
+    pg_type: str
+
 
 @dataclass(frozen=True)
 class ResourceKind:
-    """A kind of journal resource: its Cerbos name, its table and its policy attributes."""
+    """A kind of journal resource: its Cerbos name, GraphQL type, table and policy attributes.
+
+    `order` is the keyset: sort columns with their types, the id last. `newest_first` says which way
+    the default order runs. `patient_column` is None for directory kinds, which are not patient data.
+    """
 
     name: str
+    type_name: str
     table: str
     alias: str
+    columns: tuple[str, ...]
+    order: tuple[tuple[str, str], ...]
     attributes: dict[str, Attribute]
+    patient_column: str | None = "patient_id"
+    newest_first: bool = True
+    filters: dict[str, Filter] = field(default_factory=dict)
+
+    @property
+    def is_patient_data(self) -> bool:
+        return self.patient_column is not None
+
+    def select_list(self) -> str:
+        """The columns of a row, qualified by the alias."""
+        return ", ".join(f"{self.alias}.{c}" for c in self.columns)
 
     def attribute_select(self) -> str:
-        """SELECT-list entries that load every attribute, named `attr_<name>`."""
+        """SELECT-list entries that load every policy attribute, named `attr_<name>`."""
         parts = []
         for name, attribute in self.attributes.items():
             if isinstance(attribute, SetOf):
@@ -34,22 +66,382 @@ class ResourceKind:
         return ", ".join(parts)
 
 
-PATIENT = ResourceKind(
-    name="patient",
-    table="patient",
-    alias="p",
-    attributes={
-        "patient_id": Column("p.id", "uuid"),
-        "owning_unit_id": Column("p.owning_unit_id", "uuid"),
-        "category": Column("p.category", "text"),
+def patient_data_attributes(alias: str, patient_column: str = "patient_id") -> dict[str, Attribute]:
+    """The attributes every patient-data kind carries: whose data, which unit owns it, its data
+    category, and who has an active care relation with the patient."""
+    patient = f"{alias}.{patient_column}"
+    return {
+        "patient_id": Column(patient, "uuid"),
+        "owning_unit_id": Column(f"{alias}.owning_unit_id", "uuid"),
+        "data_category": Column(f"{alias}.data_category", "text"),
         "care_unit_ids": SetOf(
-            f"SELECT cr.organization_id FROM care_relation cr WHERE cr.patient_id = p.id AND {ACTIVE_CARE_RELATION}",
+            f"SELECT cr.organization_id FROM care_relation cr "
+            f"WHERE cr.patient_id = {patient} AND {ACTIVE_CARE_RELATION}",
             "uuid",
         ),
         "care_practitioner_ids": SetOf(
-            "SELECT cr.practitioner_id FROM care_relation cr WHERE cr.patient_id = p.id "
+            f"SELECT cr.practitioner_id FROM care_relation cr WHERE cr.patient_id = {patient} "
             f"AND cr.practitioner_id IS NOT NULL AND {ACTIVE_CARE_RELATION}",
             "uuid",
         ),
+    }
+
+
+def _dated(column: str) -> tuple[tuple[str, str], ...]:
+    return ((column, "timestamptz"), ("id", "uuid"))
+
+
+def _range(column: str, pg_type: str = "timestamptz") -> dict[str, Filter]:
+    stem = column.removesuffix("_at").removesuffix("_start")
+    return {f"{stem}_from": Filter(column, "ge", pg_type), f"{stem}_to": Filter(column, "lt", pg_type)}
+
+
+ORGANIZATION = ResourceKind(
+    name="organization",
+    type_name="Organization",
+    table="organization",
+    alias="o",
+    columns=("id", "municipality_id", "org_number", "name", "unit_type"),
+    order=(("name", "text"), ("id", "uuid")),
+    attributes={"municipality_id": Column("o.municipality_id", "uuid")},
+    patient_column=None,
+    newest_first=False,
+    filters={
+        "unit_type": Filter("unit_type", "eq", "text"),
+        "municipality_id": Filter("municipality_id", "eq", "uuid"),
     },
 )
+
+PRACTITIONER = ResourceKind(
+    name="practitioner",
+    type_name="Practitioner",
+    table="practitioner",
+    alias="pr",
+    columns=("id", "hpr_number", "family_name", "given_name"),
+    order=(("family_name", "text"), ("given_name", "text"), ("id", "uuid")),
+    attributes={},
+    patient_column=None,
+    newest_first=False,
+)
+
+PRACTITIONER_ROLE = ResourceKind(
+    name="practitioner_role",
+    type_name="PractitionerRole",
+    table="practitioner_role",
+    alias="rl",
+    columns=("id", "practitioner_id", "organization_id", "role", "period_start", "period_end"),
+    order=(("period_start", "date"), ("id", "uuid")),
+    attributes={"organization_id": Column("rl.organization_id", "uuid")},
+    patient_column=None,
+)
+
+PATIENT = ResourceKind(
+    name="patient",
+    type_name="Patient",
+    table="patient",
+    alias="p",
+    columns=(
+        "id",
+        "national_id",
+        "family_name",
+        "given_name",
+        "birth_date",
+        "gender",
+        "municipality_id",
+        "owning_unit_id",
+    ),
+    order=(("family_name", "text"), ("given_name", "text"), ("id", "uuid")),
+    attributes=patient_data_attributes("p", "id"),
+    patient_column="id",
+    newest_first=False,
+)
+
+CARE_RELATION = ResourceKind(
+    name="care_relation",
+    type_name="CareRelation",
+    table="care_relation",
+    alias="cre",
+    columns=("id", "patient_id", "organization_id", "practitioner_id", "purpose", "period_start", "period_end"),
+    order=_dated("period_start"),
+    attributes=patient_data_attributes("cre"),
+)
+
+ENCOUNTER = ResourceKind(
+    name="encounter",
+    type_name="Encounter",
+    table="encounter",
+    alias="e",
+    columns=(
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "practitioner_id",
+        "class_code",
+        "status",
+        "period_start",
+        "period_end",
+    ),
+    order=_dated("period_start"),
+    attributes=patient_data_attributes("e"),
+    filters={
+        **_range("period_start"),
+        "status": Filter("status", "eq", "text"),
+        "class_code": Filter("class_code", "eq", "text"),
+    },
+)
+
+OBSERVATION = ResourceKind(
+    name="observation",
+    type_name="Observation",
+    table="observation",
+    alias="ob",
+    columns=(
+        "id",
+        "patient_id",
+        "encounter_id",
+        "diagnostic_report_id",
+        "owning_unit_id",
+        "category",
+        "status",
+        "code_system",
+        "code",
+        "code_display",
+        "value_quantity",
+        "value_unit",
+        "effective_at",
+    ),
+    order=_dated("effective_at"),
+    attributes=patient_data_attributes("ob"),
+    filters={
+        **_range("effective_at"),
+        "code": Filter("code", "eq", "text"),
+        "category": Filter("category", "eq", "text"),
+        "status": Filter("status", "eq", "text"),
+    },
+)
+
+DIAGNOSTIC_REPORT = ResourceKind(
+    name="diagnostic_report",
+    type_name="DiagnosticReport",
+    table="diagnostic_report",
+    alias="dr",
+    columns=(
+        "id",
+        "patient_id",
+        "encounter_id",
+        "owning_unit_id",
+        "category",
+        "status",
+        "code_system",
+        "code",
+        "code_display",
+        "effective_at",
+        "issued_at",
+        "performer_id",
+        "conclusion",
+    ),
+    order=_dated("effective_at"),
+    attributes=patient_data_attributes("dr"),
+    filters={
+        **_range("effective_at"),
+        "code": Filter("code", "eq", "text"),
+        "category": Filter("category", "eq", "text"),
+        "status": Filter("status", "eq", "text"),
+    },
+)
+
+CONDITION = ResourceKind(
+    name="condition",
+    type_name="Condition",
+    table="condition",
+    alias="cn",
+    columns=(
+        "id",
+        "patient_id",
+        "encounter_id",
+        "owning_unit_id",
+        "data_category",
+        "category",
+        "clinical_status",
+        "verification_status",
+        "code_system",
+        "code",
+        "code_display",
+        "onset_date",
+        "abatement_date",
+        "recorded_at",
+        "recorder_id",
+    ),
+    order=_dated("recorded_at"),
+    attributes=patient_data_attributes("cn"),
+    filters={
+        **_range("recorded_at"),
+        "code": Filter("code", "eq", "text"),
+        "category": Filter("category", "eq", "text"),
+        "clinical_status": Filter("clinical_status", "eq", "text"),
+    },
+)
+
+MEDICATION_STATEMENT = ResourceKind(
+    name="medication_statement",
+    type_name="MedicationStatement",
+    table="medication_statement",
+    alias="ms",
+    columns=(
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "status",
+        "code_system",
+        "code",
+        "code_display",
+        "dosage",
+        "effective_start",
+        "effective_end",
+        "date_asserted",
+        "information_source_id",
+    ),
+    order=_dated("date_asserted"),
+    attributes=patient_data_attributes("ms"),
+    filters={**_range("date_asserted"), "code": Filter("code", "eq", "text"), "status": Filter("status", "eq", "text")},
+)
+
+ALLERGY_INTOLERANCE = ResourceKind(
+    name="allergy_intolerance",
+    type_name="AllergyIntolerance",
+    table="allergy_intolerance",
+    alias="al",
+    columns=(
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "clinical_status",
+        "category",
+        "criticality",
+        "code_system",
+        "code",
+        "code_display",
+        "reaction",
+        "recorded_at",
+        "recorder_id",
+    ),
+    order=_dated("recorded_at"),
+    attributes=patient_data_attributes("al"),
+    filters={
+        "category": Filter("category", "eq", "text"),
+        "clinical_status": Filter("clinical_status", "eq", "text"),
+        "criticality": Filter("criticality", "eq", "text"),
+    },
+)
+
+CLINICAL_NOTE = ResourceKind(
+    name="clinical_note",
+    type_name="ClinicalNote",
+    table="clinical_note",
+    alias="nt",
+    columns=(
+        "id",
+        "patient_id",
+        "encounter_id",
+        "owning_unit_id",
+        "status",
+        "author_id",
+        "title",
+        "text",
+        "created_at",
+        "signed_at",
+        "replaces_id",
+    ),
+    order=_dated("created_at"),
+    attributes=patient_data_attributes("nt"),
+    filters={**_range("created_at"), "status": Filter("status", "eq", "text")},
+)
+
+CARE_PLAN = ResourceKind(
+    name="care_plan",
+    type_name="CarePlan",
+    table="care_plan",
+    alias="cp",
+    columns=(
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "status",
+        "intent",
+        "title",
+        "description",
+        "period_start",
+        "period_end",
+        "author_id",
+        "created_at",
+    ),
+    order=_dated("created_at"),
+    attributes=patient_data_attributes("cp"),
+    filters={"status": Filter("status", "eq", "text")},
+)
+
+APPOINTMENT = ResourceKind(
+    name="appointment",
+    type_name="Appointment",
+    table="appointment",
+    alias="ap",
+    columns=(
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "practitioner_id",
+        "status",
+        "service_type",
+        "description",
+        "start_at",
+        "end_at",
+    ),
+    order=_dated("start_at"),
+    attributes=patient_data_attributes("ap"),
+    filters={**_range("start_at"), "status": Filter("status", "eq", "text")},
+)
+
+RESTRICTION = ResourceKind(
+    name="restriction",
+    type_name="Restriction",
+    table="restriction",
+    alias="rs",
+    columns=(
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "scope",
+        "target_kind",
+        "target_id",
+        "target_category",
+        "target_practitioner_id",
+        "target_unit_id",
+        "reason",
+        "period_start",
+        "period_end",
+        "created_at",
+    ),
+    order=_dated("created_at"),
+    attributes=patient_data_attributes("rs"),
+)
+
+KINDS: dict[str, ResourceKind] = {
+    k.type_name: k
+    for k in (
+        ORGANIZATION,
+        PRACTITIONER,
+        PRACTITIONER_ROLE,
+        PATIENT,
+        CARE_RELATION,
+        ENCOUNTER,
+        OBSERVATION,
+        DIAGNOSTIC_REPORT,
+        CONDITION,
+        MEDICATION_STATEMENT,
+        ALLERGY_INTOLERANCE,
+        CLINICAL_NOTE,
+        CARE_PLAN,
+        APPOINTMENT,
+        RESTRICTION,
+    )
+}

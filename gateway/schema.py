@@ -7,12 +7,15 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
+from strawberry import relay
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext
 
 from gateway.errors import as_client_error
 from gateway.telemetry import OperationSpan
-from resolvers.patients import Patient, PatientConnection, patient, patients
+from resolvers.common import Connection
+from resolvers.journal import Observation
+from resolvers.patients import Patient, node, observations, patient, patients
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +26,25 @@ MAX_ALIASES = 30
 
 @strawberry.type(description="Read access to the municipal journal. Every field is authorized by policy and audited.")
 class Query:
+    node: relay.Node | None = strawberry.field(
+        resolver=node,
+        description="Any resource by its global id. Null with a FORBIDDEN error and its reason when policy does "
+        "not allow it; an id that does not exist looks the same as one you may not see.",
+    )
     patient: Patient | None = strawberry.field(
         resolver=patient,
-        description="One patient by id. Null with a FORBIDDEN error and its reason when policy does not "
+        description="One patient by global id. Null with a FORBIDDEN error and its reason when policy does not "
         "allow it; a patient that does not exist looks the same as one you may not see.",
     )
-    patients: PatientConnection = strawberry.field(
+    patients: Connection[Patient] = strawberry.field(
         resolver=patients,
         description="The patients you may read, a page at a time, ordered by name. Rows policy hides are "
         "filtered in the database: they never appear in pages, counts or cursors.",
+    )
+    observations: Connection[Observation] = strawberry.field(
+        resolver=observations,
+        description="Observations across all the patients you may read, newest first, filtered by code, "
+        "category, status and time.",
     )
 
 

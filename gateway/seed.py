@@ -210,14 +210,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     "municipality": ["id", "number", "name"],
     "organization": ["id", "municipality_id", "org_number", "name", "unit_type"],
     "practitioner": ["id", "national_id", "hpr_number", "family_name", "given_name"],
-    "practitioner_role": [
-        "id",
-        "practitioner_id",
-        "organization_id",
-        "role",
-        "period_start",
-        "period_end",
-    ],
+    "practitioner_role": ["id", "practitioner_id", "organization_id", "role", "period_start", "period_end"],
     "patient": [
         "id",
         "national_id",
@@ -227,7 +220,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
         "gender",
         "municipality_id",
         "owning_unit_id",
-        "category",
+        "data_category",
     ],
     "care_relation": [
         "id",
@@ -238,20 +231,20 @@ TABLE_COLUMNS: dict[str, list[str]] = {
         "period_start",
         "period_end",
         "owning_unit_id",
-        "category",
+        "data_category",
     ],
     "encounter": [
         "id",
         "patient_id",
         "owning_unit_id",
-        "category",
+        "data_category",
         "practitioner_id",
         "class_code",
         "status",
         "period_start",
         "period_end",
     ],
-    "observation": [
+    "diagnostic_report": [
         "id",
         "patient_id",
         "encounter_id",
@@ -261,9 +254,121 @@ TABLE_COLUMNS: dict[str, list[str]] = {
         "code_system",
         "code",
         "code_display",
+        "effective_at",
+        "issued_at",
+        "performer_id",
+        "conclusion",
+    ],
+    "observation": [
+        "id",
+        "patient_id",
+        "encounter_id",
+        "diagnostic_report_id",
+        "owning_unit_id",
+        "category",
+        "status",
+        "code_system",
+        "code",
+        "code_display",
         "value_quantity",
         "value_unit",
         "effective_at",
+    ],
+    "condition": [
+        "id",
+        "patient_id",
+        "encounter_id",
+        "owning_unit_id",
+        "data_category",
+        "category",
+        "clinical_status",
+        "verification_status",
+        "code_system",
+        "code",
+        "code_display",
+        "onset_date",
+        "abatement_date",
+        "recorded_at",
+        "recorder_id",
+    ],
+    "medication_statement": [
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "status",
+        "code_system",
+        "code",
+        "code_display",
+        "dosage",
+        "effective_start",
+        "effective_end",
+        "date_asserted",
+        "information_source_id",
+    ],
+    "allergy_intolerance": [
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "clinical_status",
+        "category",
+        "criticality",
+        "code_system",
+        "code",
+        "code_display",
+        "reaction",
+        "recorded_at",
+        "recorder_id",
+    ],
+    "clinical_note": [
+        "id",
+        "patient_id",
+        "encounter_id",
+        "owning_unit_id",
+        "status",
+        "author_id",
+        "title",
+        "text",
+        "created_at",
+        "signed_at",
+        "replaces_id",
+    ],
+    "care_plan": [
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "status",
+        "title",
+        "description",
+        "period_start",
+        "period_end",
+        "author_id",
+        "created_at",
+    ],
+    "appointment": [
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "practitioner_id",
+        "status",
+        "service_type",
+        "description",
+        "start_at",
+        "end_at",
+    ],
+    "restriction": [
+        "id",
+        "patient_id",
+        "owning_unit_id",
+        "scope",
+        "target_kind",
+        "target_id",
+        "target_category",
+        "target_practitioner_id",
+        "target_unit_id",
+        "reason",
+        "period_start",
+        "period_end",
+        "created_at",
     ],
 }
 
@@ -340,6 +445,286 @@ async def _copy(conn: asyncpg.Connection, table: str, columns: list[str], rows: 
         await conn.copy_records_to_table(table, records=rows, columns=columns)
 
 
+Codes = dict[str, list[tuple[str, str, str, bool]]]
+
+NOTE_TEXTS = [
+    ("Hjemmebesøk", "Pasienten var i god form. Sår på legg skiftet, tilheler fint. Medisiner gitt etter liste."),
+    ("Hjemmebesøk", "Pasienten noe slapp i dag, drakk lite. Oppfordret til mer væske, følges opp i morgen."),
+    ("Konsultasjon", "Kontroll av blodtrykk og blodsukker. Stabilt. Fortsetter uendret behandling."),
+    ("Konsultasjon", "Hoste i en uke, ikke feber. Lungestetoskopi uten funn. Råd om egenbehandling."),
+    ("Legevakt", "Falt hjemme, smerter i hofte. Henvist til røntgen for å utelukke brudd."),
+    ("Helsestasjon", "Vekt og lengde følger kurven. Vaksiner etter programmet. Ingen bekymringer."),
+]
+PLAN_TEXTS = {
+    "hjemmetjeneste": ("Plan for hjemmesykepleie", "Besøk morgen og kveld: medisiner, sårstell, hjelp med påkledning."),
+    "sykehjem": ("Plan for langtidsopphold", "Daglig tilsyn, ernæringsoppfølging, fysisk aktivitet to ganger i uken."),
+    "helsestasjon": ("Helsestasjonsprogram", "Konsultasjoner og vaksiner etter det nasjonale programmet."),
+}
+RADIOLOGY_CONCLUSIONS = [
+    "Ingen sikre tegn til fraktur.",
+    "Lett forstørret hjerte, ellers normale forhold.",
+    "Artrosforandringer, ingen akutte funn.",
+    "Normale forhold.",
+]
+DOSAGES = [
+    "1 tablett morgen",
+    "1 tablett morgen og kveld",
+    "1 tablett ved behov, maks 4 per døgn",
+    "2 tabletter kveld",
+    "1 inhalasjon ved behov",
+]
+
+
+async def _code_tables(conn: asyncpg.Connection) -> Codes:
+    """The journal's code tables by kind (diagnosis, lab, medication, ...), as loaded by migration 0003."""
+    codes: Codes = {}
+    for r in await conn.fetch("SELECT system, code, display, kind, sensitive FROM code_concept ORDER BY system, code"):
+        codes.setdefault(r["kind"], []).append((r["system"], r["code"], r["display"], r["sensitive"]))
+    return codes
+
+
+def _encounter(
+    g: _Generator,
+    rows: dict[str, list[tuple[Any, ...]]],
+    codes: Codes,
+    pid: uuid.UUID,
+    unit: Unit,
+    practitioner: uuid.UUID,
+    count: int,
+) -> None:
+    """One finished encounter with `count` observations; at GP offices and the legevakt often a lab
+    report (a panel whose results are the observations), now and then a radiology report and a note."""
+    start = g.now - timedelta(minutes=g.rng.randrange(60, 3 * 365 * 24 * 60))
+    eid = g.uuid()
+    rows["encounter"].append(
+        (
+            eid,
+            pid,
+            unit.id,
+            "clinical",
+            practitioner,
+            ENCOUNTER_CLASS[unit.kind],
+            "finished",
+            start,
+            start + timedelta(minutes=g.rng.randrange(10, 90)),
+        )
+    )
+    is_lab = unit.kind in {"fastlegekontor", "legevakt"} and g.rng.random() < 0.5
+    report = None
+    if is_lab:
+        report = g.uuid()
+        system, code, display, _ = g.rng.choice(codes["lab-panel"])
+        rows["diagnostic_report"].append(
+            (
+                report,
+                pid,
+                eid,
+                unit.id,
+                "laboratory",
+                "final",
+                system,
+                code,
+                display,
+                start,
+                start + timedelta(hours=g.rng.randrange(2, 48)),
+                practitioner,
+                None,
+            )
+        )
+    table = LABS if is_lab else VITALS
+    for k in range(count):
+        code, display, value_unit, mean, sd = table[k % len(table)]
+        value = round(max(0.0, g.rng.gauss(mean, sd)), 1)
+        rows["observation"].append(
+            (
+                g.uuid(),
+                pid,
+                eid,
+                report,
+                unit.id,
+                "laboratory" if is_lab else "vital-signs",
+                "final",
+                LOINC,
+                code,
+                display,
+                value,
+                value_unit,
+                start + timedelta(minutes=k),
+            )
+        )
+    if unit.kind in {"fastlegekontor", "legevakt"} and g.rng.random() < 0.05:
+        system, code, display, _ = g.rng.choice(codes["radiology"])
+        rows["diagnostic_report"].append(
+            (
+                g.uuid(),
+                pid,
+                eid,
+                unit.id,
+                "radiology",
+                "final",
+                system,
+                code,
+                display,
+                start,
+                start + timedelta(days=1),
+                practitioner,
+                g.rng.choice(RADIOLOGY_CONCLUSIONS),
+            )
+        )
+    if g.rng.random() < 0.3:
+        title, text = g.rng.choice(NOTE_TEXTS)
+        signed = g.rng.random() < 0.9
+        rows["clinical_note"].append(
+            (
+                g.uuid(),
+                pid,
+                eid,
+                unit.id,
+                "signed" if signed else "draft",
+                practitioner,
+                title,
+                text,
+                start + timedelta(minutes=30),
+                start + timedelta(hours=2) if signed else None,
+                None,
+            )
+        )
+
+
+def _chart(
+    g: _Generator,
+    rows: dict[str, list[tuple[Any, ...]]],
+    codes: Codes,
+    pid: uuid.UUID,
+    age: float,
+    related: list[tuple[Unit, uuid.UUID | None]],
+    staff_of: dict[uuid.UUID, list[uuid.UUID]],
+    index_patient: bool,
+) -> None:
+    """The patient's problem list, medicines, allergies, care plans, appointments and restrictions,
+    more of everything for the elderly."""
+    gp_office, gp = related[0]
+    assert gp is not None
+    elderly, child = age >= 70, age < 18
+    for _ in range(g.rng.randint(2, 5) if elderly else g.rng.randint(0, 1) if child else g.rng.randint(0, 3)):
+        system, code, display, sensitive = g.rng.choice(codes["diagnosis"])
+        recorded = g.now - timedelta(days=g.rng.randrange(1, 3000))
+        active = g.rng.random() < 0.7
+        rows["condition"].append(
+            (
+                g.uuid(),
+                pid,
+                None,
+                gp_office.id,
+                "sensitive" if sensitive else "clinical",
+                "problem-list-item",
+                "active" if active else "resolved",
+                "confirmed",
+                system,
+                code,
+                display,
+                recorded.date(),
+                None if active else recorded.date() + timedelta(days=60),
+                recorded,
+                gp,
+            )
+        )
+    for _ in range(g.rng.randint(3, 8) if elderly else 0 if child else g.rng.randint(0, 2)):
+        system, code, display, _ = g.rng.choice(codes["medication"])
+        began = (g.now - timedelta(days=g.rng.randrange(10, 2000))).date()
+        stopped = g.rng.random() < 0.2
+        rows["medication_statement"].append(
+            (
+                g.uuid(),
+                pid,
+                gp_office.id,
+                "stopped" if stopped else "active",
+                system,
+                code,
+                display,
+                g.rng.choice(DOSAGES),
+                began,
+                began + timedelta(days=90) if stopped else None,
+                datetime.combine(began, datetime.min.time(), UTC),
+                gp,
+            )
+        )
+    if g.rng.random() < 0.15 or index_patient:
+        kind = g.rng.choice(["medication", "food", "environment", "biologic"])
+        system, code, display, _ = g.rng.choice(codes[f"allergen-{kind}"])
+        rows["allergy_intolerance"].append(
+            (
+                g.uuid(),
+                pid,
+                gp_office.id,
+                "active",
+                kind,
+                "high" if kind in {"medication", "biologic"} else "low",
+                system,
+                code,
+                display,
+                "Utslett" if kind != "biologic" else "Anafylaksi",
+                g.now - timedelta(days=g.rng.randrange(30, 5000)),
+                gp,
+            )
+        )
+    for unit, _ in related[1:]:
+        if unit.kind in PLAN_TEXTS:
+            title, text = PLAN_TEXTS[unit.kind]
+            began = (g.now - timedelta(days=g.rng.randrange(10, 700))).date()
+            author = g.rng.choice(staff_of[unit.id])
+            rows["care_plan"].append(
+                (
+                    g.uuid(),
+                    pid,
+                    unit.id,
+                    "active",
+                    title,
+                    text,
+                    began,
+                    None,
+                    author,
+                    datetime.combine(began, datetime.min.time(), UTC),
+                )
+            )
+    for _ in range(g.rng.randint(0, 3)):
+        when = g.now + timedelta(days=g.rng.randrange(-200, 120), hours=g.rng.randrange(-4, 4))
+        status = "booked" if when > g.now else g.rng.choice(["fulfilled", "fulfilled", "fulfilled", "noshow"])
+        rows["appointment"].append(
+            (
+                g.uuid(),
+                pid,
+                gp_office.id,
+                gp,
+                status,
+                "fastlegetime",
+                "Konsultasjon hos fastlege",
+                when,
+                when + timedelta(minutes=20),
+            )
+        )
+    if g.rng.random() < 0.02 and not index_patient:
+        other = g.rng.choice([p for p in staff_of[gp_office.id] if p != gp] or [gp])
+        created = g.now - timedelta(days=g.rng.randrange(1, 500))
+        rows["restriction"].append(
+            (
+                g.uuid(),
+                pid,
+                gp_office.id,
+                "person",
+                None,
+                None,
+                None,
+                other,
+                None,
+                "Ønsker ikke at denne personen leser journalen",
+                created,
+                None,
+                created,
+            )
+        )
+
+
 async def is_seeded(conn: asyncpg.Connection) -> bool:
     """Whether the journal already holds a population."""
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM municipality)"))
@@ -348,8 +733,9 @@ async def is_seeded(conn: asyncpg.Connection) -> bool:
 async def reset(conn: asyncpg.Connection) -> None:
     """Empty every journal table (not the audit log), for a re-seed."""
     await conn.execute(
-        "TRUNCATE observation, encounter, care_relation, patient, practitioner_role, practitioner, "
-        "organization, municipality"
+        "TRUNCATE restriction, appointment, care_plan, clinical_note, allergy_intolerance, medication_statement, "
+        "condition, observation, diagnostic_report, encounter, care_relation, patient, practitioner_role, "
+        "practitioner, organization, municipality"
     )
 
 
@@ -422,6 +808,7 @@ async def seed(
     weights: list[float] = []
     patient_units: list[list[tuple[Unit, uuid.UUID | None]]] = []
     patient_ids: list[uuid.UUID] = []
+    ages: list[float] = []
 
     def add_relation(
         patient_id: uuid.UUID,
@@ -480,55 +867,23 @@ async def seed(
             ended = g.now - timedelta(days=g.rng.randrange(2, 300))
             add_relation(pid, clinic, None, "akutt", ended - timedelta(days=1), ended)
         patient_ids.append(pid)
+        ages.append(age)
         patient_units.append(related)
         weights.append(3.0 if age >= 70 else 0.6 if age < 18 else 1.0)
 
+    codes = await _code_tables(conn)
     cumulative = list(accumulate(weights))
     staff_of = {u.id: [p for ps in u.staff.values() for p in ps] for u in units}
     produced = 0
     while produced < observations:
         i = g.rng.choices(range(len(patient_ids)), cum_weights=cumulative)[0]
-        pid = patient_ids[i]
         unit, practitioner = g.rng.choice(patient_units[i])
-        practitioner = practitioner or g.rng.choice(staff_of[unit.id])
-        start = g.now - timedelta(minutes=g.rng.randrange(60, 3 * 365 * 24 * 60))
-        eid = g.uuid()
-        rows["encounter"].append(
-            (
-                eid,
-                pid,
-                unit.id,
-                "clinical",
-                practitioner,
-                ENCOUNTER_CLASS[unit.kind],
-                "finished",
-                start,
-                start + timedelta(minutes=g.rng.randrange(10, 90)),
-            )
-        )
-        is_lab = unit.kind in {"fastlegekontor", "legevakt"} and g.rng.random() < 0.5
-        table = LABS if is_lab else VITALS
         count = min(g.rng.randrange(6, 15), observations - produced)
-        for k in range(count):
-            code, display, value_unit, mean, sd = table[k % len(table)]
-            value = round(max(0.0, g.rng.gauss(mean, sd)), 1)
-            rows["observation"].append(
-                (
-                    g.uuid(),
-                    pid,
-                    eid,
-                    unit.id,
-                    "laboratory" if is_lab else "vital-signs",
-                    "final",
-                    LOINC,
-                    code,
-                    display,
-                    value,
-                    value_unit,
-                    start + timedelta(minutes=k),
-                )
-            )
+        _encounter(g, rows, codes, patient_ids[i], unit, practitioner or g.rng.choice(staff_of[unit.id]), count)
         produced += count
+
+    for i, pid in enumerate(patient_ids):
+        _chart(g, rows, codes, pid, ages[i], patient_units[i], staff_of, index_patient=i == 0)
 
     async with conn.transaction():
         for table, cols in TABLE_COLUMNS.items():

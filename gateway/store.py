@@ -1,7 +1,8 @@
 """The store: the only door to journal data. Every public method authorizes, runs SQL, and audits.
 
 Lists are filtered inside SQL by the Cerbos query plan (hidden rows never leave PostgreSQL, so they
-cannot show in pages, counts or cursors). Items are fetched with their policy attributes and checked
+cannot show in pages, counts or cursors). Nested lists for many parents are one statement (a LATERAL
+join per parent key with the same filter). Items are fetched with their policy attributes and checked
 in one batched CheckResources call. An id that does not exist is checked as a resource with no
 relations, so "missing" and "hidden" get the same answer and the same reason.
 """
@@ -13,7 +14,7 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -24,52 +25,76 @@ from gateway.auth import Principal
 from gateway.authz import Authorizer, SqlFilter
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.plan_sql import Params, SetOf, UntranslatablePlan
-from gateway.resources import PATIENT, ResourceKind
+from gateway.resources import ResourceKind
 
 READ = "read"
-_PATIENT_COLUMNS = "p.id, p.national_id, p.family_name, p.given_name, p.birth_date, p.gender"
+_SQL_OP = {"eq": "=", "ge": ">=", "lt": "<"}
+
+Row = asyncpg.Record
 
 
 @dataclass(frozen=True)
-class PatientRecord:
-    """A patient's demographic record as the journal holds it."""
+class ListArgs:
+    """What a client asked of one list: page size, cursor, filters and direction. Hashable, so that
+    equal arguments on many parents share one DataLoader and one statement."""
 
-    id: uuid.UUID
-    national_id: str
-    family_name: str
-    given_name: str
-    birth_date: date
-    gender: str
+    first: int
+    after: str | None = None
+    filters: tuple[tuple[str, Any], ...] = ()
+    newest_first: bool | None = None
+
+    def descending(self, kind: ResourceKind) -> bool:
+        return kind.newest_first if self.newest_first is None else self.newest_first
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a keyset-paginated list: (cursor, record) pairs and whether more follow."""
+    """One page of a keyset-paginated list: (cursor, row) pairs and whether more follow."""
 
-    items: list[tuple[str, Any]]
+    items: list[tuple[str, Row]]
     has_next_page: bool
 
 
-def encode_cursor(key: Sequence[Any]) -> str:
-    """An opaque cursor for a row's sort key."""
-    return base64.urlsafe_b64encode(orjson.dumps(["v1", *[str(k) for k in key]])).decode().rstrip("=")
+def encode_cursor(kind: ResourceKind, row: Row) -> str:
+    """An opaque cursor holding the row's sort key."""
+    key = [kind.name] + [_cursor_value(row[column]) for column, _ in kind.order]
+    return base64.urlsafe_b64encode(orjson.dumps(["v1", *key])).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, width: int) -> list[str]:
-    """The sort key inside a cursor this API issued; anything else is bad input."""
+def _cursor_value(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def decode_cursor(kind: ResourceKind, cursor: str) -> list[Any]:
+    """The sort key inside a cursor this API issued for this kind; anything else is bad input."""
+    bad = BadUserInput("`after` is not a cursor issued by this API for this list", argument="after")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = orjson.loads(raw)
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, orjson.JSONDecodeError) as exc:
-        raise BadUserInput("`after` is not a cursor issued by this API") from exc
+        raise bad from exc
     if (
         not isinstance(value, list)
-        or len(value) != width + 1
-        or value[0] != "v1"
+        or len(value) != len(kind.order) + 2
+        or value[:2] != ["v1", kind.name]
         or not all(isinstance(v, str) for v in value)
     ):
-        raise BadUserInput("`after` is not a cursor issued by this API")
-    return list(value[1:])
+        raise bad
+    try:
+        return [_parse_key(raw, pg_type) for raw, (_, pg_type) in zip(value[2:], kind.order, strict=True)]
+    except ValueError as exc:
+        raise bad from exc
+
+
+def _parse_key(raw: str, pg_type: str) -> Any:
+    if pg_type == "timestamptz":
+        return datetime.fromisoformat(raw)
+    if pg_type == "date":
+        return date.fromisoformat(raw)
+    if pg_type == "uuid":
+        return str(uuid.UUID(raw))
+    return raw
 
 
 def parse_id(raw: str, what: str) -> uuid.UUID:
@@ -80,7 +105,7 @@ def parse_id(raw: str, what: str) -> uuid.UUID:
         raise BadUserInput(f"{what} id {raw!r} is not a valid id") from exc
 
 
-def _attributes(kind: ResourceKind, row: asyncpg.Record) -> dict[str, Any]:
+def _attributes(kind: ResourceKind, row: Row) -> dict[str, Any]:
     return {
         name: list(row[f"attr_{name}"]) if isinstance(attr, SetOf) else row[f"attr_{name}"]
         for name, attr in kind.attributes.items()
@@ -90,7 +115,8 @@ def _attributes(kind: ResourceKind, row: asyncpg.Record) -> dict[str, Any]:
 def _phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
     """Attributes of a resource that has no relations to anyone: what a missing id is checked as."""
     phantom: dict[str, Any] = {name: [] if isinstance(attr, SetOf) else "" for name, attr in kind.attributes.items()}
-    phantom["patient_id"] = rid
+    if kind.patient_column == "id":
+        phantom["patient_id"] = rid
     return phantom
 
 
@@ -98,12 +124,7 @@ class Store:
     """Per-request door to the journal for one principal; its audit trail is flushed by the view."""
 
     def __init__(
-        self,
-        pool: asyncpg.Pool,
-        authorizer: Authorizer,
-        principal: Principal,
-        audit: AuditTrail,
-        max_page_size: int,
+        self, pool: asyncpg.Pool, authorizer: Authorizer, principal: Principal, audit: AuditTrail, max_page_size: int
     ) -> None:
         self._pool = pool
         self._authorizer = authorizer
@@ -111,6 +132,7 @@ class Store:
         self._audit = audit
         self._max_page_size = max_page_size
         self._filters: dict[tuple[str, str], SqlFilter] = {}
+        self._denied_lists: set[str] = set()
 
     async def _filter(self, kind: ResourceKind, action: str) -> SqlFilter:
         key = (kind.name, action)
@@ -121,83 +143,170 @@ class Store:
                 raise Forbidden(
                     f"the access policy for {kind.name} lists cannot be enforced in the database; the list is denied",
                     reason="UNENFORCEABLE_POLICY",
+                    policyVersion=self._authorizer.policy_version,
                 ) from exc
         return self._filters[key]
 
-    def _check_first(self, first: int) -> None:
-        if first < 1 or first > self._max_page_size:
-            raise BadUserInput(f"`first` must be between 1 and {self._max_page_size}, got {first}", argument="first")
+    def _audit_rows(self, kind: ResourceKind, rows: Sequence[Row], reason: str) -> None:
+        if kind.patient_column is None:
+            return
+        for row in rows:
+            rid = str(row["id"])
+            self._audit.record(AuditRecord(str(row[kind.patient_column]), kind.name, (rid,), READ, True, reason))
 
-    async def patients_by_ids(self, ids: Sequence[str]) -> list[PatientRecord | Exception]:
-        """Patients by id for a DataLoader: each a record, or the error that explains why not."""
-        wanted = [str(parse_id(i, "patient")) for i in ids]
+    async def by_ids(self, kind: ResourceKind, ids: Sequence[str]) -> list[Row | Exception]:
+        """Resources by id for a DataLoader: each a row, or the error that explains why not."""
+        wanted = [str(parse_id(i, kind.type_name)) for i in ids]
         rows = await self._pool.fetch(
-            f"SELECT {_PATIENT_COLUMNS}, {PATIENT.attribute_select()} FROM patient p WHERE p.id = ANY($1::uuid[])",
+            f"SELECT {kind.select_list()}{', ' if kind.attributes else ''}{kind.attribute_select()} "
+            f"FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = ANY($1::uuid[])",
             wanted,
         )
         found = {str(r["id"]): r for r in rows}
         unique = list(dict.fromkeys(wanted))
         decisions = await self._authorizer.check(
             self._principal,
-            PATIENT,
+            kind,
             READ,
             [
-                (rid, _attributes(PATIENT, found[rid]) if rid in found else _phantom_attributes(PATIENT, rid))
+                (rid, _attributes(kind, found[rid]) if rid in found else _phantom_attributes(kind, rid))
                 for rid in unique
             ],
         )
-        results: dict[str, PatientRecord | Exception] = {}
+        results: dict[str, Row | Exception] = {}
         for rid, decision in zip(unique, decisions, strict=True):
-            self._audit.record(AuditRecord(rid, PATIENT.name, (rid,), READ, decision.allowed, decision.reason))
+            row = found.get(rid)
+            if kind.patient_column is not None:
+                patient = (
+                    str(row[kind.patient_column]) if row is not None else (rid if kind.patient_column == "id" else None)
+                )
+                self._audit.record(AuditRecord(patient, kind.name, (rid,), READ, decision.allowed, decision.reason))
             if not decision.allowed:
                 results[rid] = Forbidden(
-                    "no patient with this id is visible to you",
+                    f"no {kind.type_name} with this id is visible to you",
                     reason=decision.reason,
                     policyVersion=self._authorizer.policy_version,
                 )
-            elif rid not in found:
-                results[rid] = NotFound("no patient with this id exists")
+            elif row is None:
+                results[rid] = NotFound(f"no {kind.type_name} with this id exists")
             else:
-                results[rid] = PatientRecord(**{k: found[rid][k] for k in PatientRecord.__dataclass_fields__})
+                results[rid] = row
         return [results[rid] for rid in wanted]
 
-    async def patient_page(self, first: int, after: str | None) -> Page:
-        """A page of the patients the principal may read, ordered by name, after a cursor."""
-        self._check_first(first)
-        key = decode_cursor(after, 3) if after is not None else None
-        if key is not None:
-            parse_id(key[2], "cursor")
-        sql_filter = await self._filter(PATIENT, READ)
+    def _check_args(self, kind: ResourceKind, args: ListArgs) -> None:
+        if args.first < 1 or args.first > self._max_page_size:
+            raise BadUserInput(
+                f"`first` must be between 1 and {self._max_page_size}, got {args.first}", argument="first"
+            )
+        ranges: dict[str, dict[str, Any]] = {}
+        for name, value in args.filters:
+            spec = kind.filters.get(name)
+            if spec is None:
+                raise BadUserInput(f"{kind.type_name} lists cannot be filtered by {name}", argument="filter")
+            if spec.op != "eq":
+                ranges.setdefault(spec.column, {})[spec.op] = value
+        for column, bounds in ranges.items():
+            if "ge" in bounds and "lt" in bounds and bounds["ge"] >= bounds["lt"]:
+                raise BadUserInput(f"the {column} range is empty: its start is not before its end", argument="filter")
+
+    def _where(self, kind: ResourceKind, sql_filter: SqlFilter, args: ListArgs, params: Params) -> list[str]:
+        alias = kind.alias
+        where = [sql_filter.sql]
+        for name, value in args.filters:
+            spec = kind.filters[name]
+            where.append(f"{alias}.{spec.column} {_SQL_OP[spec.op]} {params.add(value, spec.pg_type)}")
+        if args.after is not None:
+            key = decode_cursor(kind, args.after)
+            columns = ", ".join(f"{alias}.{column}" for column, _ in kind.order)
+            placeholders = ", ".join(params.add(v, t) for v, (_, t) in zip(key, kind.order, strict=True))
+            where.append(f"({columns}) {'<' if args.descending(kind) else '>'} ({placeholders})")
+        return where
+
+    def _order_by(self, kind: ResourceKind, args: ListArgs) -> str:
+        direction = "DESC" if args.descending(kind) else "ASC"
+        return ", ".join(f"{kind.alias}.{column} {direction}" for column, _ in kind.order)
+
+    async def _list_filter(self, kind: ResourceKind) -> SqlFilter | None:
+        sql_filter = await self._filter(kind, READ)
         if sql_filter.kind == "none":
-            self._audit.record(AuditRecord(None, PATIENT.name, (), READ, False, sql_filter.reason))
+            if kind.name not in self._denied_lists and kind.is_patient_data:
+                self._denied_lists.add(kind.name)
+                self._audit.record(AuditRecord(None, kind.name, (), READ, False, sql_filter.reason))
+            return None
+        return sql_filter
+
+    def _page(self, kind: ResourceKind, rows: Sequence[Row], first: int) -> Page:
+        return Page([(encode_cursor(kind, r), r) for r in rows[:first]], len(rows) > first)
+
+    async def page(self, kind: ResourceKind, args: ListArgs) -> Page:
+        """A page of the resources of `kind` the principal may read."""
+        self._check_args(kind, args)
+        sql_filter = await self._list_filter(kind)
+        if sql_filter is None:
             return Page([], False)
         params = Params(list(sql_filter.params))
-        where = [sql_filter.sql]
-        if key is not None:
-            where.append(
-                f"(p.family_name, p.given_name, p.id) > ({params.add(key[0], 'text')}, "
-                f"{params.add(key[1], 'text')}, {params.add(key[2], 'uuid')})"
-            )
-        limit = params.add(first + 1, "integer")
+        where = self._where(kind, sql_filter, args, params)
+        limit = params.add(args.first + 1, "integer")
         rows = await self._pool.fetch(
-            f"SELECT {_PATIENT_COLUMNS} FROM patient p WHERE {' AND '.join(where)} "
-            f"ORDER BY p.family_name, p.given_name, p.id LIMIT {limit}",
+            f"SELECT {kind.select_list()} FROM {kind.table} {kind.alias} WHERE {' AND '.join(where)} "
+            f"ORDER BY {self._order_by(kind, args)} LIMIT {limit}",
             *params.values,
         )
-        items = [
-            (encode_cursor((r["family_name"], r["given_name"], r["id"])), PatientRecord(**dict(r)))
-            for r in rows[:first]
-        ]
-        for _, record in items:
-            rid = str(record.id)
-            self._audit.record(AuditRecord(rid, PATIENT.name, (rid,), READ, True, sql_filter.reason))
-        return Page(items, len(rows) > first)
+        page = self._page(kind, rows, args.first)
+        self._audit_rows(kind, [row for _, row in page.items], sql_filter.reason)
+        return page
 
-    async def patient_count(self) -> int:
-        """How many patients the principal may read (hidden rows are not counted)."""
-        sql_filter = await self._filter(PATIENT, READ)
-        if sql_filter.kind == "none":
-            return 0
-        return int(
-            await self._pool.fetchval(f"SELECT count(*) FROM patient p WHERE {sql_filter.sql}", *sql_filter.params)
+    async def pages_by_parent(
+        self, kind: ResourceKind, parent_column: str, parent_ids: Sequence[uuid.UUID], args: ListArgs
+    ) -> list[Page]:
+        """For each parent id, a page of its `kind` resources the principal may read: one statement."""
+        self._check_args(kind, args)
+        sql_filter = await self._list_filter(kind)
+        if sql_filter is None:
+            return [Page([], False) for _ in parent_ids]
+        params = Params(list(sql_filter.params))
+        where = self._where(kind, sql_filter, args, params)
+        keys = params.add([str(p) for p in parent_ids], "uuid[]")
+        limit = params.add(args.first + 1, "integer")
+        where.append(f"{kind.alias}.{parent_column} = k.parent")
+        rows = await self._pool.fetch(
+            f"SELECT k.parent AS _parent, t.* FROM unnest({keys}) AS k(parent) CROSS JOIN LATERAL ("
+            f"SELECT {kind.select_list()} FROM {kind.table} {kind.alias} WHERE {' AND '.join(where)} "
+            f"ORDER BY {self._order_by(kind, args)} LIMIT {limit}) AS t",
+            *params.values,
         )
+        grouped: dict[uuid.UUID, list[Row]] = {}
+        for row in rows:
+            grouped.setdefault(row["_parent"], []).append(row)
+        pages = [self._page(kind, grouped.get(parent, []), args.first) for parent in parent_ids]
+        self._audit_rows(kind, [row for page in pages for _, row in page.items], sql_filter.reason)
+        return pages
+
+    async def count(self, kind: ResourceKind, args: ListArgs) -> int:
+        """How many resources of `kind` match the filters and may be read (hidden rows are not counted)."""
+        counts = await self.counts_by_parent(kind, None, [None], args)
+        return counts[0]
+
+    async def counts_by_parent(
+        self, kind: ResourceKind, parent_column: str | None, parent_ids: Sequence[uuid.UUID | None], args: ListArgs
+    ) -> list[int]:
+        """For each parent, how many of its `kind` resources match and may be read: one statement."""
+        sql_filter = await self._list_filter(kind)
+        if sql_filter is None:
+            return [0 for _ in parent_ids]
+        params = Params(list(sql_filter.params))
+        where = self._where(kind, sql_filter, ListArgs(first=1, filters=args.filters), params)
+        if parent_column is None:
+            value = await self._pool.fetchval(
+                f"SELECT count(*) FROM {kind.table} {kind.alias} WHERE {' AND '.join(where)}", *params.values
+            )
+            return [int(value)]
+        keys = params.add([str(p) for p in parent_ids], "uuid[]")
+        rows = await self._pool.fetch(
+            f"SELECT {kind.alias}.{parent_column} AS parent, count(*) AS n FROM {kind.table} {kind.alias} "
+            f"WHERE {kind.alias}.{parent_column} = ANY({keys}) AND {' AND '.join(where)} "
+            f"GROUP BY {kind.alias}.{parent_column}",
+            *params.values,
+        )
+        counts = {r["parent"]: int(r["n"]) for r in rows}
+        return [counts.get(parent, 0) for parent in parent_ids]

@@ -8,6 +8,7 @@ dropped afterwards; without it, an embedded server (pgserver) runs in a temporar
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -27,10 +28,23 @@ from gateway import demo_issuer
 from gateway.components import free_port, start_embedded_postgres
 from gateway.config import load_settings
 from gateway.db import with_database
-from gateway.personas import PERSONAS
+from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
 
 PROJECT = Path(__file__).resolve().parent.parent
 TEST_PATIENTS = 400
+
+
+def gid(type_name: str, raw: object) -> str:
+    """The global id the API uses for a journal id: base64 of `Type:id` (the Relay convention)."""
+    return base64.b64encode(f"{type_name}:{raw}".encode()).decode()
+
+
+def raw_id(global_id: str) -> str:
+    """The journal id inside a global id."""
+    return base64.b64decode(global_id).decode().split(":", 1)[1]
+
+
+CITIZEN = gid("Patient", CITIZEN_PATIENT_ID)
 
 
 def run(coro: Any) -> Any:

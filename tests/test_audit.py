@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
-from tests.conftest import Gateway, run
+from tests.conftest import CITIZEN, Gateway, gid, raw_id, run
 
 PATIENT = "query($id: ID!) { patient(id: $id) { id name { text } } }"
 PAGE = "{ patients(first: 7) { edges { node { id } } } }"
@@ -22,8 +22,8 @@ def audit_rows(gateway: Gateway, request_marker: str) -> list[dict[str, object]]
 
 
 def test_a_patient_returned_leaves_an_allow_record_with_actor_app_and_policy_version(gateway: Gateway) -> None:
-    result = gateway.query(PATIENT, "homecare-nurse", {"id": str(CITIZEN_PATIENT_ID)})
-    assert result["data"]["patient"]["id"] == str(CITIZEN_PATIENT_ID)
+    result = gateway.query(PATIENT, "homecare-nurse", {"id": CITIZEN})
+    assert result["data"]["patient"]["id"] == CITIZEN
     [row] = audit_rows(gateway, str(CITIZEN_PATIENT_ID))
     nurse = PERSONAS["homecare-nurse"]
     assert row["decision"] == "ALLOW"
@@ -40,7 +40,7 @@ def test_a_patient_returned_leaves_an_allow_record_with_actor_app_and_policy_ver
 
 def test_a_refused_patient_leaves_a_deny_record_with_the_reason(gateway: Gateway) -> None:
     probe = str(uuid.uuid4())
-    result = gateway.query(PATIENT, "nurse-other-municipality", {"id": probe})
+    result = gateway.query(PATIENT, "nurse-other-municipality", {"id": gid("Patient", probe)})
     assert result["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     [row] = audit_rows(gateway, probe)
     assert (row["decision"], row["reason"], str(row["patient_id"])) == ("DENY", "NO_CARE_RELATION", probe)
@@ -48,7 +48,7 @@ def test_a_refused_patient_leaves_a_deny_record_with_the_reason(gateway: Gateway
 
 def test_every_patient_in_a_page_is_recorded_in_one_request(gateway: Gateway) -> None:
     result = gateway.query(PAGE, "gp")
-    ids = [e["node"]["id"] for e in result["data"]["patients"]["edges"]]
+    ids = [raw_id(e["node"]["id"]) for e in result["data"]["patients"]["edges"]]
     assert len(ids) == 7
     rows = audit_rows(gateway, ids[-1])
     assert [str(r["patient_id"]) for r in rows] == ids
@@ -76,7 +76,7 @@ def test_when_the_audit_log_refuses_writes_no_patient_data_is_returned(gateway: 
 
     run(sabotage(True))
     try:
-        response = gateway.post(PATIENT, persona="homecare-nurse", variables={"id": str(CITIZEN_PATIENT_ID)})
+        response = gateway.post(PATIENT, persona="homecare-nurse", variables={"id": CITIZEN})
         listing = gateway.post(PAGE, persona="gp")
     finally:
         run(sabotage(False))
@@ -86,5 +86,5 @@ def test_when_the_audit_log_refuses_writes_no_patient_data_is_returned(gateway: 
         assert body["data"] is None
         assert [e["extensions"]["code"] for e in body["errors"]] == ["AUDIT_UNAVAILABLE"]
         assert "Nordmann" not in answer.text and "audit disk full" not in answer.text
-    after = gateway.query(PATIENT, "homecare-nurse", {"id": str(CITIZEN_PATIENT_ID)})
+    after = gateway.query(PATIENT, "homecare-nurse", {"id": CITIZEN})
     assert after["data"]["patient"]["name"]["text"] == "Ola Nordmann"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
-from tests.conftest import PROJECT, Gateway
+from tests.conftest import CITIZEN, PROJECT, Gateway
 
 
 def akson(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
@@ -23,7 +23,7 @@ def test_personas_lists_every_demo_persona_and_the_citizen_patient_id() -> None:
     ).stdout
     for name in ["homecare-nurse", "gp", "health-secretary", "nurse-other-municipality", "citizen", "vendor-app"]:
         assert name in out
-    assert str(CITIZEN_PATIENT_ID) in out
+    assert CITIZEN in out
     assert set(PERSONAS) == {line.split()[0] for line in out.splitlines()}
 
 
@@ -32,10 +32,8 @@ def test_token_prints_a_token_alone_on_its_last_line_that_the_gateway_accepts(ga
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip().splitlines()[-1]
     assert token.count(".") == 2 and " " not in token
-    result = gateway.post(
-        "query($id: ID!) { patient(id: $id) { id } }", token=token, variables={"id": str(CITIZEN_PATIENT_ID)}
-    ).json()
-    assert result == {"data": {"patient": {"id": str(CITIZEN_PATIENT_ID)}}}
+    result = gateway.post("query($id: ID!) { patient(id: $id) { id } }", token=token, variables={"id": CITIZEN}).json()
+    assert result == {"data": {"patient": {"id": CITIZEN}}}
 
 
 def test_token_for_an_unknown_persona_fails_with_the_list_of_known_ones(gateway: Gateway) -> None:
@@ -45,9 +43,7 @@ def test_token_for_an_unknown_persona_fails_with_the_list_of_known_ones(gateway:
 
 
 def test_audit_shows_the_latest_decisions(gateway: Gateway) -> None:
-    gateway.query(
-        "query($id: ID!) { patient(id: $id) { id } }", "nurse-other-municipality", {"id": str(CITIZEN_PATIENT_ID)}
-    )
+    gateway.query("query($id: ID!) { patient(id: $id) { id } }", "nurse-other-municipality", {"id": CITIZEN})
     env = {**os.environ, "DATABASE_URL": gateway.database_url}
     done = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "audit", "--last", "1"],

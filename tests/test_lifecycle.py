@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from gateway.components import free_port
-from gateway.personas import CITIZEN_PATIENT_ID
-from tests.conftest import Gateway, start_gateway, stop_gateway
+from tests.conftest import CITIZEN, Gateway, start_gateway, stop_gateway
 
 
 def listening(port: int) -> bool:
@@ -57,7 +56,7 @@ def test_with_the_pdp_unreachable_requests_fail_closed_with_503(gateway: Gateway
     )
     try:
         for query, variables in [
-            ("query($id: ID!) { patient(id: $id) { id name { text } } }", {"id": str(CITIZEN_PATIENT_ID)}),
+            ("query($id: ID!) { patient(id: $id) { id name { text } } }", {"id": CITIZEN}),
             ("{ patients(first: 5) { edges { node { id } } } }", None),
         ]:
             response = blind.post(query, token=blind.token("homecare-nurse"), variables=variables)

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK_HOMECARE, PERSONAS
-from tests.conftest import Gateway
+from tests.conftest import CITIZEN, Gateway, gid, raw_id
 
 PATIENT = """query($id: ID!) { patient(id: $id) { id name { family given text } birthDate gender
                                               nationalIdentityNumber } }"""
@@ -42,24 +42,24 @@ def walk(gateway: Gateway, persona: str, first: int = 100) -> list[str]:
         result = gateway.query(PAGE, persona, {"first": first, "after": after})
         assert "errors" not in result, result
         page = result["data"]["patients"]
-        ids += [edge["node"]["id"] for edge in page["edges"]]
+        ids += [raw_id(edge["node"]["id"]) for edge in page["edges"]]
         if not page["pageInfo"]["hasNextPage"]:
             return ids
         after = page["pageInfo"]["endCursor"]
 
 
 def test_a_nurse_reads_a_patient_her_unit_cares_for(gateway: Gateway) -> None:
-    result = gateway.query(PATIENT, "homecare-nurse", {"id": str(CITIZEN_PATIENT_ID)})
+    result = gateway.query(PATIENT, "homecare-nurse", {"id": CITIZEN})
     assert "errors" not in result
     patient = result["data"]["patient"]
-    assert patient["id"] == str(CITIZEN_PATIENT_ID)
+    assert patient["id"] == CITIZEN
     assert patient["name"] == {"family": "Nordmann", "given": ["Ola"], "text": "Ola Nordmann"}
     assert patient["nationalIdentityNumber"] == PERSONAS["citizen"].national_id
     assert patient["birthDate"] == "1941-04-30"
 
 
 def test_a_nurse_of_another_municipality_is_forbidden_with_a_reason(gateway: Gateway) -> None:
-    result = gateway.query(PATIENT, "nurse-other-municipality", {"id": str(CITIZEN_PATIENT_ID)})
+    result = gateway.query(PATIENT, "nurse-other-municipality", {"id": CITIZEN})
     assert result["data"] == {"patient": None}
     [error] = result["errors"]
     assert error["extensions"]["code"] == "FORBIDDEN"
@@ -70,8 +70,8 @@ def test_a_nurse_of_another_municipality_is_forbidden_with_a_reason(gateway: Gat
 
 
 def test_an_unknown_id_looks_exactly_like_a_hidden_patient(gateway: Gateway) -> None:
-    hidden = gateway.query(PATIENT, "nurse-other-municipality", {"id": str(CITIZEN_PATIENT_ID)})
-    missing = gateway.query(PATIENT, "nurse-other-municipality", {"id": str(uuid.uuid4())})
+    hidden = gateway.query(PATIENT, "nurse-other-municipality", {"id": CITIZEN})
+    missing = gateway.query(PATIENT, "nurse-other-municipality", {"id": gid("Patient", uuid.uuid4())})
     assert missing["data"] == hidden["data"] == {"patient": None}
     strip = [{k: v for k, v in e.items() if k != "locations"} for e in hidden["errors"]]
     assert [{k: v for k, v in e.items() if k != "locations"} for e in missing["errors"]] == strip
@@ -111,18 +111,24 @@ def test_a_forged_cursor_cannot_step_onto_hidden_patients(gateway: Gateway) -> N
     nurse = PERSONAS["homecare-nurse"]
     expected = visible_to_unit(gateway, FJORDVIK_HOMECARE, nurse.entity_id)
     hidden = gateway.fetch(
-        "SELECT family_name, given_name, id FROM patient WHERE id <> ALL($1::uuid[]) ORDER BY 1, 2, 3 LIMIT 1",
+        "SELECT family_name, given_name, id FROM patient WHERE id <> ALL($1::uuid[]) "
+        "ORDER BY 1, 2, 3 OFFSET 40 LIMIT 1",
         list(expected),
     )[0]
-    forged = (
-        base64.urlsafe_b64encode(orjson.dumps(["v1", hidden["family_name"], hidden["given_name"], str(hidden["id"])]))
-        .decode()
-        .rstrip("=")
-    )
+    key = ["v1", "patient", hidden["family_name"], hidden["given_name"], str(hidden["id"])]
+    forged = base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
     page = gateway.query(PAGE, "homecare-nurse", {"first": 100, "after": forged})["data"]["patients"]
-    ids = {e["node"]["id"] for e in page["edges"]}
-    assert ids and ids <= expected
-    assert str(hidden["id"]) not in ids
+    listed = [raw_id(e["node"]["id"]) for e in page["edges"]]
+    after_key = gateway.fetch(
+        "SELECT id FROM patient WHERE id = ANY($1::uuid[]) AND (family_name, given_name, id) > ($2, $3, $4) "
+        "ORDER BY family_name, given_name, id",
+        list(expected),
+        hidden["family_name"],
+        hidden["given_name"],
+        hidden["id"],
+    )
+    assert listed == [str(r["id"]) for r in after_key]
+    assert 0 < len(listed) < len(expected)
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "", "WyJ2MSJd", base64.b64encode(b'["v1",1,2,3]').decode()])
@@ -149,7 +155,7 @@ def test_a_page_size_beyond_32_bits_is_a_validation_error(gateway: Gateway) -> N
 def test_a_citizen_sees_only_their_own_record(gateway: Gateway) -> None:
     assert walk(gateway, "citizen") == [str(CITIZEN_PATIENT_ID)]
     other = gateway.fetch("SELECT id FROM patient WHERE id <> $1 LIMIT 1", CITIZEN_PATIENT_ID)[0]["id"]
-    result = gateway.query(PATIENT, "citizen", {"id": str(other)})
+    result = gateway.query(PATIENT, "citizen", {"id": gid("Patient", other)})
     assert result["data"] == {"patient": None}
     assert result["errors"][0]["extensions"]["reason"] == "NOT_OWN_RECORD"
 
@@ -157,7 +163,7 @@ def test_a_citizen_sees_only_their_own_record(gateway: Gateway) -> None:
 def test_a_backend_service_without_a_granting_rule_sees_nothing(gateway: Gateway) -> None:
     assert walk(gateway, "vendor-app") == []
     assert gateway.query(COUNT, "vendor-app")["data"]["patients"]["totalCount"] == 0
-    result = gateway.query(PATIENT, "vendor-app", {"id": str(CITIZEN_PATIENT_ID)})
+    result = gateway.query(PATIENT, "vendor-app", {"id": CITIZEN})
     assert result["errors"][0]["extensions"] == {
         "code": "FORBIDDEN",
         "reason": "NO_MATCHING_RULE",

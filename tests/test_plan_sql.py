@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from gateway.plan_sql import Column, Params, SetOf, Translator, UntranslatablePlan
-from gateway.resources import PATIENT
+from gateway.resources import KINDS
+from tests.conftest import PROJECT
 
 U1 = "0a9e7a31-0000-4000-8000-000000000011"
 U2 = "0a9e7a31-0000-4000-8000-000000000012"
@@ -117,10 +119,14 @@ def test_anything_the_translator_does_not_know_is_refused_never_allowed(conditio
         translate(condition)
 
 
-def test_the_patient_kind_maps_every_attribute_of_its_json_schema() -> None:
-    import json
+def test_every_patient_data_kind_maps_exactly_the_attributes_of_its_json_schema() -> None:
+    schema = json.loads((PROJECT / "policies" / "_schemas" / "patient_data.json").read_text())
+    patient_data = [kind for kind in KINDS.values() if kind.is_patient_data]
+    assert len(patient_data) == 12
+    for kind in patient_data:
+        assert set(schema["required"]) == set(kind.attributes) == set(schema["properties"]), kind.name
 
-    from tests.conftest import PROJECT
 
-    schema = json.loads((PROJECT / "policies" / "_schemas" / "patient.json").read_text())
-    assert set(schema["required"]) == set(PATIENT.attributes) == set(schema["properties"])
+def test_every_kind_has_a_resource_policy() -> None:
+    for kind in KINDS.values():
+        assert (PROJECT / "policies" / "resources" / f"{kind.name}.yaml").exists(), kind.name

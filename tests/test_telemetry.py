@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
-from tests.conftest import Gateway
+from tests.conftest import CITIZEN, Gateway
 
 
 def spans_of_trace(gateway: Gateway, trace_id: str) -> list[dict[str, Any]]:
@@ -39,7 +39,7 @@ def test_a_request_is_one_trace_with_http_graphql_cerbos_and_sql_spans_and_no_pa
         "query Lookup($id: ID!) { patient(id: $id) { nationalIdentityNumber name { text } } "
         "patients(first: 3) { totalCount } }"
     )
-    response = gateway.post(query, token=token, variables={"id": str(CITIZEN_PATIENT_ID)})
+    response = gateway.post(query, token=token, variables={"id": CITIZEN})
     assert response.status_code == 200 and "errors" not in response.json()
     [row] = gateway.fetch(
         "SELECT DISTINCT trace_id FROM audit_event WHERE request_id = (SELECT request_id FROM audit_event "
@@ -61,6 +61,7 @@ def test_a_request_is_one_trace_with_http_graphql_cerbos_and_sql_spans_and_no_pa
         token.split(".")[1],
         PERSONAS["citizen"].national_id,
         str(CITIZEN_PATIENT_ID),
+        CITIZEN,
         "Nordmann",
         "nationalIdentityNumber",
         PERSONAS["homecare-nurse"].national_id,

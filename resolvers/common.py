@@ -1,0 +1,184 @@
+"""Shared GraphQL building blocks: FHIR value types, Relay connections, global ids and the helpers
+that turn a resolver's arguments into a store request."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from enum import Enum
+from typing import Annotated, Any, Generic, TypeVar
+
+import strawberry
+from strawberry import relay
+
+from gateway.context import Context
+from gateway.errors import BadUserInput
+from gateway.resources import KINDS, ResourceKind
+from gateway.store import ListArgs, Page, Row
+
+Info = strawberry.Info[Context, None]
+T = TypeVar("T")
+
+FirstArg = Annotated[int, strawberry.argument(description="Page size, 1 to 100.")]
+AfterArg = Annotated[
+    str | None, strawberry.argument(description="The `endCursor` of the previous page, to continue after it.")
+]
+
+NODE_TYPES: dict[str, Any] = {}
+
+
+def node_type(kind: ResourceKind) -> Callable[[type[T]], type[T]]:
+    """Register a GraphQL type as the API face of a resource kind (for `node(id)` and lists)."""
+
+    def register(cls: type[T]) -> type[T]:
+        NODE_TYPES[kind.type_name] = cls
+        return cls
+
+    return register
+
+
+@strawberry.enum(description="Which end of a list comes first.")
+class SortOrder(Enum):
+    NEWEST_FIRST = "newest_first"
+    OLDEST_FIRST = "oldest_first"
+
+
+@strawberry.type(description="A code from a code system (FHIR Coding): ICPC-2, ICD-10, LOINC, ATC, ...")
+class Coding:
+    system: str = strawberry.field(description="The code system's URI (an OID URN for Norwegian code systems).")
+    code: str = strawberry.field(description="The code within the system.")
+    display: str = strawberry.field(description="The code's human-readable meaning.")
+
+
+@strawberry.type(description="A measured amount (FHIR Quantity), with a UCUM unit.")
+class Quantity:
+    value: float = strawberry.field(description="The numerical value.")
+    unit: str | None = strawberry.field(description="The unit, in UCUM notation.")
+
+
+@strawberry.type(description="A time interval (FHIR Period); an open end means ongoing.")
+class Period:
+    start: datetime | None = strawberry.field(description="Start, inclusive.")
+    end: datetime | None = strawberry.field(description="End, exclusive; null while ongoing.")
+
+
+@strawberry.type(description="A span of calendar days (FHIR Period with dates); an open end means ongoing.")
+class DatePeriod:
+    start: date | None = strawberry.field(description="First day.")
+    end: date | None = strawberry.field(description="Last day; null while ongoing.")
+
+
+@strawberry.type(description="A person's name (FHIR HumanName).")
+class HumanName:
+    family: str = strawberry.field(description="Family name (surname).")
+    given: list[str] = strawberry.field(description="Given names, in order.")
+
+    @strawberry.field(description="The full name as it is usually written.")
+    def text(self) -> str:
+        return " ".join([*self.given, self.family])
+
+
+@strawberry.type(description="One item of a list, with the cursor to continue after it.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(description="Opaque cursor: pass as `after` to continue after this item.")
+    node: T = strawberry.field(description="The item.")
+
+
+@strawberry.type(
+    description="A page of a list, holding only what policy lets you read. Pages use keyset cursors: "
+    "a cursor never reaches rows you may not read."
+)
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The items of this page.")
+    page_info: relay.PageInfo = strawberry.field(description="Where this page lies in the list.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many items the whole list holds for you. Counted only when asked for.")
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+def coding(row: Row, prefix: str = "code") -> Coding:
+    """A Coding from the `<prefix>_system`, `<prefix>`, `<prefix>_display` columns."""
+    return Coding(system=row[f"{prefix}_system"], code=row[prefix], display=row[f"{prefix}_display"])
+
+
+def global_id(kind: ResourceKind, raw_id: uuid.UUID | str) -> relay.GlobalID:
+    """The opaque id clients see for a resource."""
+    return relay.GlobalID(kind.type_name, str(raw_id))
+
+
+def parse_global_id(value: str, expected: ResourceKind | None = None) -> tuple[ResourceKind, str]:
+    """The kind and journal id behind a global id; a foreign or malformed id is bad input."""
+    try:
+        gid = relay.GlobalID.from_id(value)
+    except (relay.GlobalIDValueError, ValueError) as exc:
+        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id") from exc
+    kind = KINDS.get(gid.type_name)
+    if kind is None or (expected is not None and kind is not expected):
+        wanted = f"a {expected.type_name} id" if expected else "an id issued by this API"
+        raise BadUserInput(f"{value!r} is not {wanted}", argument="id")
+    try:
+        uuid.UUID(gid.node_id)
+    except ValueError as exc:
+        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id") from exc
+    return kind, gid.node_id
+
+
+def list_args(first: int, after: str | None, filter: Any = None, order: SortOrder | None = None) -> ListArgs:
+    """Store list arguments from a resolver's arguments; filter inputs map field names to store filters."""
+    filters: list[tuple[str, Any]] = []
+    if filter is not None:
+        for name, value in vars(filter).items():
+            if value is None or value is strawberry.UNSET:
+                continue
+            filters.append((name, value.value if isinstance(value, Enum) else value))
+    newest = None if order is None else order is SortOrder.NEWEST_FIRST
+    return ListArgs(first=first, after=after, filters=tuple(filters), newest_first=newest)
+
+
+def to_connection(kind: ResourceKind, page: Page, args: ListArgs, count: Callable[[], Awaitable[int]]) -> Any:
+    """A Connection of GraphQL nodes from a store page."""
+    make = NODE_TYPES[kind.type_name].from_row
+    edges = [Edge(cursor=cursor, node=make(row)) for cursor, row in page.items]
+    return Connection(
+        edges=edges,
+        page_info=relay.PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=args.after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        count=count,
+    )
+
+
+async def top_list(info: Info, kind: ResourceKind, args: ListArgs) -> Any:
+    """A top-level list of one kind."""
+    store = info.context.store
+    page = await store.page(kind, args)
+    return to_connection(kind, page, args, lambda: store.count(kind, args))
+
+
+async def child_list(info: Info, kind: ResourceKind, parent_column: str, parent: uuid.UUID, args: ListArgs) -> Any:
+    """A parent's list of one kind, batched with the same list of every other parent in the query."""
+    loaders = info.context.loaders
+    page = await loaders.pages(kind, parent_column, args).load(parent)
+    count_args = ListArgs(first=1, filters=args.filters)
+    return to_connection(kind, page, args, lambda: loaders.counts(kind, parent_column, count_args).load(parent))
+
+
+async def to_one(info: Info, kind: ResourceKind, raw_id: uuid.UUID | None) -> Any:
+    """The resource a reference points at, authorized like any item (null with FORBIDDEN if hidden)."""
+    if raw_id is None:
+        return None
+    row = await info.context.loaders.item(kind).load(str(raw_id))
+    return NODE_TYPES[kind.type_name].from_row(row)
+
+
+async def by_global_id(info: Info, value: str, expected: ResourceKind | None = None) -> Any:
+    """The resource behind a global id."""
+    kind, raw = parse_global_id(value, expected)
+    row = await info.context.loaders.item(kind).load(raw)
+    return NODE_TYPES[kind.type_name].from_row(row)
