@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from opentelemetry import trace
 from cerbos.sdk.grpc.client import AsyncCerbosClient
 from cross_web import HTTPException
 from joserfc.jwk import ECKey
@@ -107,6 +108,9 @@ class GraphQLView(GraphQL[Context, None]):
         written, or a component was unreachable, the response carries no data."""
         result = await super().execute_operation(**kwargs)
         context: Context = kwargs["context"]
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            kwargs["sub_response"].headers["x-trace-id"] = f"{span_context.trace_id:032x}"
         try:
             await context.audit.flush(runtime_of(context.request.scope).pool)
         except Exception as exc:

@@ -116,9 +116,10 @@ def parse_global_id(value: str, expected: ResourceKind | None = None) -> tuple[R
     except (relay.GlobalIDValueError, ValueError) as exc:
         raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id") from exc
     kind = KINDS.get(gid.type_name)
-    if kind is None or (expected is not None and kind is not expected):
-        wanted = f"a {expected.type_name} id" if expected else "an id issued by this API"
-        raise BadUserInput(f"{value!r} is not {wanted}", argument="id")
+    if kind is None:
+        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id")
+    if expected is not None and kind is not expected:
+        raise BadUserInput(f"{value!r} is not a {expected.type_name} id", argument="id")
     try:
         uuid.UUID(gid.node_id)
     except ValueError as exc:

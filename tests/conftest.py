@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -145,6 +146,25 @@ class Gateway:
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
+
+    def spans(self, trace_id: str) -> list[dict[str, Any]]:
+        """Spans the console exporter wrote for one trace (exported as each span ends)."""
+        decoder = json.JSONDecoder()
+        deadline = time.monotonic() + 5
+        while True:
+            text = self.log_path.read_text(errors="replace")
+            spans, index = [], 0
+            while (start := text.find("{", index)) != -1:
+                try:
+                    obj, index = decoder.raw_decode(text, start)
+                except json.JSONDecodeError:
+                    index = start + 1
+                    continue
+                if isinstance(obj, dict) and obj.get("context", {}).get("trace_id") == f"0x{trace_id}":
+                    spans.append(obj)
+            if any(s["parent_id"] is None for s in spans) or time.monotonic() > deadline:
+                return spans
+            time.sleep(0.1)
 
     def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Read the journal directly, as an independent check of what the API says."""

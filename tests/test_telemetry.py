@@ -4,31 +4,9 @@ query text, variables or tokens in any span."""
 from __future__ import annotations
 
 import json
-import time
-from typing import Any
 
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
 from tests.conftest import CITIZEN, Gateway
-
-
-def spans_of_trace(gateway: Gateway, trace_id: str) -> list[dict[str, Any]]:
-    """Spans the console exporter wrote for one trace (exported as each span ends)."""
-    decoder = json.JSONDecoder()
-    deadline = time.monotonic() + 5
-    while True:
-        text = gateway.log_path.read_text(errors="replace")
-        spans, index = [], 0
-        while (start := text.find("{", index)) != -1:
-            try:
-                obj, index = decoder.raw_decode(text, start)
-            except json.JSONDecodeError:
-                index = start + 1
-                continue
-            if isinstance(obj, dict) and obj.get("context", {}).get("trace_id") == f"0x{trace_id}":
-                spans.append(obj)
-        if any(s["parent_id"] is None for s in spans) or time.monotonic() > deadline:
-            return spans
-        time.sleep(0.1)
 
 
 def test_a_request_is_one_trace_with_http_graphql_cerbos_and_sql_spans_and_no_patient_data(
@@ -46,7 +24,7 @@ def test_a_request_is_one_trace_with_http_graphql_cerbos_and_sql_spans_and_no_pa
         "WHERE patient_id = $1 AND reason = 'CARE_RELATION' ORDER BY id DESC LIMIT 1)",
         CITIZEN_PATIENT_ID,
     )
-    spans = spans_of_trace(gateway, row["trace_id"])
+    spans = gateway.spans(row["trace_id"])
     print("\n".join(f"{s['name']} {s['attributes']}" for s in spans))
     names = [s["name"] for s in spans]
     assert any(s["parent_id"] is None and s["kind"] == "SpanKind.SERVER" for s in spans), names

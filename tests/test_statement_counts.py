@@ -1,0 +1,45 @@
+"""Cheap by construction: SQL statements and Cerbos calls per request grow with the query's depth and
+the number of resource kinds, never with the number of rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Gateway
+
+NESTED = """query Nested($patients: Int!) {
+  patients(first: $patients) {
+    edges { node { id name { text }
+      encounters(first: 5) { edges { node { id class period { start }
+        observations(first: 10) { edges { node { id code { code } valueQuantity { value unit } } } }
+      } } }
+    } }
+  }
+}"""
+
+
+def cost(gateway: Gateway, patients: int) -> tuple[int, int, int, dict[str, Any]]:
+    response = gateway.post(NESTED, persona="gp", variables={"patients": patients})
+    body = response.json()
+    assert response.status_code == 200 and "errors" not in body, body
+    spans = gateway.spans(response.headers["x-trace-id"])
+    sql = [s for s in spans if "db.statement" in s["attributes"]]
+    cerbos = [s for s in spans if s["name"].startswith("cerbos.")]
+    observations = sum(
+        len(e["node"]["observations"]["edges"])
+        for p in body["data"]["patients"]["edges"]
+        for e in p["node"]["encounters"]["edges"]
+    )
+    return len(sql), len(cerbos), observations, body
+
+
+def test_a_nested_query_costs_the_same_statements_and_pdp_calls_for_5_and_50_patients(gateway: Gateway) -> None:
+    small_sql, small_cerbos, small_rows, _ = cost(gateway, 5)
+    large_sql, large_cerbos, large_rows, body = cost(gateway, 50)
+    assert len(body["data"]["patients"]["edges"]) == 50
+    assert large_rows > 5 * small_rows > 0, "the larger query must really return many more rows"
+    assert (large_sql, large_cerbos) == (small_sql, small_cerbos)
+    # principal lookup + one statement per list level (patients, encounters, observations) + one audit insert
+    assert large_sql <= 1 + 3 + 1
+    # one query plan per resource kind listed
+    assert large_cerbos <= 3
