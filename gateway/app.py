@@ -14,10 +14,10 @@ from typing import Any
 
 import asyncpg
 import orjson
-from opentelemetry import trace
 from cerbos.sdk.grpc.client import AsyncCerbosClient
 from cross_web import HTTPException
 from joserfc.jwk import ECKey
+from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

@@ -9,6 +9,8 @@ for a valid token naming nobody the journal knows, a `Forbidden` (HTTP 403).
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +22,23 @@ from joserfc.jwk import KeySet
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import demo_issuer as claims_names
-from gateway.errors import AksonError, Forbidden, Unauthenticated, as_client_error, http_error_body
+from gateway.errors import (
+    AksonError,
+    Forbidden,
+    ServiceUnavailable,
+    Unauthenticated,
+    as_client_error,
+    http_error_body,
+)
 from gateway.personas import PrincipalKind
 
 ALLOWED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
+ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
+NATIONAL_ID = re.compile(r"[0-9]{11}")
 CLOCK_SKEW_SECONDS = 30
 PRINCIPAL_SCOPE_KEY = "akson.principal"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,8 @@ class TokenVerifier:
             iss={"essential": True, "value": issuer},
             aud={"essential": True, "value": audience},
             exp={"essential": True},
+            iat={"essential": True},
+            sub={"essential": True},
             client_id={"essential": True},
         )
 
@@ -62,6 +77,8 @@ class TokenVerifier:
             decoded = jwt.decode(token, self._keys, algorithms=ALLOWED_ALGORITHMS)
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
+        if str(decoded.header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+            raise Unauthenticated("bearer token rejected: not an access token (typ must be at+jwt)")
         try:
             self._registry.validate(decoded.claims)
         except JoseError as exc:
@@ -71,12 +88,9 @@ class TokenVerifier:
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, JoseError):
-        text = exc.description or exc.error
-        return {
-            "bad_signature": "signature does not verify",
-            "expired_token": "token has expired",
-            "invalid_token": "token is not valid yet",
-        }.get(exc.error, text)
+        if exc.error == "bad_signature":
+            return "signature does not verify"
+        return (exc.description or exc.error).removeprefix("The ").rstrip(".")
     return "token is not a well-formed JWT"
 
 
@@ -88,6 +102,12 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must use the Bearer scheme")
     return token.strip()
+
+
+def _national_id(value: object) -> str:
+    if not isinstance(value, str) or not NATIONAL_ID.fullmatch(value):
+        raise Unauthenticated("bearer token rejected: the person identifier claim is not an 11-digit national id")
+    return value
 
 
 class Authenticator:
@@ -102,10 +122,13 @@ class Authenticator:
         claims = self._verifier.verify(bearer_token(authorization))
         client_id = str(claims["client_id"])
         scopes = tuple(str(claims.get("scope", "")).split())
-        if personnel_pid := claims.get(claims_names.CLAIM_PERSONNEL_PID):
-            return await self._personnel(str(personnel_pid), claims, client_id, scopes)
-        if citizen_pid := claims.get(claims_names.CLAIM_CITIZEN_PID):
-            return await self._citizen(str(citizen_pid), client_id, scopes)
+        try:
+            if personnel_pid := claims.get(claims_names.CLAIM_PERSONNEL_PID):
+                return await self._personnel(_national_id(personnel_pid), claims, client_id, scopes)
+            if citizen_pid := claims.get(claims_names.CLAIM_CITIZEN_PID):
+                return await self._citizen(_national_id(citizen_pid), client_id, scopes)
+        except asyncpg.PostgresError as exc:
+            raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
         return Principal(kind="service", id=client_id, client_id=client_id, roles=frozenset({"service"}), scopes=scopes)
 
     async def _personnel(
@@ -130,6 +153,8 @@ class Authenticator:
                 "the token's person is not registered as personnel in this journal",
                 reason="UNKNOWN_PRACTITIONER",
             )
+        if not row["unit_ids"]:
+            raise Forbidden("the token's person has no active role in any unit", reason="NO_ACTIVE_ROLE")
         return Principal(
             kind="personnel",
             id=str(row["id"]),
@@ -175,7 +200,8 @@ class AuthenticationMiddleware:
         except Exception as exc:
             error = as_client_error(exc)
             if error is None:
-                raise
+                log.exception("unexpected error while authenticating")
+                error = AksonError("Unexpected error; it has been logged.")
             await send_error(send, error)
             return
         await self._app(scope, receive, send)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,8 @@ from gateway.resources import ResourceKind
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-# Most specific first: a restriction explains a denial better than a missing relation.
+REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
+# Most specific first, so that the same request always reports the same reason.
 DENY_REASON_PRIORITY = ("NO_CARE_RELATION", "NOT_OWN_RECORD")
 ALLOW_REASON_PRIORITY = ("OWN_RECORD", "CARE_RELATION")
 DEFAULT_DENY_REASON = "NO_MATCHING_RULE"
@@ -76,7 +78,9 @@ def policy_fingerprint(policy_dir: Path) -> str:
 
 
 def choose_reason(allowed: bool, outputs: list[str]) -> str:
-    """The reason to report from the outputs of all matched rules, by fixed priority."""
+    """The reason to report from the outputs of all matched rules, by fixed priority. Only reason
+    codes (UPPER_SNAKE_CASE) pass: an output carrying data would otherwise reach the client."""
+    outputs = [o for o in outputs if REASON_CODE.fullmatch(o)]
     priority = ALLOW_REASON_PRIORITY if allowed else DENY_REASON_PRIORITY
     for reason in priority:
         if reason in outputs:

@@ -33,7 +33,6 @@ class Settings:
     cerbos_binary: Path
     issuer: str
     audience: str
-    demo_issuer: bool
     traces_exporter: str
     max_page_size: int = 100
 
@@ -65,6 +64,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         cerbos_binary=Path(env.get("AKSON_CERBOS_BINARY", str(_cerbos_binary_default(project)))),
         issuer=env.get("AKSON_ISSUER", "https://demo-issuer.akson.invalid"),
         audience=env.get("AKSON_AUDIENCE", "akson-gateway"),
-        demo_issuer=env.get("AKSON_DEMO_ISSUER", "1") not in {"0", "false", "no"},
         traces_exporter=exporter,
     )

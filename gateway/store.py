@@ -78,7 +78,7 @@ def decode_cursor(kind: ResourceKind, cursor: str) -> list[Any]:
         not isinstance(value, list)
         or len(value) != len(kind.order) + 2
         or value[:2] != ["v1", kind.name]
-        or not all(isinstance(v, str) for v in value)
+        or not all(isinstance(v, str) and "\x00" not in v and len(v) <= 200 for v in value)
     ):
         raise bad
     try:
@@ -140,6 +140,7 @@ class Store:
             try:
                 self._filters[key] = await self._authorizer.plan(self._principal, kind, action)
             except UntranslatablePlan as exc:
+                self._audit.record(AuditRecord(None, kind.name, (), action, False, "UNENFORCEABLE_POLICY"))
                 raise Forbidden(
                     f"the access policy for {kind.name} lists cannot be enforced in the database; the list is denied",
                     reason="UNENFORCEABLE_POLICY",
@@ -156,7 +157,13 @@ class Store:
 
     async def by_ids(self, kind: ResourceKind, ids: Sequence[str]) -> list[Row | Exception]:
         """Resources by id for a DataLoader: each a row, or the error that explains why not."""
-        wanted = [str(parse_id(i, kind.type_name)) for i in ids]
+        results: dict[str, Row | Exception] = {}
+        wanted: list[str] = []
+        for raw in ids:
+            try:
+                wanted.append(str(parse_id(raw, kind.type_name)))
+            except BadUserInput as exc:
+                results[raw] = exc
         rows = await self._pool.fetch(
             f"SELECT {kind.select_list()}{', ' if kind.attributes else ''}{kind.attribute_select()} "
             f"FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = ANY($1::uuid[])",
@@ -173,7 +180,6 @@ class Store:
                 for rid in unique
             ],
         )
-        results: dict[str, Row | Exception] = {}
         for rid, decision in zip(unique, decisions, strict=True):
             row = found.get(rid)
             if kind.patient_column is not None:
@@ -191,7 +197,7 @@ class Store:
                 results[rid] = NotFound(f"no {kind.type_name} with this id exists")
             else:
                 results[rid] = row
-        return [results[rid] for rid in wanted]
+        return [results[raw] if raw in results else results[str(uuid.UUID(raw))] for raw in ids]
 
     def _check_args(self, kind: ResourceKind, args: ListArgs) -> None:
         if args.first < 1 or args.first > self._max_page_size:

@@ -47,8 +47,28 @@ def test_an_expired_token_is_refused(gateway: Gateway) -> None:
 
 def test_a_token_not_yet_valid_is_refused(gateway: Gateway) -> None:
     future = int(time.time()) + 3600
-    token = gateway.token("homecare-nurse", nbf=future, iat=future, exp=future + 600)
-    assert_unauthenticated(gateway.post(QUERY, token=token), "bearer token rejected")
+    token = gateway.token("homecare-nurse", nbf=future, iat=int(time.time()), exp=future + 600)
+    assert_unauthenticated(gateway.post(QUERY, token=token), "token is not yet valid")
+
+
+def test_a_token_issued_in_the_future_is_refused(gateway: Gateway) -> None:
+    future = int(time.time()) + 3600
+    token = gateway.token("homecare-nurse", nbf=None, iat=future, exp=future + 600)
+    assert_unauthenticated(gateway.post(QUERY, token=token), "issued in the future")
+
+
+def test_an_id_token_is_not_an_access_token(gateway: Gateway) -> None:
+    settings_key = demo_issuer.load_or_create_key(gateway.data_dir / "demo-issuer" / "signing-key.json")
+    claims = demo_issuer.persona_claims(
+        PERSONAS["homecare-nurse"], issuer="https://demo-issuer.akson.invalid", audience="akson-gateway"
+    )
+    token = jwt.encode({"alg": "ES256", "typ": "JWT", "kid": settings_key.kid}, claims, settings_key)
+    assert_unauthenticated(gateway.post(QUERY, token=token), "not an access token")
+
+
+def test_a_person_identifier_that_is_not_a_national_id_is_refused(gateway: Gateway) -> None:
+    token = gateway.token("homecare-nurse", **{demo_issuer.CLAIM_PERSONNEL_PID: "1234\u0000"})
+    assert_unauthenticated(gateway.post(QUERY, token=token), "11-digit national id")
 
 
 def test_a_token_signed_by_another_key_is_refused(gateway: Gateway) -> None:
@@ -78,7 +98,7 @@ def test_a_token_for_another_issuer_or_audience_is_refused(gateway: Gateway, cla
     assert_unauthenticated(gateway.post(QUERY, token=token), claim)
 
 
-@pytest.mark.parametrize("claim", ["exp", "client_id"])
+@pytest.mark.parametrize("claim", ["exp", "iat", "sub", "client_id"])
 def test_a_token_missing_a_required_claim_is_refused(gateway: Gateway, claim: str) -> None:
     token = gateway.token("homecare-nurse", **{claim: None})
     assert_unauthenticated(gateway.post(QUERY, token=token), claim)
@@ -115,6 +135,18 @@ def test_a_valid_token_for_a_person_unknown_to_the_journal_is_forbidden(gateway:
     response = gateway.post(QUERY, token=token)
     assert response.status_code == 403
     assert response.json()["errors"][0]["extensions"] == {"code": "FORBIDDEN", "reason": "UNKNOWN_PRACTITIONER"}
+
+
+def test_personnel_without_an_active_role_are_forbidden(gateway: Gateway) -> None:
+    retired = "01817012345"
+    gateway.fetch(
+        "INSERT INTO practitioner (id, national_id, hpr_number, family_name, given_name) "
+        "VALUES (gen_random_uuid(), $1, '9999999', 'Pensjonist', 'Per') ON CONFLICT DO NOTHING",
+        retired,
+    )
+    response = gateway.post(QUERY, token=gateway.token("gp", **{demo_issuer.CLAIM_PERSONNEL_PID: retired}))
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["extensions"] == {"code": "FORBIDDEN", "reason": "NO_ACTIVE_ROLE"}
 
 
 def test_the_issuer_publishes_its_keys_and_discovery_document(gateway: Gateway) -> None:

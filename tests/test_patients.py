@@ -169,3 +169,14 @@ def test_a_backend_service_without_a_granting_rule_sees_nothing(gateway: Gateway
         "reason": "NO_MATCHING_RULE",
         "policyVersion": result["errors"][0]["extensions"]["policyVersion"],
     }
+
+
+def test_one_bad_id_among_aliases_does_not_spoil_the_others(gateway: Gateway) -> None:
+    result = gateway.query(
+        'query($id: ID!) { good: patient(id: $id) { id } bad: patient(id: "nope") { id } }',
+        "homecare-nurse",
+        {"id": CITIZEN},
+    )
+    assert result["data"] == {"good": {"id": CITIZEN}, "bad": None}
+    [error] = result["errors"]
+    assert error["path"] == ["bad"] and error["extensions"]["code"] == "BAD_USER_INPUT"
