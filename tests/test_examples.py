@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import PROJECT, Gateway
+from tests.conftest import CITIZEN, PROJECT, Gateway
 
 
 def test_the_list_patients_example_pages_through_exactly_the_visible_patients(gateway: Gateway) -> None:
@@ -38,3 +38,24 @@ def test_the_first_query_script_shows_a_patient_then_a_refusal(gateway: Gateway)
     nurse, other = done.stdout.split("== as nurse-other-municipality")
     assert '"name":{"text":"Ola Nordmann"}' in nurse
     assert '"code":"FORBIDDEN"' in other and '"reason":"NO_CARE_RELATION"' in other and "Nordmann" not in other
+
+
+def test_the_patient_journal_example_prints_the_journal_or_the_refusal(gateway: Gateway) -> None:
+    def run_as(persona: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "AKSON_URL": gateway.base_url, "AKSON_TOKEN": gateway.token(persona)}
+        return subprocess.run(
+            [sys.executable, "examples/patient_journal.py", CITIZEN],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            env=env,
+            check=False,
+        )
+
+    nurse = run_as("homecare-nurse")
+    assert nurse.returncode == 0, nurse.stderr
+    assert nurse.stdout.startswith("Ola Nordmann, born 1941-04-30")
+    assert "ALLERGY" in nurse.stdout and "medicine" in nurse.stdout and "plan Plan for hjemmesykepleie" in nurse.stdout
+    other = run_as("nurse-other-municipality")
+    assert other.returncode == 1 and other.stdout == ""
+    assert "FORBIDDEN (NO_CARE_RELATION)" in other.stderr

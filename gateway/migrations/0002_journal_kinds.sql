@@ -34,7 +34,7 @@ CREATE TABLE diagnostic_report (
     conclusion text
 );
 CREATE INDEX diagnostic_report_patient_idx ON diagnostic_report (patient_id, effective_at DESC, id);
-CREATE INDEX diagnostic_report_encounter_idx ON diagnostic_report (encounter_id);
+CREATE INDEX diagnostic_report_encounter_idx ON diagnostic_report (encounter_id, effective_at DESC, id);
 
 ALTER TABLE observation ADD COLUMN diagnostic_report_id uuid REFERENCES diagnostic_report (id);
 CREATE INDEX observation_report_idx ON observation (diagnostic_report_id, effective_at DESC, id)
@@ -43,6 +43,7 @@ DROP INDEX observation_encounter_idx;
 CREATE INDEX observation_encounter_idx ON observation (encounter_id, effective_at DESC, id);
 DROP INDEX observation_code_effective_idx;
 CREATE INDEX observation_code_effective_idx ON observation (code, effective_at DESC, id);
+CREATE INDEX observation_effective_idx ON observation (effective_at DESC, id);
 
 CREATE TABLE condition (
     id uuid PRIMARY KEY,
