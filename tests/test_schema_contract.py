@@ -23,15 +23,26 @@ def test_akson_schema_prints_the_served_schema() -> None:
     assert printed.strip() == schema.as_str().strip()
 
 
-def test_every_type_and_query_field_has_a_description() -> None:
+def test_every_type_field_and_argument_has_a_description_for_graphiql() -> None:
     graphql_schema = schema._schema
+    missing = []
     for name, graphql_type in graphql_schema.type_map.items():
         if name.startswith("__") or name in {"String", "Boolean", "Int", "Float", "ID"}:
             continue
-        assert graphql_type.description, f"type {name} has no description"
-    query = graphql_schema.query_type
-    assert query is not None
-    for field_name, field in query.fields.items():
-        assert field.description, f"Query.{field_name} has no description"
-        for argument_name, argument in field.args.items():
-            assert argument.description, f"Query.{field_name}({argument_name}) has no description"
+        if not graphql_type.description:
+            missing.append(name)
+        for field_name, field in getattr(graphql_type, "fields", {}).items():
+            if not field.description:
+                missing.append(f"{name}.{field_name}")
+            for argument_name, argument in getattr(field, "args", {}).items():
+                if not argument.description:
+                    missing.append(f"{name}.{field_name}({argument_name})")
+    assert missing == []
+
+
+def test_every_resource_kind_is_in_the_schema_as_a_node() -> None:
+    from gateway.resources import KINDS
+
+    sdl = schema.as_str()
+    for type_name in KINDS:
+        assert f"type {type_name} implements Node" in sdl, type_name
