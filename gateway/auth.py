@@ -9,9 +9,11 @@ for a valid token naming nobody the journal knows, a `Forbidden` (HTTP 403).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -31,6 +33,8 @@ from gateway.errors import (
     http_error_body,
 )
 from gateway.personas import PrincipalKind
+from gateway.resources import KINDS
+from gateway.scopes import InvalidScope, ScopeGrants, grants, parse_scopes
 
 ALLOWED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
@@ -52,8 +56,12 @@ class Principal:
     unit_ids: tuple[str, ...] = ()
     hpr_number: str | None = None
     patient_id: str | None = None
+    guardian_of: tuple[str, ...] = ()
     purpose_of_use: str | None = None
-    scopes: tuple[str, ...] = field(default=())
+    self_attested: bool = False
+    scopes: tuple[str, ...] = ()
+    launch_patient_id: str | None = None
+    grants: ScopeGrants = field(default_factory=lambda: ScopeGrants((), (), (), (), {}))
 
 
 class TokenVerifier:
@@ -104,6 +112,30 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
+KIND_OF_TYPE = {type_name: kind.name for type_name, kind in KINDS.items()}
+PURPOSES_OF_USE = {"TREAT", "ETREAT", "COC", "POPHLTH", "HOPERAT", "HPAYMT"}
+
+
+def _purpose_of_use(value: object) -> str:
+    """The HL7 PurposeOfUse code the token states; treatment when the token states none."""
+    if value is None:
+        return "TREAT"
+    if not isinstance(value, str) or value not in PURPOSES_OF_USE:
+        raise Unauthenticated(
+            f"bearer token rejected: purpose of use must be one of {', '.join(sorted(PURPOSES_OF_USE))}"
+        )
+    return value
+
+
+def _launch_patient(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as exc:
+        raise Unauthenticated("bearer token rejected: the patient claim is not a patient id") from exc
+
+
 def _national_id(value: object) -> str:
     if not isinstance(value, str) or not NATIONAL_ID.fullmatch(value):
         raise Unauthenticated("bearer token rejected: the person identifier claim is not an 11-digit national id")
@@ -123,17 +155,30 @@ class Authenticator:
         client_id = str(claims["client_id"])
         scopes = tuple(str(claims.get("scope", "")).split())
         try:
+            granted = grants(parse_scopes(list(scopes), set(KINDS)), KIND_OF_TYPE)
+        except InvalidScope as exc:
+            raise Unauthenticated(f"bearer token rejected: {exc}") from exc
+        launch = _launch_patient(claims.get(claims_names.CLAIM_LAUNCH_PATIENT))
+        try:
             if personnel_pid := claims.get(claims_names.CLAIM_PERSONNEL_PID):
-                return await self._personnel(_national_id(personnel_pid), claims, client_id, scopes)
-            if citizen_pid := claims.get(claims_names.CLAIM_CITIZEN_PID):
-                return await self._citizen(_national_id(citizen_pid), client_id, scopes)
+                principal = await self._personnel(_national_id(personnel_pid), claims, client_id)
+            elif citizen_pid := claims.get(claims_names.CLAIM_CITIZEN_PID):
+                principal = await self._citizen(_national_id(citizen_pid), client_id)
+            else:
+                principal = Principal(kind="service", id=client_id, client_id=client_id, roles=frozenset({"service"}))
         except asyncpg.PostgresError as exc:
             raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
-        return Principal(kind="service", id=client_id, client_id=client_id, roles=frozenset({"service"}), scopes=scopes)
+        if principal.kind == "citizen":
+            own = {principal.patient_id, *principal.guardian_of} - {None}
+            if launch is not None and launch not in own:
+                raise Forbidden(
+                    "the token's patient is neither the citizen nor a child in their care",
+                    reason="LAUNCH_PATIENT_NOT_OWN",
+                )
+            launch = launch or principal.patient_id
+        return replace(principal, scopes=scopes, grants=granted, launch_patient_id=launch)
 
-    async def _personnel(
-        self, national_id: str, claims: dict[str, Any], client_id: str, scopes: tuple[str, ...]
-    ) -> Principal:
+    async def _personnel(self, national_id: str, claims: dict[str, Any], client_id: str) -> Principal:
         row = await self._pool.fetchrow(
             """SELECT p.id, p.hpr_number,
                       coalesce(array_agg(DISTINCT r.organization_id::text)
@@ -162,21 +207,29 @@ class Authenticator:
             roles=frozenset({"personnel", *row["roles"]}),
             unit_ids=tuple(sorted(row["unit_ids"])),
             hpr_number=row["hpr_number"],
-            purpose_of_use=str(claims.get(claims_names.CLAIM_PURPOSE_OF_USE) or "TREAT"),
-            scopes=scopes,
+            purpose_of_use=_purpose_of_use(claims.get(claims_names.CLAIM_PURPOSE_OF_USE)),
+            self_attested=claims.get(claims_names.CLAIM_SELF_ATTESTED) is True,
         )
 
-    async def _citizen(self, national_id: str, client_id: str, scopes: tuple[str, ...]) -> Principal:
-        patient_id = await self._pool.fetchval("SELECT id FROM patient WHERE national_id = $1", national_id)
-        if patient_id is None:
+    async def _citizen(self, national_id: str, client_id: str) -> Principal:
+        row = await self._pool.fetchrow(
+            """SELECT (SELECT id FROM patient WHERE national_id = $1) AS patient_id,
+                      ARRAY(SELECT g.child_patient_id::text FROM guardianship g
+                             WHERE g.guardian_national_id = $1 AND g.period_start <= current_date
+                               AND (g.period_end IS NULL OR g.period_end >= current_date)
+                             ORDER BY 1) AS children""",
+            national_id,
+        )
+        patient_id = str(row["patient_id"]) if row["patient_id"] else None
+        if patient_id is None and not row["children"]:
             raise Forbidden("the token's person has no record in this journal", reason="UNKNOWN_CITIZEN")
         return Principal(
             kind="citizen",
-            id=str(patient_id),
+            id=patient_id or "citizen:" + hashlib.sha256(national_id.encode()).hexdigest()[:24],
             client_id=client_id,
             roles=frozenset({"citizen"}),
-            patient_id=str(patient_id),
-            scopes=scopes,
+            patient_id=patient_id,
+            guardian_of=tuple(row["children"]),
         )
 
 

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
-# Most specific first, so that the same request always reports the same reason.
-DENY_REASON_PRIORITY = ("NO_CARE_RELATION", "NOT_OWN_RECORD")
+# A matched deny rule always reports its own output; allow rules' conditionNotMet outputs may or may not
+# come along (Cerbos varies). Deny-rule reasons therefore come first, so a request always gets one reason.
+DENY_REASON_PRIORITY = ("APP_SCOPE", "NO_CARE_RELATION", "NOT_OWN_RECORD")
 ALLOW_REASON_PRIORITY = ("OWN_RECORD", "CARE_RELATION")
 DEFAULT_DENY_REASON = "NO_MATCHING_RULE"
 DEFAULT_ALLOW_REASON = "ALLOWED"
@@ -99,13 +100,23 @@ def _struct(values: dict[str, Any]) -> Struct:
 
 def cerbos_principal(principal: Principal) -> engine_pb2.Principal:
     """The principal with exactly the attributes the principal schema declares."""
+    granted = principal.grants
     attributes = _struct(
         {
             "kind": principal.kind,
             "unit_ids": list(principal.unit_ids),
             "patient_id": principal.patient_id or "",
+            "guardian_of": list(principal.guardian_of),
             "purpose_of_use": principal.purpose_of_use or "",
+            "self_attested": principal.self_attested,
+            "hpr_number": principal.hpr_number or "",
             "client_id": principal.client_id,
+            "launch_patient_id": principal.launch_patient_id or "",
+            "app_read": list(granted.read),
+            "app_search": list(granted.search),
+            "app_patient_read": list(granted.patient_read),
+            "app_patient_search": list(granted.patient_search),
+            "app_categories": {kind: list(values) for kind, values in granted.categories.items()},
         }
     )
     return engine_pb2.Principal(

@@ -24,6 +24,8 @@ CLAIM_HPR_NUMBER = "helseid://claims/hpr/hpr_number"
 CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
 CLAIM_CITIZEN_PID = "pid"
 CLAIM_PURPOSE_OF_USE = "purpose_of_use"
+CLAIM_SELF_ATTESTED = "self_attested"
+CLAIM_LAUNCH_PATIENT = "patient"
 TOKEN_LIFETIME_SECONDS = 3600
 
 
@@ -60,6 +62,7 @@ def persona_claims(persona: Persona, *, issuer: str, audience: str, now: int | N
         "exp": now + TOKEN_LIFETIME_SECONDS,
         "jti": uuid.uuid4().hex,
         "client_id": persona.client_id,
+        "scope": persona.scope,
         "sub": persona.name if persona.kind == "service" else str(uuid.uuid5(uuid.NAMESPACE_URL, persona.name)),
     }
     if persona.kind == "personnel":
@@ -69,6 +72,8 @@ def persona_claims(persona: Persona, *, issuer: str, audience: str, now: int | N
         claims[CLAIM_PURPOSE_OF_USE] = "TREAT"
     elif persona.kind == "citizen":
         claims[CLAIM_CITIZEN_PID] = persona.national_id
+    if persona.launch_patient_id is not None:
+        claims[CLAIM_LAUNCH_PATIENT] = str(persona.launch_patient_id)
     return claims
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from gateway.national_id import synthetic_national_id
 
@@ -40,12 +40,15 @@ class Persona:
     role: str | None = None
     unit_id: UUID | None = None
     client_id: str = DEMO_APP_CLIENT_ID
+    scope: str = "openid fhirUser user/*.rs"
+    launch_patient_id: UUID | None = None
 
     @property
     def national_id(self) -> str | None:
         if self.birth_date is None:
             return None
-        return synthetic_national_id(self.birth_date, individual=int(self.entity_id or 0) % 400)
+        individual = int(self.entity_id or uuid5(NAMESPACE_URL, self.name)) % 400
+        return synthetic_national_id(self.birth_date, individual=individual)
 
 
 PERSONAS: dict[str, Persona] = {
@@ -108,6 +111,18 @@ PERSONAS: dict[str, Persona] = {
             "Ola",
             date(1941, 4, 30),
             unit_id=FJORDVIK_HOMECARE,
+            scope="openid fhirUser launch/patient patient/*.rs",
+        ),
+        Persona(
+            "parent",
+            "A Fjordvik parent (not a patient) acting for their 7-year-old daughter Emma",
+            "citizen",
+            None,
+            "Berg",
+            "Silje",
+            date(1988, 2, 9),
+            scope="openid fhirUser launch/patient patient/*.rs",
+            launch_patient_id=UUID("a11ce000-0000-4000-8000-000000000202"),
         ),
         Persona(
             "vendor-app",
@@ -115,8 +130,12 @@ PERSONAS: dict[str, Persona] = {
             "service",
             None,
             client_id="vendor-homecare-planner",
+            scope="system/Organization.rs system/Practitioner.rs system/PractitionerRole.rs",
         ),
     ]
 }
 
 CITIZEN_PATIENT_ID = PERSONAS["citizen"].entity_id
+# The parent persona's daughter: a patient seeded with the parent as guardian.
+CHILD_PATIENT_ID = UUID("a11ce000-0000-4000-8000-000000000202")
+CHILD_BIRTH_DATE = date(2019, 8, 12)

@@ -66,14 +66,18 @@ class ResourceKind:
         return ", ".join(parts)
 
 
-def patient_data_attributes(alias: str, patient_column: str = "patient_id") -> dict[str, Attribute]:
+def patient_data_attributes(
+    alias: str, patient_column: str = "patient_id", category_column: str = "data_category"
+) -> dict[str, Attribute]:
     """The attributes every patient-data kind carries: whose data, which unit owns it, its data
-    category, and who has an active care relation with the patient."""
+    category, its FHIR category (the data category where FHIR has none; what `?category=` scopes
+    narrow on), and who has an active care relation with the patient."""
     patient = f"{alias}.{patient_column}"
     return {
         "patient_id": Column(patient, "uuid"),
         "owning_unit_id": Column(f"{alias}.owning_unit_id", "uuid"),
         "data_category": Column(f"{alias}.data_category", "text"),
+        "category": Column(f"{alias}.{category_column}", "text"),
         "care_unit_ids": SetOf(
             f"SELECT cr.organization_id FROM care_relation cr "
             f"WHERE cr.patient_id = {patient} AND {ACTIVE_CARE_RELATION}",
@@ -211,7 +215,7 @@ OBSERVATION = ResourceKind(
         "effective_at",
     ),
     order=_dated("effective_at"),
-    attributes=patient_data_attributes("ob"),
+    attributes=patient_data_attributes("ob", category_column="category"),
     filters={
         **_range("effective_at"),
         "code": Filter("code", "eq", "text"),
@@ -241,7 +245,7 @@ DIAGNOSTIC_REPORT = ResourceKind(
         "conclusion",
     ),
     order=_dated("effective_at"),
-    attributes=patient_data_attributes("dr"),
+    attributes=patient_data_attributes("dr", category_column="category"),
     filters={
         **_range("effective_at"),
         "code": Filter("code", "eq", "text"),
@@ -273,7 +277,7 @@ CONDITION = ResourceKind(
         "recorder_id",
     ),
     order=_dated("recorded_at"),
-    attributes=patient_data_attributes("cn"),
+    attributes=patient_data_attributes("cn", category_column="category"),
     filters={
         **_range("recorded_at"),
         "code": Filter("code", "eq", "text"),
@@ -326,7 +330,7 @@ ALLERGY_INTOLERANCE = ResourceKind(
         "recorder_id",
     ),
     order=_dated("recorded_at"),
-    attributes=patient_data_attributes("al"),
+    attributes=patient_data_attributes("al", category_column="category"),
     filters={
         "category": Filter("category", "eq", "text"),
         "clinical_status": Filter("clinical_status", "eq", "text"),

@@ -355,6 +355,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
         "start_at",
         "end_at",
     ],
+    "guardianship": ["id", "guardian_national_id", "child_patient_id", "basis", "period_start", "period_end"],
     "restriction": [
         "id",
         "patient_id",
@@ -725,6 +726,21 @@ def _chart(
         )
 
 
+def _guardians(
+    g: _Generator, rows: dict[str, list[tuple[Any, ...]]], child: uuid.UUID, birth: date, persona_child: bool
+) -> None:
+    """One or two parents for a child, from birth; the parent persona for the persona's daughter."""
+    parent = P.PERSONAS["parent"]
+    if persona_child:
+        assert parent.national_id
+        g.national_ids.add(parent.national_id)
+        rows["guardianship"].append((g.uuid(), parent.national_id, child, "parent", birth, None))
+        return
+    for _ in range(g.rng.choice([1, 2, 2])):
+        born = birth - timedelta(days=g.rng.randrange(20 * 365, 45 * 365))
+        rows["guardianship"].append((g.uuid(), g.national_id(born), child, "parent", birth, None))
+
+
 async def is_seeded(conn: asyncpg.Connection) -> bool:
     """Whether the journal already holds a population."""
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM municipality)"))
@@ -733,8 +749,9 @@ async def is_seeded(conn: asyncpg.Connection) -> bool:
 async def reset(conn: asyncpg.Connection) -> None:
     """Empty every journal table (not the audit log), for a re-seed."""
     await conn.execute(
-        "TRUNCATE restriction, appointment, care_plan, clinical_note, allergy_intolerance, medication_statement, "
-        "condition, observation, diagnostic_report, encounter, care_relation, patient, practitioner_role, "
+        "TRUNCATE guardianship, restriction, appointment, care_plan, clinical_note, allergy_intolerance, "
+        "medication_statement, condition, observation, diagnostic_report, encounter, care_relation, patient, "
+        "practitioner_role, "
         "practitioner, organization, municipality"
     )
 
@@ -830,6 +847,10 @@ async def seed(
             family, given, national_id = citizen.family_name, citizen.given_name, citizen.national_id
             g.national_ids.add(national_id)
             mid = P.FJORDVIK
+        elif index == 1:
+            pid, birth, gender = P.CHILD_PATIENT_ID, P.CHILD_BIRTH_DATE, "female"
+            family, given, national_id = "Berg", "Emma", g.national_id(P.CHILD_BIRTH_DATE)
+            mid = P.FJORDVIK
         else:
             pid = g.uuid()
             birth = g.birth_date()
@@ -862,6 +883,8 @@ async def seed(
                 None,
             )
             related.append((station, None))
+        if age < 18:
+            _guardians(g, rows, pid, birth, index == 1)
         if g.rng.random() < 0.08:
             clinic = units_of(mid, "legevakt")[0]
             ended = g.now - timedelta(days=g.rng.randrange(2, 300))

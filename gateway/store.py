@@ -28,6 +28,7 @@ from gateway.plan_sql import Params, SetOf, UntranslatablePlan
 from gateway.resources import ResourceKind
 
 READ = "read"
+SEARCH = "search"
 _SQL_OP = {"eq": "=", "ge": ">=", "lt": "<"}
 
 Row = asyncpg.Record
@@ -153,7 +154,7 @@ class Store:
             return
         for row in rows:
             rid = str(row["id"])
-            self._audit.record(AuditRecord(str(row[kind.patient_column]), kind.name, (rid,), READ, True, reason))
+            self._audit.record(AuditRecord(str(row[kind.patient_column]), kind.name, (rid,), SEARCH, True, reason))
 
     async def by_ids(self, kind: ResourceKind, ids: Sequence[str]) -> list[Row | Exception]:
         """Resources by id for a DataLoader: each a row, or the error that explains why not."""
@@ -233,11 +234,11 @@ class Store:
         return ", ".join(f"{kind.alias}.{column} {direction}" for column, _ in kind.order)
 
     async def _list_filter(self, kind: ResourceKind) -> SqlFilter | None:
-        sql_filter = await self._filter(kind, READ)
+        sql_filter = await self._filter(kind, SEARCH)
         if sql_filter.kind == "none":
             if kind.name not in self._denied_lists and kind.is_patient_data:
                 self._denied_lists.add(kind.name)
-                self._audit.record(AuditRecord(None, kind.name, (), READ, False, sql_filter.reason))
+                self._audit.record(AuditRecord(None, kind.name, (), SEARCH, False, sql_filter.reason))
             return None
         return sql_filter
 

@@ -157,18 +157,28 @@ def test_a_citizen_sees_only_their_own_record(gateway: Gateway) -> None:
     other = gateway.fetch("SELECT id FROM patient WHERE id <> $1 LIMIT 1", CITIZEN_PATIENT_ID)[0]["id"]
     result = gateway.query(PATIENT, "citizen", {"id": gid("Patient", other)})
     assert result["data"] == {"patient": None}
-    assert result["errors"][0]["extensions"]["reason"] == "NOT_OWN_RECORD"
+    assert result["errors"][0]["extensions"]["reason"] == "APP_SCOPE", "patient/ scopes bind to the own record"
+    unbound = gateway.token("citizen", scope="user/*.rs")
+    result = gateway.post(PATIENT, token=unbound, variables={"id": gid("Patient", other)}).json()
+    assert result["errors"][0]["extensions"]["reason"] == "NOT_OWN_RECORD", "and so does the policy itself"
+    assert gateway.post(PATIENT, token=unbound, variables={"id": CITIZEN}).json()["data"]["patient"]["id"] == CITIZEN
 
 
-def test_a_backend_service_without_a_granting_rule_sees_nothing(gateway: Gateway) -> None:
+def test_a_backend_service_without_patient_scopes_sees_nothing_for_lack_of_scope(gateway: Gateway) -> None:
     assert walk(gateway, "vendor-app") == []
     assert gateway.query(COUNT, "vendor-app")["data"]["patients"]["totalCount"] == 0
     result = gateway.query(PATIENT, "vendor-app", {"id": CITIZEN})
-    assert result["errors"][0]["extensions"] == {
-        "code": "FORBIDDEN",
-        "reason": "NO_MATCHING_RULE",
-        "policyVersion": result["errors"][0]["extensions"]["policyVersion"],
-    }
+    assert result["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert result["errors"][0]["extensions"]["reason"] == "APP_SCOPE"
+
+
+def test_a_backend_service_with_patient_scopes_still_needs_a_granting_rule(gateway: Gateway) -> None:
+    token = gateway.token("vendor-app", scope="system/Patient.rs")
+    result = gateway.post(PATIENT, token=token, variables={"id": CITIZEN}).json()
+    assert result["data"] == {"patient": None}
+    assert result["errors"][0]["extensions"]["reason"] == "NO_MATCHING_RULE"
+    listing = gateway.post(PAGE, token=token, variables={"first": 10}).json()
+    assert listing["data"]["patients"]["edges"] == []
 
 
 def test_one_bad_id_among_aliases_does_not_spoil_the_others(gateway: Gateway) -> None:
