@@ -50,6 +50,7 @@ from gateway.errors import (
     as_client_error,
     graphql_error_payload,
 )
+from gateway.jwks import RemoteJwks, StaticKeys
 from gateway.schema import schema
 from gateway.store import Store
 from gateway.telemetry import setup_logging, setup_tracing, traced
@@ -183,12 +184,17 @@ def create_app(settings: Settings | None = None) -> Any:
         pool = await create_pool(settings.database_url)
         cerbos = AsyncCerbosClient(settings.cerbos_url.removeprefix("grpc://"), timeout_secs=5)
         key = demo_issuer.load_or_create_key(settings.demo_key_path)
-        verifier = TokenVerifier(demo_issuer.public_keyset(key), issuer=settings.issuer, audience=settings.audience)
+        keys: RemoteJwks | StaticKeys = (
+            RemoteJwks(settings.jwks_url) if settings.jwks_url else StaticKeys(demo_issuer.public_keyset(key))
+        )
+        verifier = TokenVerifier(
+            keys, issuer=settings.issuer, audience=settings.audience, claim_names=settings.claim_names
+        )
         app.state.runtime = Runtime(
             settings=settings,
             pool=pool,
             authorizer=Authorizer(cerbos, policy_fingerprint(settings.policy_dir)),
-            authenticator=Authenticator(verifier, pool),
+            authenticator=Authenticator(verifier, pool, settings.claim_names),
             cerbos=cerbos,
             issuer_key=key,
         )

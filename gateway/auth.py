@@ -14,16 +14,17 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import demo_issuer as claims_names
+from gateway.claims import ClaimNames
+from gateway.dpop import DpopVerifier
 from gateway.errors import (
     AksonError,
     Forbidden,
@@ -64,10 +65,16 @@ class Principal:
     grants: ScopeGrants = field(default_factory=lambda: ScopeGrants((), (), (), (), {}))
 
 
+class KeySource(Protocol):
+    """Where verification keys come from: the demo key, or the issuer's JWKS URL."""
+
+    async def for_kid(self, kid: str | None) -> KeySet: ...
+
+
 class TokenVerifier:
     """Checks a JWT against the trusted issuer's keys and the claims every token must carry."""
 
-    def __init__(self, keys: KeySet, *, issuer: str, audience: str) -> None:
+    def __init__(self, keys: KeySource, *, issuer: str, audience: str, claim_names: ClaimNames) -> None:
         self._keys = keys
         self._registry = jwt.JWTClaimsRegistry(
             leeway=CLOCK_SKEW_SECONDS,
@@ -76,13 +83,21 @@ class TokenVerifier:
             exp={"essential": True},
             iat={"essential": True},
             sub={"essential": True},
-            client_id={"essential": True},
+            **{claim_names.client_id: {"essential": True}},
         )
 
-    def verify(self, token: str) -> dict[str, Any]:
+    async def verify(self, token: str) -> dict[str, Any]:
         """Claims of a valid token; raises Unauthenticated saying what is wrong, without echoing it."""
         try:
-            decoded = jwt.decode(token, self._keys, algorithms=ALLOWED_ALGORITHMS)
+            header = jws.extract_compact(token.encode()).headers()
+        except (JoseError, ValueError, TypeError) as exc:
+            raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
+        kid = header.get("kid")
+        keys = await self._keys.for_kid(kid if isinstance(kid, str) else None)
+        if isinstance(kid, str) and kid not in {k.kid for k in keys.keys}:
+            raise Unauthenticated("bearer token rejected: signed with a key the issuer does not publish")
+        try:
+            decoded = jwt.decode(token, keys, algorithms=ALLOWED_ALGORITHMS)
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
         if str(decoded.header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
@@ -102,14 +117,25 @@ def _describe(exc: Exception) -> str:
     return "token is not a well-formed JWT"
 
 
-def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer ...` header."""
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents: the access token, how (Bearer or DPoP), and a DPoP proof if any."""
+
+    token: str
+    scheme: str
+    dpop_proof: str | None
+    method: str
+    url: str
+
+
+def credentials(authorization: str | None, dpop: str | None, method: str, url: str) -> Credentials:
+    """The credentials of an `Authorization: Bearer|DPoP <token>` header."""
     if not authorization:
         raise Unauthenticated("missing bearer token: send `Authorization: Bearer <access token>`")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("the Authorization header must use the Bearer scheme")
-    return token.strip()
+    if scheme.lower() not in {"bearer", "dpop"} or not token.strip():
+        raise Unauthenticated("the Authorization header must use the Bearer (or DPoP) scheme")
+    return Credentials(token.strip(), scheme.lower(), dpop, method, url)
 
 
 KIND_OF_TYPE = {type_name: kind.name for type_name, kind in KINDS.items()}
@@ -145,24 +171,29 @@ def _national_id(value: object) -> str:
 class Authenticator:
     """Turns a request's Authorization header into a Principal, or refuses it."""
 
-    def __init__(self, verifier: TokenVerifier, pool: asyncpg.Pool) -> None:
+    def __init__(self, verifier: TokenVerifier, pool: asyncpg.Pool, claim_names: ClaimNames) -> None:
         self._verifier = verifier
         self._pool = pool
+        self._names = claim_names
+        self._dpop = DpopVerifier()
 
-    async def authenticate(self, authorization: str | None) -> Principal:
-        """The principal behind the header: verified token plus who that person is in the journal."""
-        claims = self._verifier.verify(bearer_token(authorization))
-        client_id = str(claims["client_id"])
-        scopes = tuple(str(claims.get("scope", "")).split())
+    async def authenticate(self, presented: Credentials) -> Principal:
+        """The principal behind the credentials: verified token (and DPoP proof, when the token is
+        bound to a key) plus who that person is in the journal."""
+        claims = await self._verifier.verify(presented.token)
+        self._check_binding(claims, presented)
+        names = self._names
+        client_id = str(claims[names.client_id])
+        scopes = tuple(str(claims.get(names.scope, "")).split())
         try:
             granted = grants(parse_scopes(list(scopes), set(KINDS)), KIND_OF_TYPE)
         except InvalidScope as exc:
             raise Unauthenticated(f"bearer token rejected: {exc}") from exc
-        launch = _launch_patient(claims.get(claims_names.CLAIM_LAUNCH_PATIENT))
+        launch = _launch_patient(claims.get(names.launch_patient))
         try:
-            if personnel_pid := claims.get(claims_names.CLAIM_PERSONNEL_PID):
+            if personnel_pid := claims.get(names.personnel_pid):
                 principal = await self._personnel(_national_id(personnel_pid), claims, client_id)
-            elif citizen_pid := claims.get(claims_names.CLAIM_CITIZEN_PID):
+            elif citizen_pid := claims.get(names.citizen_pid):
                 principal = await self._citizen(_national_id(citizen_pid), client_id)
             else:
                 principal = Principal(kind="service", id=client_id, client_id=client_id, roles=frozenset({"service"}))
@@ -177,6 +208,19 @@ class Authenticator:
                 )
             launch = launch or principal.patient_id
         return replace(principal, scopes=scopes, grants=granted, launch_patient_id=launch)
+
+    def _check_binding(self, claims: dict[str, Any], presented: Credentials) -> None:
+        confirmation = claims.get("cnf")
+        jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+        if jkt is None:
+            if presented.scheme == "dpop":
+                raise Unauthenticated("the DPoP scheme needs a DPoP-bound token (cnf.jkt)")
+            return
+        if presented.scheme != "dpop":
+            raise Unauthenticated("this token is DPoP-bound: use `Authorization: DPoP <token>` with a DPoP proof")
+        self._dpop.verify(
+            presented.dpop_proof, access_token=presented.token, jkt=str(jkt), method=presented.method, url=presented.url
+        )
 
     async def _personnel(self, national_id: str, claims: dict[str, Any], client_id: str) -> Principal:
         row = await self._pool.fetchrow(
@@ -207,8 +251,8 @@ class Authenticator:
             roles=frozenset({"personnel", *row["roles"]}),
             unit_ids=tuple(sorted(row["unit_ids"])),
             hpr_number=row["hpr_number"],
-            purpose_of_use=_purpose_of_use(claims.get(claims_names.CLAIM_PURPOSE_OF_USE)),
-            self_attested=claims.get(claims_names.CLAIM_SELF_ATTESTED) is True,
+            purpose_of_use=_purpose_of_use(claims.get(self._names.purpose_of_use)),
+            self_attested=claims.get(self._names.self_attested) is True,
         )
 
     async def _citizen(self, national_id: str, client_id: str) -> Principal:
@@ -249,7 +293,8 @@ class AuthenticationMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            scope[PRINCIPAL_SCOPE_KEY] = await self._authenticator_of(scope).authenticate(headers.get("authorization"))
+            presented = credentials(headers.get("authorization"), headers.get("dpop"), scope["method"], _url(scope))
+            scope[PRINCIPAL_SCOPE_KEY] = await self._authenticator_of(scope).authenticate(presented)
         except Exception as exc:
             error = as_client_error(exc)
             if error is None:
@@ -258,6 +303,13 @@ class AuthenticationMiddleware:
             await send_error(send, error)
             return
         await self._app(scope, receive, send)
+
+
+def _url(scope: Scope) -> str:
+    """The request URL as the client addressed it, without query (the DPoP `htu`)."""
+    headers = dict(scope["headers"])
+    host = headers.get(b"host", b"").decode("latin-1") or "{}:{}".format(*scope["server"])
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
 
 
 def is_graphiql_page(scope: Scope) -> bool:

@@ -11,6 +11,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.claims import ClaimNames
+
 
 def _cerbos_binary_default(project: Path) -> Path:
     system = platform.system().lower()
@@ -33,6 +35,8 @@ class Settings:
     cerbos_binary: Path
     issuer: str
     audience: str
+    jwks_url: str | None
+    claim_names: ClaimNames
     traces_exporter: str
     max_page_size: int = 100
 
@@ -64,5 +68,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         cerbos_binary=Path(env.get("AKSON_CERBOS_BINARY", str(_cerbos_binary_default(project)))),
         issuer=env.get("AKSON_ISSUER", "https://demo-issuer.akson.invalid"),
         audience=env.get("AKSON_AUDIENCE", "akson-gateway"),
+        jwks_url=env.get("AKSON_JWKS_URL") or None,
+        claim_names=ClaimNames.from_json(env.get("AKSON_CLAIM_NAMES")),
         traces_exporter=exporter,
     )

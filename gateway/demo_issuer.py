@@ -17,15 +17,16 @@ import orjson
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
+from gateway.claims import ClaimNames
 from gateway.personas import Persona
 
-CLAIM_PERSONNEL_PID = "helseid://claims/identity/pid"
-CLAIM_HPR_NUMBER = "helseid://claims/hpr/hpr_number"
-CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
-CLAIM_CITIZEN_PID = "pid"
-CLAIM_PURPOSE_OF_USE = "purpose_of_use"
-CLAIM_SELF_ATTESTED = "self_attested"
-CLAIM_LAUNCH_PATIENT = "patient"
+_NAMES = ClaimNames()
+CLAIM_PERSONNEL_PID = _NAMES.personnel_pid
+CLAIM_HPR_NUMBER = _NAMES.hpr_number
+CLAIM_SECURITY_LEVEL = _NAMES.security_level
+CLAIM_CITIZEN_PID = _NAMES.citizen_pid
+CLAIM_PURPOSE_OF_USE = _NAMES.purpose_of_use
+CLAIM_LAUNCH_PATIENT = _NAMES.launch_patient
 TOKEN_LIFETIME_SECONDS = 3600
 
 

@@ -36,7 +36,7 @@ def test_a_request_without_a_token_is_refused(gateway: Gateway) -> None:
 
 def test_a_non_bearer_authorization_header_is_refused(gateway: Gateway) -> None:
     response = gateway.post(QUERY, headers={"Authorization": "Basic dXNlcjpwYXNz"})
-    assert_unauthenticated(response, "Bearer scheme")
+    assert_unauthenticated(response, "Bearer (or DPoP) scheme")
 
 
 def test_an_expired_token_is_refused(gateway: Gateway) -> None:
