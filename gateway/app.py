@@ -185,7 +185,9 @@ def create_app(settings: Settings | None = None) -> Any:
         cerbos = AsyncCerbosClient(settings.cerbos_url.removeprefix("grpc://"), timeout_secs=5)
         key = demo_issuer.load_or_create_key(settings.demo_key_path)
         keys: RemoteJwks | StaticKeys = (
-            RemoteJwks(settings.jwks_url) if settings.jwks_url else StaticKeys(demo_issuer.public_keyset(key))
+            RemoteJwks(settings.jwks_url, min_refetch_seconds=settings.jwks_min_refetch_seconds)
+            if settings.jwks_url
+            else StaticKeys(demo_issuer.public_keyset(key))
         )
         verifier = TokenVerifier(
             keys, issuer=settings.issuer, audience=settings.audience, claim_names=settings.claim_names

@@ -36,6 +36,7 @@ class Settings:
     issuer: str
     audience: str
     jwks_url: str | None
+    jwks_min_refetch_seconds: float
     claim_names: ClaimNames
     traces_exporter: str
     max_page_size: int = 100
@@ -69,6 +70,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         issuer=env.get("AKSON_ISSUER", "https://demo-issuer.akson.invalid"),
         audience=env.get("AKSON_AUDIENCE", "akson-gateway"),
         jwks_url=env.get("AKSON_JWKS_URL") or None,
+        jwks_min_refetch_seconds=float(env.get("AKSON_JWKS_MIN_REFETCH_SECONDS", "10")),
         claim_names=ClaimNames.from_json(env.get("AKSON_CLAIM_NAMES")),
         traces_exporter=exporter,
     )

@@ -1,0 +1,160 @@
+"""Tokens from a real OIDC-style issuer: keys from its JWKS URL, key rotation, and DPoP-bound tokens."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from joserfc import jws, jwt
+from joserfc.jwk import ECKey
+
+from gateway.dpop import access_token_hash
+from gateway.personas import PERSONAS
+from tests.conftest import Gateway, start_gateway, stop_gateway
+
+ISSUER = "https://idp.test.invalid"
+QUERY = "{ patients(first: 1) { totalCount } }"
+
+
+class Jwks:
+    """A JWKS endpoint on loopback whose published keys the test controls."""
+
+    def __init__(self) -> None:
+        self.keys: list[ECKey] = []
+        self.hits = 0
+        jwks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                jwks.hits += 1
+                body = json.dumps({"keys": [k.as_dict(private=False) for k in jwks.keys]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def new_key(self, publish: bool = True) -> ECKey:
+        key = ECKey.generate_key("P-256", parameters={"kid": uuid.uuid4().hex[:12], "alg": "ES256"}, private=True)
+        if publish:
+            self.keys.append(key)
+        return key
+
+
+@pytest.fixture(scope="module")
+def idp(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Jwks, Gateway]]:
+    jwks = Jwks()
+    jwks.new_key()
+    trusting = start_gateway(
+        gateway.database_url,
+        Path(tmp_path_factory.mktemp("idp")),
+        extra_env={"AKSON_JWKS_URL": jwks.url, "AKSON_ISSUER": ISSUER, "AKSON_JWKS_MIN_REFETCH_SECONDS": "1"},
+    )
+    try:
+        yield jwks, trusting
+    finally:
+        stop_gateway(trusting)
+        jwks.server.shutdown()
+        jwks.server.server_close()
+
+
+def sign(key: ECKey, **extra: Any) -> str:
+    now = int(time.time())
+    persona = PERSONAS["homecare-nurse"]
+    claims = {
+        "iss": ISSUER,
+        "aud": "akson-gateway",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "sub": "nurse",
+        "client_id": "akson-demo-app",
+        "scope": "user/*.rs",
+        "helseid://claims/identity/pid": persona.national_id,
+        **extra,
+    }
+    return jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": key.kid}, claims, key)
+
+
+def test_a_token_signed_with_a_published_key_is_accepted_and_the_demo_key_is_not(idp: tuple[Jwks, Gateway]) -> None:
+    jwks, trusting = idp
+    assert trusting.post(QUERY, token=sign(jwks.keys[0])).status_code == 200
+    demo = trusting.post(QUERY, token=trusting.token("homecare-nurse"))
+    assert demo.status_code == 401
+
+
+def test_a_rotated_key_is_fetched_once_it_is_used(idp: tuple[Jwks, Gateway]) -> None:
+    jwks, trusting = idp
+    assert trusting.post(QUERY, token=sign(jwks.keys[0])).status_code == 200
+    rotated = jwks.new_key()
+    time.sleep(1.2)
+    assert trusting.post(QUERY, token=sign(rotated)).status_code == 200
+
+
+def test_unknown_kids_are_refused_without_hammering_the_issuer(idp: tuple[Jwks, Gateway]) -> None:
+    jwks, trusting = idp
+    time.sleep(1.2)
+    before = jwks.hits
+    for _ in range(15):
+        response = trusting.post(QUERY, token=sign(jwks.new_key(publish=False)))
+        assert response.status_code == 401
+        assert "key the issuer does not publish" in response.json()["errors"][0]["message"]
+    assert jwks.hits - before <= 2
+
+
+def proof(key: ECKey, token: str, url: str, method: str = "POST", **overrides: Any) -> str:
+    claims = {
+        "jti": uuid.uuid4().hex,
+        "htm": method,
+        "htu": url,
+        "iat": int(time.time()),
+        "ath": access_token_hash(token),
+        **overrides,
+    }
+    header = {"alg": "ES256", "typ": "dpop+jwt", "jwk": key.as_dict(private=False)}
+    return jws.serialize_compact(header, json.dumps(claims).encode(), key)
+
+
+def test_dpop_bound_tokens_need_a_fresh_proof_for_this_request_and_key(idp: tuple[Jwks, Gateway]) -> None:
+    jwks, trusting = idp
+    holder = ECKey.generate_key("P-256", private=True)
+    token = sign(jwks.keys[0], cnf={"jkt": holder.thumbprint()})
+    url = f"{trusting.base_url}/graphql"
+
+    def call(scheme: str, dpop: str | None) -> Any:
+        headers = {"Authorization": f"{scheme} {token}"}
+        if dpop is not None:
+            headers["DPoP"] = dpop
+        return trusting.post(QUERY, headers=headers)
+
+    good = proof(holder, token, url)
+    assert call("DPoP", good).status_code == 200
+    cases = {
+        "used before": good,
+        "htu does not match": proof(holder, token, url + "/elsewhere"),
+        "htm does not match": proof(holder, token, url, method="GET"),
+        "ath does not match": proof(holder, token, url, ath="x"),
+        "not recent": proof(holder, token, url, iat=int(time.time()) - 600),
+        "key other than": proof(ECKey.generate_key("P-256", private=True), token, url),
+        "send a DPoP proof": None,
+    }
+    for fragment, dpop in cases.items():
+        response = call("DPoP", dpop)
+        assert response.status_code == 401, fragment
+        assert fragment in response.json()["errors"][0]["message"]
+    bearer = call("Bearer", proof(holder, token, url))
+    assert bearer.status_code == 401 and "DPoP-bound" in bearer.json()["errors"][0]["message"]
