@@ -51,9 +51,11 @@ from gateway.errors import (
     graphql_error_payload,
 )
 from gateway.jwks import RemoteJwks, StaticKeys
+from gateway.registry import AppStatus, Registry
 from gateway.schema import schema
 from gateway.store import Store
 from gateway.telemetry import setup_logging, setup_tracing, traced
+from gateway.token_endpoint import TokenEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class Runtime:
     authenticator: Authenticator
     cerbos: AsyncCerbosClient
     issuer_key: ECKey
+    app_status: AppStatus
+    token_endpoint: TokenEndpoint
 
 
 def runtime_of(scope: Scope) -> Runtime:
@@ -102,7 +106,10 @@ class GraphQLView(GraphQL[Context, None]):
         principal = request.scope[PRINCIPAL_SCOPE_KEY]
         audit = AuditTrail(principal, runtime.authorizer.policy_version)
         store = Store(runtime.pool, runtime.authorizer, principal, audit, runtime.settings.max_page_size)
-        return Context(request=request, principal=principal, store=store, audit=audit, loaders=Loaders(store))
+        registry = Registry(runtime.pool, runtime.authorizer, principal, audit, runtime.app_status)
+        return Context(
+            request=request, principal=principal, store=store, audit=audit, loaders=Loaders(store), registry=registry
+        )
 
     async def execute_operation(self, **kwargs: Any) -> Any:  # type: ignore[override]
         """Run the operation, write its audit records, and fail closed: if the records cannot be
@@ -166,7 +173,14 @@ async def jwks(request: Request) -> Response:
 async def openid_configuration(request: Request) -> Response:
     """The demo issuer's discovery document."""
     settings = runtime_of(request.scope).settings
-    return JSONResponse(demo_issuer.discovery_document(settings.issuer, str(request.url_for("jwks"))))
+    return JSONResponse(
+        demo_issuer.discovery_document(settings.issuer, str(request.url_for("jwks")), str(request.url_for("token")))
+    )
+
+
+async def token(request: Request) -> Response:
+    """The demo issuer's token endpoint (client credentials for backend services)."""
+    return await runtime_of(request.scope).token_endpoint(request)
 
 
 def create_app(settings: Settings | None = None) -> Any:
@@ -189,6 +203,7 @@ def create_app(settings: Settings | None = None) -> Any:
             if settings.jwks_url
             else StaticKeys(demo_issuer.public_keyset(key))
         )
+        app_status = AppStatus(pool)
         verifier = TokenVerifier(
             keys, issuer=settings.issuer, audience=settings.audience, claim_names=settings.claim_names
         )
@@ -196,7 +211,9 @@ def create_app(settings: Settings | None = None) -> Any:
             settings=settings,
             pool=pool,
             authorizer=Authorizer(cerbos, policy_fingerprint(settings.policy_dir)),
-            authenticator=Authenticator(verifier, pool, settings.claim_names),
+            authenticator=Authenticator(verifier, pool, settings.claim_names, app_status),
+            app_status=app_status,
+            token_endpoint=TokenEndpoint(pool, key, settings.issuer, settings.audience),
             cerbos=cerbos,
             issuer_key=key,
         )
@@ -213,6 +230,7 @@ def create_app(settings: Settings | None = None) -> Any:
             Route("/healthz", health),
             Route("/.well-known/jwks.json", jwks, name="jwks"),
             Route("/.well-known/openid-configuration", openid_configuration),
+            Route("/oauth/token", token, methods=["POST"], name="token"),
         ],
         lifespan=lifespan,
     )

@@ -71,6 +71,12 @@ class KeySource(Protocol):
     async def for_kid(self, kid: str | None) -> KeySet: ...
 
 
+class AppGate(Protocol):
+    """Whether the calling app may use the API now (the app registry's status check)."""
+
+    async def require_approved(self, client_id: str) -> None: ...
+
+
 class TokenVerifier:
     """Checks a JWT against the trusted issuer's keys and the claims every token must carry."""
 
@@ -171,10 +177,11 @@ def _national_id(value: object) -> str:
 class Authenticator:
     """Turns a request's Authorization header into a Principal, or refuses it."""
 
-    def __init__(self, verifier: TokenVerifier, pool: asyncpg.Pool, claim_names: ClaimNames) -> None:
+    def __init__(self, verifier: TokenVerifier, pool: asyncpg.Pool, claim_names: ClaimNames, apps: AppGate) -> None:
         self._verifier = verifier
         self._pool = pool
         self._names = claim_names
+        self._apps = apps
         self._dpop = DpopVerifier()
 
     async def authenticate(self, presented: Credentials) -> Principal:
@@ -184,6 +191,10 @@ class Authenticator:
         self._check_binding(claims, presented)
         names = self._names
         client_id = str(claims[names.client_id])
+        try:
+            await self._apps.require_approved(client_id)
+        except asyncpg.PostgresError as exc:
+            raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
         scopes = tuple(str(claims.get(names.scope, "")).split())
         try:
             granted = grants(parse_scopes(list(scopes), set(KINDS)), KIND_OF_TYPE)
@@ -227,7 +238,9 @@ class Authenticator:
             """SELECT p.id, p.hpr_number,
                       coalesce(array_agg(DISTINCT r.organization_id::text)
                                FILTER (WHERE r.id IS NOT NULL), '{}') AS unit_ids,
-                      coalesce(array_agg(DISTINCT r.role) FILTER (WHERE r.id IS NOT NULL), '{}') AS roles
+                      coalesce(array_agg(DISTINCT r.role) FILTER (WHERE r.id IS NOT NULL), '{}') AS roles,
+                      ARRAY(SELECT pr.role FROM platform_role pr WHERE pr.national_id = p.national_id
+                            ORDER BY 1) AS platform_roles
                  FROM practitioner p
                  LEFT JOIN practitioner_role r
                         ON r.practitioner_id = p.id
@@ -242,13 +255,13 @@ class Authenticator:
                 "the token's person is not registered as personnel in this journal",
                 reason="UNKNOWN_PRACTITIONER",
             )
-        if not row["unit_ids"]:
+        if not row["unit_ids"] and not row["platform_roles"]:
             raise Forbidden("the token's person has no active role in any unit", reason="NO_ACTIVE_ROLE")
         return Principal(
             kind="personnel",
             id=str(row["id"]),
             client_id=client_id,
-            roles=frozenset({"personnel", *row["roles"]}),
+            roles=frozenset({"personnel", *row["roles"], *row["platform_roles"]}),
             unit_ids=tuple(sorted(row["unit_ids"])),
             hpr_number=row["hpr_number"],
             purpose_of_use=_purpose_of_use(claims.get(self._names.purpose_of_use)),

@@ -8,6 +8,8 @@ import base64
 import os
 import signal
 import sys
+import time
+import uuid
 from collections.abc import Sequence
 
 import asyncpg
@@ -114,7 +116,50 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _app_scopes(url: str, client_id: str) -> list[str] | None:
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT requested_scopes FROM app "
+            "WHERE client_id = $1 AND status = 'approved' AND kind = 'backend-service'",
+            client_id,
+        )
+        return None if row is None else list(row["requested_scopes"])
+    finally:
+        await conn.close()
+
+
+def _app_token(settings: Settings, client_id: str) -> int:
+    url, stop = start_database(settings)
+    try:
+        scopes = asyncio.run(_app_scopes(url, client_id))
+    finally:
+        if stop:
+            stop()
+    if scopes is None:
+        print(f"no approved backend service {client_id!r} is registered", file=sys.stderr)
+        return 2
+    now = int(time.time())
+    claims = {
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        "sub": client_id,
+        "client_id": client_id,
+        "scope": " ".join(scopes),
+    }
+    key = demo_issuer.load_or_create_key(settings.demo_key_path)
+    print(f"# system token for {client_id} (valid 5 min)", file=sys.stderr)
+    print(demo_issuer.sign(claims, key))
+    return 0
+
+
 def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    if args.app:
+        return _app_token(settings, args.app)
     persona = PERSONAS.get(args.persona)
     if persona is None:
         print(f"unknown persona {args.persona!r}; known: {', '.join(PERSONAS)}", file=sys.stderr)
@@ -201,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed_cmd.set_defaults(handler=_cmd_seed)
 
     token = sub.add_parser("token", help="print a demo bearer token (alone on the last line)")
-    token.add_argument("--persona", required=True, help="see `akson personas`")
+    who = token.add_mutually_exclusive_group(required=True)
+    who.add_argument("--persona", help="see `akson personas`")
+    who.add_argument("--app", help="client id of an approved backend service: a system token for its scopes")
     token.set_defaults(handler=_cmd_token)
 
     sub.add_parser("personas", help="list the demo personas").set_defaults(handler=_cmd_personas)

@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from gateway.audit import AuditTrail
 from gateway.auth import Principal
+from gateway.registry import Registry
 from gateway.resources import ResourceKind
 from gateway.store import ListArgs, Page, Row, Store
 
@@ -69,3 +70,4 @@ class Context:
     store: Store
     audit: AuditTrail
     loaders: Loaders
+    registry: Registry

@@ -84,11 +84,13 @@ def sign(claims: dict[str, Any], key: ECKey) -> str:
     return jwt.encode(header, claims, key)
 
 
-def discovery_document(issuer: str, jwks_uri: str) -> dict[str, Any]:
+def discovery_document(issuer: str, jwks_uri: str, token_endpoint: str) -> dict[str, Any]:
     """The OIDC discovery fields a resource server and a client library look for."""
     return {
         "issuer": issuer,
         "jwks_uri": jwks_uri,
+        "token_endpoint": token_endpoint,
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "RS256", "PS256", "EdDSA"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "grant_types_supported": ["client_credentials"],

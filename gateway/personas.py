@@ -42,6 +42,7 @@ class Persona:
     client_id: str = DEMO_APP_CLIENT_ID
     scope: str = "openid fhirUser user/*.rs"
     launch_patient_id: UUID | None = None
+    platform_role: str | None = None
 
     @property
     def national_id(self) -> str | None:
@@ -101,6 +102,16 @@ PERSONAS: dict[str, Persona] = {
             hpr_number="9100104",
             role="nurse",
             unit_id=NORDBY_HOMECARE,
+        ),
+        Persona(
+            "policy-admin",
+            "Fjordvik's policy admin: approves, suspends and revokes apps; no patient access",
+            "personnel",
+            UUID("c0ffee00-0000-4000-8000-000000000105"),
+            "Dahl",
+            "Turid",
+            date(1979, 11, 3),
+            platform_role="policy_admin",
         ),
         Persona(
             "citizen",

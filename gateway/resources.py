@@ -449,3 +449,33 @@ KINDS: dict[str, ResourceKind] = {
         RESTRICTION,
     )
 }
+
+APP = ResourceKind(
+    name="app",
+    type_name="App",
+    table="app",
+    alias="a",
+    columns=(
+        "client_id",
+        "name",
+        "vendor_org_number",
+        "kind",
+        "redirect_uris",
+        "jwks_uri",
+        "requested_scopes",
+        "status",
+        "status_reason",
+        "registered_by",
+        "registered_at",
+        "decided_by",
+        "decided_at",
+    ),
+    order=(("registered_at", "timestamptz"), ("client_id", "text")),
+    attributes={
+        "client_id": Column("a.client_id", "text"),
+        "status": Column("a.status", "text"),
+        "kind": Column("a.kind", "text"),
+        "registered_by": Column("a.registered_by", "text"),
+    },
+    patient_column=None,
+)

@@ -13,9 +13,11 @@ from strawberry.types import ExecutionContext
 
 from gateway.errors import as_client_error
 from gateway.telemetry import OperationSpan
+from resolvers.apps import App, AppMutations, app, apps
 from resolvers.common import Connection
+from resolvers.directory import Organization
 from resolvers.journal import Observation
-from resolvers.patients import Patient, node, observations, patient, patients
+from resolvers.patients import Patient, node, observations, organizations, patient, patients
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,19 @@ class Query:
         "category, status and time.",
     )
 
+    organizations: Connection[Organization] = strawberry.field(
+        resolver=organizations, description="The municipality's health service units, by name."
+    )
+    apps: list[App] = strawberry.field(
+        resolver=apps, description="Registered apps, newest first: your own, or every app for a policy admin."
+    )
+    app: App | None = strawberry.field(resolver=app, description="One registered app by client id.")
+
+
+@strawberry.type(description="Changes. Every change is authorized by policy and audited like a read.")
+class Mutation(AppMutations):
+    pass
+
 
 class AksonSchema(strawberry.Schema):
     """Logs only unexpected errors (with stack trace); typed errors are expected outcomes."""
@@ -62,6 +77,7 @@ def build_schema() -> AksonSchema:
     """The schema with its extensions; one instance per process."""
     return AksonSchema(
         query=Query,
+        mutation=Mutation,
         extensions=[
             OperationSpan,
             lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),

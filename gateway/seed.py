@@ -205,6 +205,36 @@ FIXED_UNITS = {
 }
 
 
+# Apps the demo personas' tokens name, approved so that `akson token` works out of the box.
+DEMO_APPS = [
+    (
+        P.DEMO_APP_CLIENT_ID,
+        "Akson demo app",
+        "999999999",
+        "user-facing",
+        ["http://127.0.0.1:8000/callback"],
+        None,
+        ["openid", "fhirUser", "launch/patient", "user/*.rs", "patient/*.rs"],
+        "approved",
+        "seed",
+        "seed",
+        datetime(2026, 1, 1, tzinfo=UTC),
+    ),
+    (
+        "vendor-homecare-planner",
+        "Home-care visit planner",
+        "912345678",
+        "backend-service",
+        [],
+        "https://vendor.example.invalid/.well-known/jwks.json",
+        ["system/Organization.rs", "system/Practitioner.rs", "system/PractitionerRole.rs", "system/Patient.rs"],
+        "approved",
+        "seed",
+        "seed",
+        datetime(2026, 1, 1, tzinfo=UTC),
+    ),
+]
+
 # Journal tables in load order, with the columns the seeder fills.
 TABLE_COLUMNS: dict[str, list[str]] = {
     "municipality": ["id", "number", "name"],
@@ -354,6 +384,21 @@ TABLE_COLUMNS: dict[str, list[str]] = {
         "description",
         "start_at",
         "end_at",
+    ],
+    "platform_role": ["national_id", "role", "granted_at"],
+    "app": [
+        "client_id",
+        "name",
+        "vendor_org_number",
+        "kind",
+        "redirect_uris",
+        "jwks_uri",
+        "requested_scopes",
+        "status",
+        "registered_by",
+        "decided_by",
+        "decided_at",
+        "registered_at",
     ],
     "guardianship": ["id", "guardian_national_id", "child_patient_id", "basis", "period_start", "period_end"],
     "restriction": [
@@ -749,7 +794,8 @@ async def is_seeded(conn: asyncpg.Connection) -> bool:
 async def reset(conn: asyncpg.Connection) -> None:
     """Empty every journal table (not the audit log), for a re-seed."""
     await conn.execute(
-        "TRUNCATE guardianship, restriction, appointment, care_plan, clinical_note, allergy_intolerance, "
+        "TRUNCATE app, platform_role, guardianship, restriction, appointment, care_plan, clinical_note, "
+        "allergy_intolerance, "
         "medication_statement, condition, observation, diagnostic_report, encounter, care_relation, patient, "
         "practitioner_role, "
         "practitioner, organization, municipality"
@@ -789,22 +835,22 @@ async def seed(
     start_of_roles = g.today - timedelta(days=3650)
 
     for persona in P.PERSONAS.values():
-        if persona.kind == "personnel":
-            assert persona.entity_id and persona.unit_id and persona.role and persona.national_id
-            g.national_ids.add(persona.national_id)
-            rows["practitioner"].append(
-                (
-                    persona.entity_id,
-                    persona.national_id,
-                    persona.hpr_number,
-                    persona.family_name,
-                    persona.given_name,
-                )
-            )
+        if persona.kind != "personnel":
+            continue
+        assert persona.entity_id and persona.national_id
+        g.national_ids.add(persona.national_id)
+        rows["practitioner"].append(
+            (persona.entity_id, persona.national_id, persona.hpr_number, persona.family_name, persona.given_name)
+        )
+        if persona.platform_role:
+            rows["platform_role"].append((persona.national_id, persona.platform_role, g.now))
+        if persona.unit_id and persona.role:
             rows["practitioner_role"].append(
                 (g.uuid(), persona.entity_id, persona.unit_id, persona.role, start_of_roles, None)
             )
             unit_by_id[persona.unit_id].staff.setdefault(persona.role, []).append(persona.entity_id)
+    for app in DEMO_APPS:
+        rows["app"].append((*app, app[-1]))
 
     for unit in units:
         for role, count in STAFFING[unit.kind]:

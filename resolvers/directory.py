@@ -44,6 +44,11 @@ class PractitionerRoleCode(Enum):
     CARE_WORKER = "care_worker"
 
 
+@strawberry.input(description="Narrows a list of units.")
+class OrganizationFilter:
+    unit_type: UnitType | None = strawberry.field(default=None, description="Only units of this type.")
+
+
 @node_type(ORGANIZATION)
 @strawberry.type(description="A municipal health service unit (FHIR Organization).")
 class Organization(relay.Node):

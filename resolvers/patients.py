@@ -26,7 +26,7 @@ from resolvers.common import (
     to_one,
     top_list,
 )
-from resolvers.directory import Organization
+from resolvers.directory import Organization, OrganizationFilter
 from resolvers.journal import (
     AllergyIntolerance,
     AllergyIntoleranceFilterArg,
@@ -238,3 +238,13 @@ async def node(
 ) -> relay.Node | None:
     """Any resource by its global id."""
     return await by_global_id(info, str(id))  # type: ignore[no-any-return]
+
+
+async def organizations(
+    info: Info,
+    first: FirstArg,
+    after: AfterArg = None,
+    filter: Annotated[OrganizationFilter | None, strawberry.argument(description="Only units matching this.")] = None,
+) -> Connection[Organization]:
+    """The municipality's units, by name."""
+    return await top_list(info, K.ORGANIZATION, list_args(first, after, filter))  # type: ignore[no-any-return]

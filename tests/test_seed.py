@@ -20,7 +20,7 @@ async def seeded_digest(url: str, seed_value: int) -> tuple[dict[str, str], dict
         await migrate(conn)
         report = await seed(conn, patients=120, observations=3000, seed_value=seed_value, today=date(2026, 11, 1))
         digests = {
-            t: await conn.fetchval(f"SELECT md5(string_agg(x::text, '|' ORDER BY x.id)) FROM {t} x")
+            t: await conn.fetchval(f"SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {t} x")
             for t in TABLE_COLUMNS
         }
         facts = await conn.fetchrow(

@@ -12,7 +12,8 @@ CREATE TABLE guardianship (
 CREATE INDEX guardianship_guardian_idx ON guardianship (guardian_national_id);
 CREATE INDEX guardianship_child_idx ON guardianship (child_patient_id);
 
--- Registered apps (client ids), their vendor and the scopes they asked for and were granted.
+-- Registered apps (client ids): their vendor, keys or redirect URIs, the scopes they were granted, and
+-- where they stand (pending, approved, suspended, revoked).
 CREATE TABLE app (
     client_id text PRIMARY KEY CHECK (client_id ~ '^[a-z0-9][a-z0-9-]{2,62}$'),
     name text NOT NULL,
@@ -20,6 +21,7 @@ CREATE TABLE app (
     kind text NOT NULL CHECK (kind IN ('user-facing', 'backend-service')),
     redirect_uris text[] NOT NULL DEFAULT '{}',
     jwks jsonb,
+    jwks_uri text,
     requested_scopes text[] NOT NULL,
     status text NOT NULL CHECK (status IN ('pending', 'approved', 'suspended', 'revoked')),
     status_reason text,
@@ -27,6 +29,6 @@ CREATE TABLE app (
     registered_at timestamptz NOT NULL DEFAULT now(),
     decided_by text,
     decided_at timestamptz,
-    CHECK (kind <> 'backend-service' OR jwks IS NOT NULL),
-    CHECK (kind <> 'user-facing' OR cardinality(redirect_uris) > 0)
+    CONSTRAINT app_backend_keys CHECK (kind <> 'backend-service' OR jwks IS NOT NULL OR jwks_uri IS NOT NULL),
+    CONSTRAINT app_user_facing_redirects CHECK (kind <> 'user-facing' OR cardinality(redirect_uris) > 0)
 );

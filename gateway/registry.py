@@ -1,0 +1,257 @@
+"""The app registry: which third-party apps may call the API, with which scopes.
+
+Vendors register apps (pending); policy admins approve, suspend, reinstate or revoke them. Every
+read and decision is authorized by Cerbos (resource kind `app`) and audited like patient data. The
+gateway checks the calling app's status on every request through `AppStatus`, cached for a couple of
+seconds and forgotten at once when this process changes it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import orjson
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from gateway.audit import AuditRecord, AuditTrail
+from gateway.auth import Principal
+from gateway.authz import Authorizer
+from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
+from gateway.plan_sql import Params
+from gateway.resources import APP, KINDS
+from gateway.scopes import InvalidScope, parse_scopes
+
+CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,62}")
+TRANSITIONS = {
+    "approve": {"pending", "suspended"},
+    "suspend": {"approved"},
+    "revoke": {"pending", "approved", "suspended"},
+}
+OUTCOME = {"approve": "approved", "suspend": "suspended", "revoke": "revoked"}
+_COLUMNS = ", ".join(f"a.{c}" for c in APP.columns)
+
+
+class AppStatus:
+    """Whether a client id may call the API now; a short cache keeps this off the hot path."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 2.0) -> None:
+        self._pool = pool
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[str | None, float]] = {}
+
+    async def require_approved(self, client_id: str) -> None:
+        """Refuse tokens of apps that are not registered and approved."""
+        cached = self._cache.get(client_id)
+        if cached is None or time.monotonic() - cached[1] > self._ttl:
+            status = await self._pool.fetchval("SELECT status FROM app WHERE client_id = $1", client_id)
+            cached = (status, time.monotonic())
+            self._cache[client_id] = cached
+        status = cached[0]
+        if status is None:
+            raise Unauthenticated(f"the app {client_id!r} is not registered with this gateway")
+        if status != "approved":
+            raise Unauthenticated(f"the app {client_id!r} is {status}; its tokens are not accepted")
+
+    def forget(self, client_id: str) -> None:
+        """Drop a cached status after this process changed it."""
+        self._cache.pop(client_id, None)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a vendor asks for when registering an app."""
+
+    client_id: str
+    name: str
+    vendor_org_number: str
+    kind: str
+    redirect_uris: tuple[str, ...]
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+    scopes: tuple[str, ...]
+
+
+def validate(reg: Registration) -> None:
+    """Bad registrations get one clear message each, before anything is written."""
+    if not CLIENT_ID.fullmatch(reg.client_id):
+        raise BadUserInput("clientId must be 3-63 lower-case letters, digits and dashes", argument="clientId")
+    if not reg.name.strip() or len(reg.name) > 100:
+        raise BadUserInput("name must be 1-100 characters", argument="name")
+    if not re.fullmatch(r"[0-9]{9}", reg.vendor_org_number):
+        raise BadUserInput("vendorOrgNumber must be a 9-digit organization number", argument="vendorOrgNumber")
+    try:
+        scopes = parse_scopes(list(reg.scopes), set(KINDS) - {"App"})
+    except InvalidScope as exc:
+        raise BadUserInput(f"invalid scope: {exc}", argument="scopes") from exc
+    if not scopes:
+        raise BadUserInput("an app must request at least one resource scope", argument="scopes")
+    contexts = {s.context for s in scopes}
+    if reg.kind == "backend-service":
+        if contexts != {"system"}:
+            raise BadUserInput("a backend service may only request system/ scopes", argument="scopes")
+        if (reg.jwks is None) == (reg.jwks_uri is None):
+            raise BadUserInput("a backend service needs exactly one of jwks or jwksUri", argument="jwks")
+        if reg.jwks is not None:
+            _public_keys(reg.jwks)
+        if reg.jwks_uri is not None and urlsplit(reg.jwks_uri).scheme != "https":
+            raise BadUserInput("jwksUri must be an https URL", argument="jwksUri")
+    else:
+        if "system" in contexts:
+            raise BadUserInput("a user-facing app may not request system/ scopes", argument="scopes")
+        if not reg.redirect_uris:
+            raise BadUserInput("a user-facing app needs at least one redirect URI", argument="redirectUris")
+        for uri in reg.redirect_uris:
+            parts = urlsplit(uri)
+            local = parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}
+            if not (parts.scheme == "https" or local) or not parts.netloc or parts.fragment:
+                raise BadUserInput(
+                    f"redirect URI {uri!r} must be https (or http on loopback), without fragment",
+                    argument="redirectUris",
+                )
+
+
+def _public_keys(jwks: dict[str, Any]) -> KeySet:
+    try:
+        keys = KeySet.import_key_set(jwks)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise BadUserInput("jwks is not a valid JSON Web Key Set", argument="jwks") from exc
+    if not keys.keys or any(k.is_private for k in keys.keys):
+        raise BadUserInput("jwks must hold public keys only, at least one", argument="jwks")
+    return keys
+
+
+class Registry:
+    """Per-request door to the app registry for one principal."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, authorizer: Authorizer, principal: Principal, audit: AuditTrail, status: AppStatus
+    ) -> None:
+        self._pool = pool
+        self._authorizer = authorizer
+        self._principal = principal
+        self._audit = audit
+        self._status = status
+
+    async def _decide(self, action: str, attrs: dict[str, Any]) -> None:
+        [decision] = await self._authorizer.check(self._principal, APP, action, [(attrs["client_id"], attrs)])
+        self._audit.record(
+            AuditRecord(None, APP.name, (attrs["client_id"],), action, decision.allowed, decision.reason)
+        )
+        if not decision.allowed:
+            raise Forbidden(
+                f"you may not {action} this app", reason=decision.reason, policyVersion=self._authorizer.policy_version
+            )
+
+    async def register(self, reg: Registration) -> asyncpg.Record:
+        """Record a pending app for a policy admin to decide on."""
+        validate(reg)
+        await self._decide(
+            "register",
+            {"client_id": reg.client_id, "status": "new", "kind": reg.kind, "registered_by": self._principal.id},
+        )
+        try:
+            row = await self._pool.fetchrow(
+                f"""INSERT INTO app AS a (client_id, name, vendor_org_number, kind, redirect_uris, jwks, jwks_uri,
+                                    requested_scopes, status, registered_by)
+                    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, 'pending', $9) RETURNING {_COLUMNS}""",
+                reg.client_id,
+                reg.name.strip(),
+                reg.vendor_org_number,
+                reg.kind,
+                list(reg.redirect_uris),
+                None if reg.jwks is None else orjson.dumps(reg.jwks).decode(),
+                reg.jwks_uri,
+                list(reg.scopes),
+                self._principal.id,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise BadUserInput(
+                f"an app with clientId {reg.client_id!r} is already registered", argument="clientId"
+            ) from exc
+        assert row is not None
+        return row
+
+    async def _row(self, client_id: str) -> asyncpg.Record:
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM app a WHERE a.client_id = $1", client_id)
+        attrs = {
+            "client_id": client_id,
+            "status": row["status"] if row else "new",
+            "kind": row["kind"] if row else "user-facing",
+            "registered_by": row["registered_by"] if row else "",
+        }
+        await self._decide("read", attrs)
+        if row is None:
+            raise NotFound(f"no app {client_id!r} is registered")
+        return row
+
+    async def app(self, client_id: str) -> asyncpg.Record:
+        """One app, if you registered it or are a policy admin."""
+        return await self._row(client_id)
+
+    async def decide(self, client_id: str, action: str, reason: str) -> asyncpg.Record:
+        """Approve, suspend or revoke an app, following the allowed transitions."""
+        if not reason.strip() or len(reason) > 500:
+            raise BadUserInput("a decision needs a reason of 1-500 characters", argument="reason")
+        row = await self._row(client_id)
+        await self._decide(
+            action,
+            {
+                "client_id": client_id,
+                "status": row["status"],
+                "kind": row["kind"],
+                "registered_by": row["registered_by"],
+            },
+        )
+        if row["status"] not in TRANSITIONS[action]:
+            raise BadUserInput(f"an app that is {row['status']} cannot be {OUTCOME[action]}", argument="clientId")
+        updated = await self._pool.fetchrow(
+            f"""UPDATE app a SET status = $2, status_reason = $3, decided_by = $4, decided_at = now()
+                 WHERE a.client_id = $1 AND a.status = $5 RETURNING {_COLUMNS}""",
+            client_id,
+            OUTCOME[action],
+            reason.strip(),
+            self._principal.id,
+            row["status"],
+        )
+        if updated is None:
+            raise BadUserInput("the app changed while deciding; try again", argument="clientId")
+        self._status.forget(client_id)
+        return updated
+
+    async def apps(self, first: int, status: str | None) -> list[asyncpg.Record]:
+        """The apps you may see, newest first (registrants see their own, policy admins all)."""
+        if not 1 <= first <= 100:
+            raise BadUserInput(f"`first` must be between 1 and 100, got {first}", argument="first")
+        sql_filter = await self._authorizer.plan(self._principal, APP, "search")
+        if sql_filter.kind == "none":
+            return []
+        params = Params(list(sql_filter.params))
+        where = [sql_filter.sql]
+        if status is not None:
+            where.append(f"a.status = {params.add(status, 'text')}")
+        limit = params.add(first, "integer")
+        return list(
+            await self._pool.fetch(
+                f"SELECT {_COLUMNS} FROM app a WHERE {' AND '.join(where)} "
+                f"ORDER BY a.registered_at DESC, a.client_id DESC LIMIT {limit}",
+                *params.values,
+            )
+        )
+
+
+async def client_keys(pool: asyncpg.Pool, client_id: str) -> tuple[KeySet, list[str]] | None:
+    """An approved backend service's registered public keys and scopes, for client authentication."""
+    row = await pool.fetchrow(
+        "SELECT jwks, requested_scopes FROM app WHERE client_id = $1 AND status = 'approved' "
+        "AND kind = 'backend-service' AND jwks IS NOT NULL",
+        client_id,
+    )
+    if row is None:
+        return None
+    return _public_keys(orjson.loads(row["jwks"])), list(row["requested_scopes"])

@@ -1,0 +1,129 @@
+"""The app registry in GraphQL: vendors register apps, policy admins decide on them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated
+
+import orjson
+import strawberry
+from strawberry.scalars import JSON
+
+from gateway.errors import BadUserInput
+from gateway.registry import Registration
+from gateway.store import Row
+from resolvers.common import FirstArg, Info
+
+
+@strawberry.enum(description="How an app talks to the API.")
+class AppKind(Enum):
+    USER_FACING = "user-facing"
+    BACKEND_SERVICE = "backend-service"
+
+
+@strawberry.enum(description="Where an app stands; only approved apps' tokens are accepted.")
+class AppStatus(Enum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+
+
+@strawberry.type(description="A third-party app registered to call the API.")
+class App:
+    client_id: str = strawberry.field(description="The OAuth client id its tokens carry.")
+    name: str = strawberry.field(description="The app's name, as shown to users and admins.")
+    vendor_org_number: str = strawberry.field(description="The vendor's organization number.")
+    kind: AppKind = strawberry.field(description="User-facing app or backend service.")
+    redirect_uris: list[str] = strawberry.field(description="Where a user-facing app receives authorization codes.")
+    jwks_uri: str | None = strawberry.field(description="Where a backend service publishes its keys, if not inline.")
+    scopes: list[str] = strawberry.field(description="The SMART scopes the app was registered with.")
+    status: AppStatus = strawberry.field(description="Whether its tokens are accepted.")
+    status_reason: str | None = strawberry.field(description="Why the last decision was made.")
+    registered_at: datetime = strawberry.field(description="When it was registered.")
+    decided_at: datetime | None = strawberry.field(description="When a policy admin last decided on it.")
+
+    @classmethod
+    def from_row(cls, row: Row) -> App:
+        return cls(
+            client_id=row["client_id"],
+            name=row["name"],
+            vendor_org_number=row["vendor_org_number"],
+            kind=AppKind(row["kind"]),
+            redirect_uris=list(row["redirect_uris"]),
+            jwks_uri=row["jwks_uri"],
+            scopes=list(row["requested_scopes"]),
+            status=AppStatus(row["status"]),
+            status_reason=row["status_reason"],
+            registered_at=row["registered_at"],
+            decided_at=row["decided_at"],
+        )
+
+
+@strawberry.input(
+    description="A new app. A backend service gives its public keys (jwks or jwksUri) and "
+    "system/ scopes; a user-facing app gives redirect URIs and patient/ or user/ scopes."
+)
+class RegisterAppInput:
+    client_id: str = strawberry.field(description="3-63 lower-case letters, digits and dashes.")
+    name: str = strawberry.field(description="The app's name.")
+    vendor_org_number: str = strawberry.field(description="The vendor's 9-digit organization number.")
+    kind: AppKind = strawberry.field(description="User-facing app or backend service.")
+    scopes: list[str] = strawberry.field(description="SMART v2 scopes, e.g. patient/Observation.rs.")
+    redirect_uris: list[str] = strawberry.field(default_factory=list, description="For user-facing apps.")
+    jwks: JSON | None = strawberry.field(default=None, description="For backend services: a JWKS of public keys.")
+    jwks_uri: str | None = strawberry.field(default=None, description="For backend services: https URL of a JWKS.")
+
+
+ClientIdArg = Annotated[str, strawberry.argument(description="The app's client id.")]
+ReasonArg = Annotated[str, strawberry.argument(description="Why: kept with the app and in the audit log.")]
+
+
+async def apps(
+    info: Info,
+    first: FirstArg = 50,
+    status: Annotated[AppStatus | None, strawberry.argument(description="Only apps in this status.")] = None,
+) -> list[App]:
+    """Registered apps, newest first: your own, or all of them for a policy admin."""
+    rows = await info.context.registry.apps(first, None if status is None else status.value)
+    return [App.from_row(r) for r in rows]
+
+
+async def app(info: Info, client_id: ClientIdArg) -> App | None:
+    """One registered app."""
+    return App.from_row(await info.context.registry.app(client_id))
+
+
+@strawberry.type(description="Changes to the app registry. Each is authorized by policy and audited.")
+class AppMutations:
+    @strawberry.mutation(description="Register an app; it stays pending until a policy admin approves it.")
+    async def register_app(
+        self, info: Info, input: Annotated[RegisterAppInput, strawberry.argument(description="The app to register.")]
+    ) -> App:
+        jwks = input.jwks
+        if jwks is not None and not isinstance(jwks, dict):
+            raise BadUserInput("jwks must be a JSON object with a `keys` list", argument="jwks")
+        registration = Registration(
+            client_id=input.client_id,
+            name=input.name,
+            vendor_org_number=input.vendor_org_number,
+            kind=input.kind.value,
+            redirect_uris=tuple(input.redirect_uris),
+            jwks=None if jwks is None else orjson.loads(orjson.dumps(jwks)),
+            jwks_uri=input.jwks_uri,
+            scopes=tuple(input.scopes),
+        )
+        return App.from_row(await info.context.registry.register(registration))
+
+    @strawberry.mutation(description="Approve a pending or suspended app: its tokens are accepted from now on.")
+    async def approve_app(self, info: Info, client_id: ClientIdArg, reason: ReasonArg) -> App:
+        return App.from_row(await info.context.registry.decide(client_id, "approve", reason))
+
+    @strawberry.mutation(description="Suspend an approved app: its tokens stop working within seconds.")
+    async def suspend_app(self, info: Info, client_id: ClientIdArg, reason: ReasonArg) -> App:
+        return App.from_row(await info.context.registry.decide(client_id, "suspend", reason))
+
+    @strawberry.mutation(description="Revoke an app for good.")
+    async def revoke_app(self, info: Info, client_id: ClientIdArg, reason: ReasonArg) -> App:
+        return App.from_row(await info.context.registry.decide(client_id, "revoke", reason))
