@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import CITIZEN, PROJECT, Gateway
 
@@ -59,3 +60,31 @@ def test_the_patient_journal_example_prints_the_journal_or_the_refusal(gateway: 
     other = run_as("nurse-other-municipality")
     assert other.returncode == 1 and other.stdout == ""
     assert "FORBIDDEN (NO_CARE_RELATION)" in other.stderr
+
+
+def test_the_backend_service_example_registers_gets_approved_and_reads_the_directory(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    key = tmp_path / "planner-key.json"
+
+    def example(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "AKSON_URL": gateway.base_url, **({"AKSON_TOKEN": token} if token else {})}
+        return subprocess.run(
+            [sys.executable, "examples/backend_service.py", *args, "--key", str(key)],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            env=env,
+            check=False,
+        )
+
+    registered = example("register", token=gateway.token("vendor-app"))
+    assert registered.returncode == 0, registered.stderr
+    client_id = registered.stdout.strip().splitlines()[-1]
+    early = example("run", "--client-id", client_id)
+    assert early.returncode != 0 and "token refused" in early.stderr
+    approve = 'mutation($id: String!) { approveApp(clientId: $id, reason: "example") { status } }'
+    assert gateway.query(approve, "policy-admin", {"id": client_id})["data"]["approveApp"]["status"] == "APPROVED"
+    ran = example("run", "--client-id", client_id)
+    assert ran.returncode == 0, ran.stderr
+    assert "hjemmetjeneste" in ran.stdout and ran.stderr.strip() == "18 units"
