@@ -40,8 +40,8 @@ $(NODE_STAMP): package.json
 	test -x "$$(ls node_modules/@cerbos/cerbos-*/cerbos-* | head -1)"
 	touch $@
 
-policy-test: $(NODE_STAMP)
-	node_modules/.bin/cerbos compile policies
+policy-test: deps
+	$(BIN)/akson policy test
 
 schema: $(PY_STAMP)
 	$(BIN)/akson schema > schema.graphql

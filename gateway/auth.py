@@ -58,6 +58,7 @@ class Principal:
     hpr_number: str | None = None
     patient_id: str | None = None
     guardian_of: tuple[str, ...] = ()
+    attorney_for: tuple[str, ...] = ()
     purpose_of_use: str | None = None
     self_attested: bool = False
     scopes: tuple[str, ...] = ()
@@ -211,7 +212,7 @@ class Authenticator:
         except asyncpg.PostgresError as exc:
             raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
         if principal.kind == "citizen":
-            own = {principal.patient_id, *principal.guardian_of} - {None}
+            own = {principal.patient_id, *principal.guardian_of, *principal.attorney_for} - {None}
             if launch is not None and launch not in own:
                 raise Forbidden(
                     "the token's patient is neither the citizen nor a child in their care",
@@ -272,13 +273,18 @@ class Authenticator:
         row = await self._pool.fetchrow(
             """SELECT (SELECT id FROM patient WHERE national_id = $1) AS patient_id,
                       ARRAY(SELECT g.child_patient_id::text FROM guardianship g
-                             WHERE g.guardian_national_id = $1 AND g.period_start <= current_date
+                             WHERE g.guardian_national_id = $1 AND g.basis = 'parent' AND g.period_start <= current_date
                                AND (g.period_end IS NULL OR g.period_end >= current_date)
-                             ORDER BY 1) AS children""",
+                             ORDER BY 1) AS children,
+                      ARRAY(SELECT g.child_patient_id::text FROM guardianship g
+                             WHERE g.guardian_national_id = $1 AND g.basis = 'power-of-attorney'
+                               AND g.period_start <= current_date
+                               AND (g.period_end IS NULL OR g.period_end >= current_date)
+                             ORDER BY 1) AS attorney_for""",
             national_id,
         )
         patient_id = str(row["patient_id"]) if row["patient_id"] else None
-        if patient_id is None and not row["children"]:
+        if patient_id is None and not row["children"] and not row["attorney_for"]:
             raise Forbidden("the token's person has no record in this journal", reason="UNKNOWN_CITIZEN")
         return Principal(
             kind="citizen",
@@ -287,6 +293,7 @@ class Authenticator:
             roles=frozenset({"citizen"}),
             patient_id=patient_id,
             guardian_of=tuple(row["children"]),
+            attorney_for=tuple(row["attorney_for"]),
         )
 
 

@@ -38,8 +38,18 @@ tracer = trace.get_tracer(__name__)
 REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
 # A matched deny rule always reports its own output; allow rules' conditionNotMet outputs may or may not
 # come along (Cerbos varies). Deny-rule reasons therefore come first, so a request always gets one reason.
-DENY_REASON_PRIORITY = ("APP_SCOPE", "NO_CARE_RELATION", "NOT_OWN_RECORD")
-ALLOW_REASON_PRIORITY = ("OWN_RECORD", "CARE_RELATION")
+DENY_REASON_PRIORITY = (
+    "APP_SCOPE",
+    "PURPOSE_OF_USE",
+    "ROLE_CATEGORY",
+    "PATIENT_RESTRICTION",
+    "WITHHELD_FROM_PATIENT",
+    "APP_REVOKED",
+    "NO_CARE_RELATION",
+    "NOT_OWN_RECORD",
+    "NOT_REGISTRANT",
+)
+ALLOW_REASON_PRIORITY = ("OWN_RECORD", "GUARDIAN", "CARE_RELATION", "EMERGENCY_GRANT", "POLICY_ADMIN", "REGISTRANT")
 DEFAULT_DENY_REASON = "NO_MATCHING_RULE"
 DEFAULT_ALLOW_REASON = "ALLOWED"
 POLICY_VERSION = "default"
@@ -107,6 +117,7 @@ def cerbos_principal(principal: Principal) -> engine_pb2.Principal:
             "unit_ids": list(principal.unit_ids),
             "patient_id": principal.patient_id or "",
             "guardian_of": list(principal.guardian_of),
+            "attorney_for": list(principal.attorney_for),
             "purpose_of_use": principal.purpose_of_use or "",
             "self_attested": principal.self_attested,
             "hpr_number": principal.hpr_number or "",

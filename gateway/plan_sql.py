@@ -98,6 +98,10 @@ class Translator:
             return self._expression(node["expression"], params)
         if "value" in node and isinstance(node["value"], bool):
             return "TRUE" if node["value"] else "FALSE"
+        if "variable" in node:
+            attribute = self._attribute(node)
+            if isinstance(attribute, Column) and attribute.pg_type == "boolean":
+                return f"({attribute.sql})"
         raise UntranslatablePlan(f"a bare operand is not a condition: {sorted(node)}")
 
     def _attribute(self, node: dict[str, Any]) -> Attribute | None:

@@ -15,6 +15,10 @@ from typing import Literal
 from gateway.plan_sql import Attribute, Column, SetOf
 
 ACTIVE_CARE_RELATION = "cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now())"
+ACTIVE_RESTRICTION = (
+    "rx.period_start <= now() AND (rx.period_end IS NULL OR rx.period_end > now()) AND rx.lifted_at IS NULL"
+)
+ACTIVE_GRANT = "eg.granted_at <= now() AND eg.expires_at > now()"
 
 FilterOp = Literal["eq", "ge", "lt"]
 
@@ -61,19 +65,63 @@ class ResourceKind:
         for name, attribute in self.attributes.items():
             if isinstance(attribute, SetOf):
                 parts.append(f"ARRAY({attribute.sql})::text[] AS attr_{name}")
+            elif attribute.pg_type in {"boolean", "integer"}:
+                parts.append(f"{attribute.sql} AS attr_{name}")
             else:
                 parts.append(f"{attribute.sql}::text AS attr_{name}")
         return ", ".join(parts)
 
 
 def patient_data_attributes(
-    alias: str, patient_column: str = "patient_id", category_column: str = "data_category"
+    alias: str,
+    patient_column: str = "patient_id",
+    category_column: str = "data_category",
+    episode_column: str | None = None,
 ) -> dict[str, Attribute]:
     """The attributes every patient-data kind carries: whose data, which unit owns it, its data
     category, its FHIR category (the data category where FHIR has none; what `?category=` scopes
-    narrow on), and who has an active care relation with the patient."""
+    narrow on), who has an active care relation with the patient, the patient's age, the patient's
+    restrictions (sperring) that reach this row, emergency grants, and the harm exception."""
     patient = f"{alias}.{patient_column}"
+    applies = f"(rx.target_category IS NULL OR rx.target_category = {alias}.data_category)"
+    episode = f" OR (rx.scope = 'episode' AND rx.target_id = {alias}.{episode_column})" if episode_column else ""
+    withheld = "FALSE" if patient_column == "id" else f"{alias}.withheld_from_patient"
     return {
+        "patient_age": Column(
+            f"(SELECT date_part('year', age(pt.birth_date))::integer FROM patient pt WHERE pt.id = {patient})",
+            "integer",
+        ),
+        "withheld_from_patient": Column(withheld, "boolean"),
+        "blocked": Column(
+            f"EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = {patient} AND {ACTIVE_RESTRICTION} AND "
+            f"((rx.scope = 'item' AND rx.target_id = {alias}.id) "
+            f"OR (rx.scope = 'category' AND rx.target_category = {alias}.data_category){episode}))",
+            "boolean",
+        ),
+        "blocked_for_guardians": Column(
+            f"EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = {patient} AND {ACTIVE_RESTRICTION} "
+            f"AND rx.scope = 'guardians' AND {applies})",
+            "boolean",
+        ),
+        "blocked_practitioner_ids": SetOf(
+            f"SELECT rx.target_practitioner_id FROM restriction rx WHERE rx.patient_id = {patient} "
+            f"AND {ACTIVE_RESTRICTION} AND rx.scope = 'person' AND {applies}",
+            "uuid",
+        ),
+        "blocked_unit_ids": SetOf(
+            f"SELECT rx.target_unit_id FROM restriction rx WHERE rx.patient_id = {patient} "
+            f"AND {ACTIVE_RESTRICTION} AND rx.scope = 'unit' AND {applies}",
+            "uuid",
+        ),
+        "emergency_practitioner_ids": SetOf(
+            f"SELECT eg.practitioner_id FROM emergency_grant eg WHERE eg.patient_id = {patient} AND {ACTIVE_GRANT}",
+            "uuid",
+        ),
+        "life_threat_practitioner_ids": SetOf(
+            f"SELECT eg.practitioner_id FROM emergency_grant eg WHERE eg.patient_id = {patient} AND {ACTIVE_GRANT} "
+            "AND eg.life_or_health_at_risk",
+            "uuid",
+        ),
         "patient_id": Column(patient, "uuid"),
         "owning_unit_id": Column(f"{alias}.owning_unit_id", "uuid"),
         "data_category": Column(f"{alias}.data_category", "text"),
@@ -186,7 +234,7 @@ ENCOUNTER = ResourceKind(
         "period_end",
     ),
     order=_dated("period_start"),
-    attributes=patient_data_attributes("e"),
+    attributes=patient_data_attributes("e", episode_column="id"),
     filters={
         **_range("period_start"),
         "status": Filter("status", "eq", "text"),
@@ -215,7 +263,7 @@ OBSERVATION = ResourceKind(
         "effective_at",
     ),
     order=_dated("effective_at"),
-    attributes=patient_data_attributes("ob", category_column="category"),
+    attributes=patient_data_attributes("ob", category_column="category", episode_column="encounter_id"),
     filters={
         **_range("effective_at"),
         "code": Filter("code", "eq", "text"),
@@ -245,7 +293,7 @@ DIAGNOSTIC_REPORT = ResourceKind(
         "conclusion",
     ),
     order=_dated("effective_at"),
-    attributes=patient_data_attributes("dr", category_column="category"),
+    attributes=patient_data_attributes("dr", category_column="category", episode_column="encounter_id"),
     filters={
         **_range("effective_at"),
         "code": Filter("code", "eq", "text"),
@@ -277,7 +325,7 @@ CONDITION = ResourceKind(
         "recorder_id",
     ),
     order=_dated("recorded_at"),
-    attributes=patient_data_attributes("cn", category_column="category"),
+    attributes=patient_data_attributes("cn", category_column="category", episode_column="encounter_id"),
     filters={
         **_range("recorded_at"),
         "code": Filter("code", "eq", "text"),
@@ -357,7 +405,7 @@ CLINICAL_NOTE = ResourceKind(
         "replaces_id",
     ),
     order=_dated("created_at"),
-    attributes=patient_data_attributes("nt"),
+    attributes=patient_data_attributes("nt", episode_column="encounter_id"),
     filters={**_range("created_at"), "status": Filter("status", "eq", "text")},
 )
 

@@ -113,9 +113,15 @@ def _attributes(kind: ResourceKind, row: Row) -> dict[str, Any]:
     }
 
 
+_PHANTOM_SCALARS: dict[str, Any] = {"boolean": False, "integer": 0}
+
+
 def _phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
     """Attributes of a resource that has no relations to anyone: what a missing id is checked as."""
-    phantom: dict[str, Any] = {name: [] if isinstance(attr, SetOf) else "" for name, attr in kind.attributes.items()}
+    phantom: dict[str, Any] = {
+        name: [] if isinstance(attr, SetOf) else _PHANTOM_SCALARS.get(attr.pg_type, "")
+        for name, attr in kind.attributes.items()
+    }
     if kind.patient_column == "id":
         phantom["patient_id"] = rid
     return phantom

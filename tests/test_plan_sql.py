@@ -18,6 +18,7 @@ ATTRS = {
     "category": Column("t.category", "text"),
     "age": Column("t.age", "integer"),
     "units": SetOf("SELECT x.unit_id FROM x WHERE x.t_id = t.id", "uuid"),
+    "blocked": Column("EXISTS (SELECT 1 FROM b WHERE b.t_id = t.id)", "boolean"),
 }
 
 
@@ -80,6 +81,14 @@ def test_values_that_cannot_match_a_uuid_column_make_the_condition_false_not_an_
     assert translate(expr("ne", var("unit"), val("")))[0] == "TRUE"
     assert translate(expr("in", val("nobody"), var("units")))[0] == "FALSE"
     assert translate(expr("hasIntersection", var("units"), val([])))[0] == "FALSE"
+
+
+def test_a_boolean_attribute_is_a_condition_of_its_own() -> None:
+    assert translate(expr("not", var("blocked"))) == ("(NOT (EXISTS (SELECT 1 FROM b WHERE b.t_id = t.id)))", [])
+    assert translate(expr("eq", var("blocked"), val(True))) == (
+        "(EXISTS (SELECT 1 FROM b WHERE b.t_id = t.id) = $1::boolean)",
+        [True],
+    )
 
 
 def test_not_and_boolean_constants_translate() -> None:
