@@ -190,12 +190,16 @@ class Authenticator:
         bound to a key) plus who that person is in the journal."""
         claims = await self._verifier.verify(presented.token)
         self._check_binding(claims, presented)
-        names = self._names
-        client_id = str(claims[names.client_id])
         try:
-            await self._apps.require_approved(client_id)
+            await self._apps.require_approved(str(claims[self._names.client_id]))
         except asyncpg.PostgresError as exc:
             raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
+        return await self.principal_for(claims)
+
+    async def principal_for(self, claims: dict[str, Any]) -> Principal:
+        """Who verified claims name in the journal, with the app's scopes (also used by `akson policy explain`)."""
+        names = self._names
+        client_id = str(claims[names.client_id])
         scopes = tuple(str(claims.get(names.scope, "")).split())
         try:
             granted = grants(parse_scopes(list(scopes), set(KINDS)), KIND_OF_TYPE)

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 import asyncpg
 
 from gateway import demo_issuer
-from gateway.components import start_components, start_database
+from gateway.components import ComponentError, start_components, start_database
 from gateway.config import Settings, load_settings
-from gateway.db import ensure_database, migrate
+from gateway.db import MigrationError, ensure_database, migrate
 from gateway.personas import PERSONAS
+from gateway.policy_cli import add_commands as add_policy_commands
 from gateway.seed import is_seeded, reset, seed
 
 DEMO_PATIENTS = 1000
@@ -254,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("personas", help="list the demo personas").set_defaults(handler=_cmd_personas)
     sub.add_parser("schema", help="print the GraphQL schema (SDL)").set_defaults(handler=_cmd_schema)
 
+    add_policy_commands(sub)
+
     audit = sub.add_parser("audit", help="show the most recent audit records")
     audit.add_argument("--last", type=int, default=20)
     audit.set_defaults(handler=_cmd_audit)
@@ -263,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `akson` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.handler(load_settings(), args))
+    try:
+        return int(args.handler(load_settings(), args))
+    except (MigrationError, ComponentError, ValueError) as exc:
+        print(f"akson: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

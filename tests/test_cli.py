@@ -57,3 +57,52 @@ def test_audit_shows_the_latest_decisions(gateway: Gateway) -> None:
     [line] = done.stdout.splitlines()
     assert "DENY" in line and "NO_CARE_RELATION" in line and str(CITIZEN_PATIENT_ID) in line
     assert PERSONAS["nurse-other-municipality"].hpr_number in line
+
+
+def test_policy_explain_shows_decision_reason_rule_and_version(gateway: Gateway) -> None:
+    env = {**os.environ, "DATABASE_URL": gateway.database_url, "AKSON_DATA_DIR": str(gateway.data_dir)}
+    env.pop("CERBOS_URL", None)
+
+    def explain(persona: str) -> str:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "policy",
+                "explain",
+                "--persona",
+                persona,
+                "--resource",
+                f"Patient:{CITIZEN}",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    denied = explain("nurse-other-municipality")
+    assert "decision:       DENY" in denied and "reason:         NO_CARE_RELATION" in denied
+    assert "resource.patient.vdefault#personnel-with-care-relation -> NO_CARE_RELATION" in denied
+    allowed = explain("homecare-nurse")
+    assert "decision:       ALLOW" in allowed and "reason:         CARE_RELATION" in allowed
+    version = gateway.query("query($id: ID!) { patient(id: $id) { id } }", "nurse-other-municipality", {"id": CITIZEN})[
+        "errors"
+    ][0]["extensions"]["policyVersion"]
+    assert f"policy version: {version}" in allowed
+
+
+def test_policy_test_runs_the_cerbos_suites() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "policy", "test"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "BaselineRulesTestSuite" in done.stdout and "FAILED" not in done.stdout
