@@ -6,6 +6,7 @@ principal's Store) -> resolvers -> Store (authorize, SQL) -> audit flush -> resp
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -217,9 +218,13 @@ def create_app(settings: Settings | None = None) -> Any:
             cerbos=cerbos,
             issuer_key=key,
         )
+        watcher = asyncio.create_task(app.state.runtime.authorizer.watch(settings.policy_dir))
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await cerbos.close()
             await pool.close()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from cerbos.sdk.grpc.client import AsyncCerbosClient
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct
 from opentelemetry import trace
+from watchfiles import awatch
 
 from gateway.auth import Principal
 from gateway.errors import ServiceUnavailable
@@ -136,11 +138,28 @@ def cerbos_principal(principal: Principal) -> engine_pb2.Principal:
 
 
 class Authorizer:
-    """The gateway's only client of the PDP."""
+    """The gateway's only client of the PDP. Query plans are cached per principal attributes, kind,
+    action and policy version; a policy change clears the cache."""
+
+    PLAN_CACHE_SIZE = 10_000
+    PLAN_CACHE_SECONDS = 30.0
 
     def __init__(self, client: AsyncCerbosClient, policy_version: str) -> None:
         self._client = client
         self.policy_version = policy_version
+        self._plans: dict[tuple[bytes, str, str, str], tuple[float, SqlFilter]] = {}
+
+    def policies_changed(self, policy_version: str) -> None:
+        """The policy files changed: record the new version and forget every cached plan."""
+        if policy_version != self.policy_version:
+            log.info("policies changed: version %s -> %s", self.policy_version, policy_version)
+        self.policy_version = policy_version
+        self._plans.clear()
+
+    async def watch(self, policy_dir: Path) -> None:
+        """Follow edits of the policy files for as long as the gateway runs (Cerbos reloads them too)."""
+        async for _ in awatch(policy_dir, debounce=500, recursive=True):
+            self.policies_changed(policy_fingerprint(policy_dir))
 
     async def check(
         self,
@@ -186,14 +205,26 @@ class Authorizer:
         return [by_id.get(rid, Decision(False, DEFAULT_DENY_REASON)) for rid, _ in resources]
 
     async def plan(self, principal: Principal, kind: ResourceKind, action: str) -> SqlFilter:
-        """The SQL filter for the rows of `kind` the principal may `action`."""
+        """The SQL filter for the rows of `kind` the principal may `action` (cached briefly)."""
+        subject = cerbos_principal(principal)
+        key = (subject.SerializeToString(deterministic=True), kind.name, action, self.policy_version)
+        cached = self._plans.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.PLAN_CACHE_SECONDS:
+            return cached[1]
+        result = await self._plan(subject, kind, action)
+        if len(self._plans) >= self.PLAN_CACHE_SIZE:
+            self._plans.clear()
+        self._plans[key] = (time.monotonic(), result)
+        return result
+
+    async def _plan(self, subject: engine_pb2.Principal, kind: ResourceKind, action: str) -> SqlFilter:
         with tracer.start_as_current_span(
             "cerbos.PlanResources", attributes={"cerbos.resource_kind": kind.name, "cerbos.action": action}
         ):
             try:
                 response = await self._client.plan_resources(
                     action,
-                    cerbos_principal(principal),
+                    subject,
                     engine_pb2.PlanResourcesInput.Resource(kind=kind.name, policy_version=POLICY_VERSION),
                 )
             except grpc.aio.AioRpcError as exc:
