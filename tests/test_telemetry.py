@@ -12,19 +12,17 @@ from tests.conftest import CITIZEN, Gateway
 def test_a_request_is_one_trace_with_http_graphql_cerbos_and_sql_spans_and_no_patient_data(
     gateway: Gateway,
 ) -> None:
-    token = gateway.token("homecare-nurse")
+    token = gateway.token("homecare-nurse", purpose_of_use="COC")  # a principal whose query plan is not cached yet
     query = (
         "query Lookup($id: ID!) { patient(id: $id) { nationalIdentityNumber name { text } } "
         "patients(first: 3) { totalCount } }"
     )
     response = gateway.post(query, token=token, variables={"id": CITIZEN})
     assert response.status_code == 200 and "errors" not in response.json()
-    [row] = gateway.fetch(
-        "SELECT DISTINCT trace_id FROM audit_event WHERE request_id = (SELECT request_id FROM audit_event "
-        "WHERE patient_id = $1 AND reason = 'CARE_RELATION' ORDER BY id DESC LIMIT 1)",
-        CITIZEN_PATIENT_ID,
-    )
-    spans = gateway.spans(row["trace_id"])
+    trace_id = response.headers["x-trace-id"]
+    audited = gateway.fetch("SELECT DISTINCT trace_id FROM audit_event WHERE trace_id = $1", trace_id)
+    assert len(audited) == 1, "the audit records of the request carry its trace id"
+    spans = gateway.spans(trace_id)
     print("\n".join(f"{s['name']} {s['attributes']}" for s in spans))
     names = [s["name"] for s in spans]
     assert any(s["parent_id"] is None and s["kind"] == "SpanKind.SERVER" for s in spans), names
