@@ -57,6 +57,7 @@ from gateway.schema import schema
 from gateway.store import Store
 from gateway.telemetry import setup_logging, setup_tracing, traced
 from gateway.token_endpoint import TokenEndpoint
+from gateway.writes import JournalWrites
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,15 @@ class GraphQLView(GraphQL[Context, None]):
         audit = AuditTrail(principal, runtime.authorizer.policy_version)
         store = Store(runtime.pool, runtime.authorizer, principal, audit, runtime.settings.max_page_size)
         registry = Registry(runtime.pool, runtime.authorizer, principal, audit, runtime.app_status)
+        writes = JournalWrites(runtime.pool, runtime.authorizer, principal, audit)
         return Context(
-            request=request, principal=principal, store=store, audit=audit, loaders=Loaders(store), registry=registry
+            request=request,
+            principal=principal,
+            store=store,
+            audit=audit,
+            loaders=Loaders(store),
+            registry=registry,
+            writes=writes,
         )
 
     async def execute_operation(self, **kwargs: Any) -> Any:  # type: ignore[override]

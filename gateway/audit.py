@@ -18,10 +18,10 @@ _INSERT = """
 INSERT INTO audit_event (request_id, trace_id, actor_kind, actor_id, actor_hpr_number, actor_unit_ids,
                          client_id, purpose_of_use, self_attested, emergency, policy_version,
                          patient_id, resource_kind, resource_ids, action, decision, reason)
-SELECT $1, $2, $3, $4, $5, $6::uuid[], $7, $8, false, false, $9,
+SELECT $1, $2, $3, $4, $5, $6::uuid[], $7, $8, $9, r.emergency, $10,
        r.patient_id, r.resource_kind, string_to_array(r.resource_ids, ','), r.action, r.decision, r.reason
-  FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
-       AS r(patient_id, resource_kind, resource_ids, action, decision, reason)
+  FROM unnest($11::uuid[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::boolean[])
+       AS r(patient_id, resource_kind, resource_ids, action, decision, reason, emergency)
 """
 
 
@@ -35,17 +35,19 @@ class AuditRecord:
     action: str
     allowed: bool
     reason: str
+    emergency: bool = False
 
 
 def _grouped(records: list[AuditRecord]) -> list[AuditRecord]:
     """One record per patient, kind, action and outcome, with all their resource ids: a page of 2,500
     observations of 50 patients is 50 rows, not 2,500."""
-    groups: dict[tuple[str | None, str, str, bool, str], list[str]] = {}
+    groups: dict[tuple[str | None, str, str, bool, str, bool], list[str]] = {}
     for r in records:
-        groups.setdefault((r.patient_id, r.resource_kind, r.action, r.allowed, r.reason), []).extend(r.resource_ids)
+        key = (r.patient_id, r.resource_kind, r.action, r.allowed, r.reason, r.emergency)
+        groups.setdefault(key, []).extend(r.resource_ids)
     return [
-        AuditRecord(p, k, tuple(dict.fromkeys(ids)), a, allowed, reason)
-        for (p, k, a, allowed, reason), ids in groups.items()
+        AuditRecord(p, k, tuple(dict.fromkeys(ids)), a, allowed, reason, emergency)
+        for (p, k, a, allowed, reason, emergency), ids in groups.items()
     ]
 
 
@@ -81,6 +83,7 @@ class AuditTrail:
             list(p.unit_ids),
             p.client_id,
             p.purpose_of_use,
+            p.self_attested,
             self.policy_version,
             [r.patient_id for r in pending],
             [r.resource_kind for r in pending],
@@ -88,5 +91,6 @@ class AuditTrail:
             [r.action for r in pending],
             ["ALLOW" if r.allowed else "DENY" for r in pending],
             [r.reason for r in pending],
+            [r.emergency for r in pending],
         )
         return len(pending)

@@ -59,6 +59,7 @@ class Principal:
     patient_id: str | None = None
     guardian_of: tuple[str, ...] = ()
     attorney_for: tuple[str, ...] = ()
+    emergency_patient_ids: frozenset[str] = frozenset()
     purpose_of_use: str | None = None
     self_attested: bool = False
     scopes: tuple[str, ...] = ()
@@ -245,7 +246,9 @@ class Authenticator:
                                FILTER (WHERE r.id IS NOT NULL), '{}') AS unit_ids,
                       coalesce(array_agg(DISTINCT r.role) FILTER (WHERE r.id IS NOT NULL), '{}') AS roles,
                       ARRAY(SELECT pr.role FROM platform_role pr WHERE pr.national_id = p.national_id
-                            ORDER BY 1) AS platform_roles
+                            ORDER BY 1) AS platform_roles,
+                      ARRAY(SELECT eg.patient_id::text FROM emergency_grant eg WHERE eg.practitioner_id = p.id
+                               AND eg.granted_at <= now() AND eg.expires_at > now()) AS emergency_patients
                  FROM practitioner p
                  LEFT JOIN practitioner_role r
                         ON r.practitioner_id = p.id
@@ -271,6 +274,7 @@ class Authenticator:
             hpr_number=row["hpr_number"],
             purpose_of_use=_purpose_of_use(claims.get(self._names.purpose_of_use)),
             self_attested=claims.get(self._names.self_attested) is True,
+            emergency_patient_ids=frozenset(row["emergency_patients"]),
         )
 
     async def _citizen(self, national_id: str, client_id: str) -> Principal:

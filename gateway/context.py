@@ -13,6 +13,7 @@ from gateway.auth import Principal
 from gateway.registry import Registry
 from gateway.resources import ResourceKind
 from gateway.store import ListArgs, Page, Row, Store
+from gateway.writes import JournalWrites
 
 MAX_BATCH = 500
 
@@ -27,6 +28,18 @@ class Loaders:
     _items: dict[str, DataLoader[str, Row]] = field(default_factory=dict)
     _pages: dict[tuple[str, str, ListArgs], DataLoader[uuid.UUID, Page]] = field(default_factory=dict)
     _counts: dict[tuple[str, str, ListArgs], DataLoader[uuid.UUID, int]] = field(default_factory=dict)
+    _permissions: dict[tuple[str, str], DataLoader[str, bool]] = field(default_factory=dict)
+
+    def permission(self, kind: ResourceKind, action: str) -> DataLoader[str, bool]:
+        """Field-level permissions (e.g. a note's text) for many rows at once."""
+        key = (kind.name, action)
+        if key not in self._permissions:
+
+            async def load(ids: list[str]) -> list[bool | Exception]:
+                return await self.store.permitted(kind, action, ids)
+
+            self._permissions[key] = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)  # type: ignore[arg-type]
+        return self._permissions[key]
 
     def item(self, kind: ResourceKind) -> DataLoader[str, Row]:
         """Resources of one kind by id."""
@@ -71,3 +84,4 @@ class Context:
     audit: AuditTrail
     loaders: Loaders
     registry: Registry
+    writes: JournalWrites

@@ -20,7 +20,7 @@ ACTIVE_RESTRICTION = (
 )
 ACTIVE_GRANT = "eg.granted_at <= now() AND eg.expires_at > now()"
 
-FilterOp = Literal["eq", "ge", "lt"]
+FilterOp = Literal["eq", "ge", "lt", "set"]
 
 
 @dataclass(frozen=True)
@@ -527,3 +527,31 @@ APP = ResourceKind(
     },
     patient_column=None,
 )
+
+EMERGENCY_GRANT = ResourceKind(
+    name="emergency_grant",
+    type_name="EmergencyGrant",
+    table="emergency_grant",
+    alias="eg2",
+    columns=(
+        "id",
+        "patient_id",
+        "practitioner_id",
+        "reason",
+        "life_or_health_at_risk",
+        "granted_at",
+        "expires_at",
+        "reviewed_at",
+        "reviewed_by",
+        "review_conclusion",
+    ),
+    order=(("granted_at", "timestamptz"), ("id", "uuid")),
+    attributes={
+        "patient_id": Column("eg2.patient_id", "uuid"),
+        "practitioner_id": Column("eg2.practitioner_id", "uuid"),
+        "reviewed": Column("(eg2.reviewed_at IS NOT NULL)", "boolean"),
+    },
+    filters={"reviewed": Filter("reviewed_at", "set", "boolean")},
+)
+
+KINDS[EMERGENCY_GRANT.type_name] = EMERGENCY_GRANT

@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.errors import as_client_error
 from gateway.telemetry import OperationSpan
+from resolvers.access import AccessMutations, EmergencyGrant, emergency_grants
 from resolvers.apps import App, AppMutations, app, apps
 from resolvers.common import Connection
 from resolvers.directory import Organization
@@ -52,6 +53,11 @@ class Query:
     organizations: Connection[Organization] = strawberry.field(
         resolver=organizations, description="The municipality's health service units, by name."
     )
+    emergency_grants: Connection[EmergencyGrant] = strawberry.field(
+        resolver=emergency_grants,
+        description="Emergency accesses you may see, newest first: to your own record (as a patient), your own "
+        "(as a practitioner), or every one (as a reviewer), with `filter: {reviewed: false}` for those pending review.",
+    )
     apps: list[App] = strawberry.field(
         resolver=apps, description="Registered apps, newest first: your own, or every app for a policy admin."
     )
@@ -59,7 +65,7 @@ class Query:
 
 
 @strawberry.type(description="Changes. Every change is authorized by policy and audited like a read.")
-class Mutation(AppMutations):
+class Mutation(AppMutations, AccessMutations):
     pass
 
 

@@ -904,7 +904,7 @@ async def seed(
             family, given, national_id = g.rng.choice(FAMILY_NAMES), g.given(gender), g.national_id(birth)
             mid = g.rng.choices([m[0] for m in MUNICIPALITIES], weights=[m[3] for m in MUNICIPALITIES])[0]
         age = (g.today - birth).days / 365.25
-        gp_office = units_of(mid, "fastlegekontor")[0 if index == 0 else g.rng.randrange(2)]
+        gp_office = units_of(mid, "fastlegekontor")[0 if index < 2 else g.rng.randrange(2)]
         gp = g.rng.choice(gp_office.staff["doctor"])
         rows["patient"].append((pid, national_id, family, given, birth, gender, mid, gp_office.id, "demographics"))
         since = g.now - timedelta(days=g.rng.randrange(30, 3000))

@@ -158,9 +158,10 @@ class Store:
     def _audit_rows(self, kind: ResourceKind, rows: Sequence[Row], reason: str) -> None:
         if kind.patient_column is None:
             return
+        emergency = self._principal.emergency_patient_ids
         for row in rows:
-            rid = str(row["id"])
-            self._audit.record(AuditRecord(str(row[kind.patient_column]), kind.name, (rid,), SEARCH, True, reason))
+            rid, patient = str(row["id"]), str(row[kind.patient_column])
+            self._audit.record(AuditRecord(patient, kind.name, (rid,), SEARCH, True, reason, patient in emergency))
 
     async def by_ids(self, kind: ResourceKind, ids: Sequence[str]) -> list[Row | Exception]:
         """Resources by id for a DataLoader: each a row, or the error that explains why not."""
@@ -193,7 +194,17 @@ class Store:
                 patient = (
                     str(row[kind.patient_column]) if row is not None else (rid if kind.patient_column == "id" else None)
                 )
-                self._audit.record(AuditRecord(patient, kind.name, (rid,), READ, decision.allowed, decision.reason))
+                self._audit.record(
+                    AuditRecord(
+                        patient,
+                        kind.name,
+                        (rid,),
+                        READ,
+                        decision.allowed,
+                        decision.reason,
+                        decision.reason == "EMERGENCY_GRANT",
+                    )
+                )
             if not decision.allowed:
                 results[rid] = Forbidden(
                     f"no {kind.type_name} with this id is visible to you",
@@ -206,6 +217,44 @@ class Store:
                 results[rid] = row
         return [results[raw] if raw in results else results[str(uuid.UUID(raw))] for raw in ids]
 
+    async def permitted(self, kind: ResourceKind, action: str, ids: Sequence[str]) -> list[bool | Exception]:
+        """Whether a field-level action (e.g. `read_text`) is allowed on rows the caller already has:
+        True, or the Forbidden error to show in the field's place. One statement and one PDP call."""
+        rows = await self._pool.fetch(
+            f"SELECT {kind.alias}.id, {kind.alias}.{kind.patient_column} AS _patient, {kind.attribute_select()} "
+            f"FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = ANY($1::uuid[])",
+            list(ids),
+        )
+        found = {str(r["id"]): r for r in rows}
+        present = [i for i in ids if i in found]
+        decisions = await self._authorizer.check(
+            self._principal, kind, action, [(i, _attributes(kind, found[i])) for i in present]
+        )
+        outcome: dict[str, bool | Exception] = {}
+        for rid, decision in zip(present, decisions, strict=True):
+            patient = str(found[rid]["_patient"])
+            self._audit.record(
+                AuditRecord(
+                    patient,
+                    kind.name,
+                    (rid,),
+                    action,
+                    decision.allowed,
+                    decision.reason,
+                    decision.reason == "EMERGENCY_GRANT",
+                )
+            )
+            outcome[rid] = (
+                True
+                if decision.allowed
+                else Forbidden(
+                    f"you may not {action.replace('_', ' ')} of this {kind.type_name}",
+                    reason=decision.reason,
+                    policyVersion=self._authorizer.policy_version,
+                )
+            )
+        return [outcome.get(i, NotFound(f"no {kind.type_name} with this id exists")) for i in ids]
+
     def _check_args(self, kind: ResourceKind, args: ListArgs) -> None:
         if args.first < 1 or args.first > self._max_page_size:
             raise BadUserInput(
@@ -216,7 +265,7 @@ class Store:
             spec = kind.filters.get(name)
             if spec is None:
                 raise BadUserInput(f"{kind.type_name} lists cannot be filtered by {name}", argument="filter")
-            if spec.op != "eq":
+            if spec.op in {"ge", "lt"}:
                 ranges.setdefault(spec.column, {})[spec.op] = value
         for column, bounds in ranges.items():
             if "ge" in bounds and "lt" in bounds and bounds["ge"] >= bounds["lt"]:
@@ -227,7 +276,10 @@ class Store:
         where = [sql_filter.sql]
         for name, value in args.filters:
             spec = kind.filters[name]
-            where.append(f"{alias}.{spec.column} {_SQL_OP[spec.op]} {params.add(value, spec.pg_type)}")
+            if spec.op == "set":
+                where.append(f"(({alias}.{spec.column} IS NOT NULL) = {params.add(value, 'boolean')})")
+            else:
+                where.append(f"{alias}.{spec.column} {_SQL_OP[spec.op]} {params.add(value, spec.pg_type)}")
         if args.after is not None:
             key = decode_cursor(kind, args.after)
             columns = ", ".join(f"{alias}.{column}" for column, _ in kind.order)

@@ -168,13 +168,16 @@ class AppointmentStatus(Enum):
     NOSHOW = "noshow"
 
 
-@strawberry.enum(description="What a restriction (sperring) blocks.")
+@strawberry.enum(
+    description="What a restriction (sperring) blocks; GUARDIANS is a child (12 to 17) restricting their parents."
+)
 class RestrictionScope(Enum):
     ITEM = "item"
     CATEGORY = "category"
     EPISODE = "episode"
     PERSON = "person"
     UNIT = "unit"
+    GUARDIANS = "guardians"
 
 
 @strawberry.input(description="Narrows a list of encounters. Ranges include the start and exclude the end.")
@@ -584,13 +587,13 @@ class ClinicalNote(relay.Node):
     id: relay.NodeID[str]
     status: ClinicalNoteStatus = strawberry.field(description="Draft, signed or entered in error.")
     title: str = strawberry.field(description="The note's heading.")
-    text: str = strawberry.field(description="The note itself.")
     created: datetime = strawberry.field(description="When it was written.")
     signed_at: datetime | None = strawberry.field(description="When it was signed; null for a draft.")
     patient_id: strawberry.Private[uuid.UUID]
     encounter_id: strawberry.Private[uuid.UUID | None]
     author_id: strawberry.Private[uuid.UUID]
     replaces_id: strawberry.Private[uuid.UUID | None]
+    body: strawberry.Private[str]
 
     @classmethod
     def from_row(cls, row: Row) -> ClinicalNote:
@@ -598,7 +601,7 @@ class ClinicalNote(relay.Node):
             id=str(row["id"]),
             status=ClinicalNoteStatus(row["status"]),
             title=row["title"],
-            text=row["text"],
+            body=row["text"],
             created=row["created_at"],
             signed_at=row["signed_at"],
             patient_id=row["patient_id"],
@@ -618,6 +621,14 @@ class ClinicalNote(relay.Node):
     @strawberry.field(description="Who wrote the note.")
     async def author(self, info: Info) -> Practitioner | None:
         return await to_one(info, K.PRACTITIONER, self.author_id)  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="The note itself. Reading it is a separate permission (`read_text`): a role may see that "
+        "a note exists without reading it, and then gets null with a FORBIDDEN error here."
+    )
+    async def text(self, info: Info) -> str | None:
+        await info.context.loaders.permission(K.CLINICAL_NOTE, "read_text").load(str(self.id))
+        return self.body
 
     @strawberry.field(description="The earlier version this note corrects, if any.")
     async def replaces(self, info: Info) -> ClinicalNote | None:

@@ -1,0 +1,199 @@
+"""Writes to the journal that the access rules themselves need: emergency access grants (akuttilgang)
+and the patient's restrictions (sperring). Like reads, every write is authorized by Cerbos first and
+audited; the SQL runs only after an allow, in one statement."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from gateway.audit import AuditRecord, AuditTrail
+from gateway.auth import Principal
+from gateway.authz import Authorizer
+from gateway.errors import BadUserInput, Forbidden, NotFound
+from gateway.resources import EMERGENCY_GRANT, KINDS, PATIENT, RESTRICTION, ResourceKind
+from gateway.store import _attributes
+
+EMERGENCY_ACCESS_HOURS = 4
+DATA_CATEGORIES = {
+    "demographics",
+    "administrative",
+    "clinical",
+    "medication",
+    "critical-information",
+    "clinical-note",
+    "sensitive",
+}
+_RESTRICTION_COLUMNS = ", ".join(f"rs.{c}" for c in RESTRICTION.columns)
+_GRANT_COLUMNS = ", ".join(f"eg2.{c}" for c in EMERGENCY_GRANT.columns)
+
+
+class JournalWrites:
+    """Per-request door for the writes the access rules need."""
+
+    def __init__(self, pool: asyncpg.Pool, authorizer: Authorizer, principal: Principal, audit: AuditTrail) -> None:
+        self._pool = pool
+        self._authorizer = authorizer
+        self._principal = principal
+        self._audit = audit
+
+    async def _attributes(self, kind: ResourceKind, rid: str) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {kind.attribute_select()} FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = $1::uuid", rid
+        )
+        return None if row is None else _attributes(kind, row)
+
+    async def _decide(
+        self, kind: ResourceKind, action: str, rid: str, attrs: dict[str, Any], patient: str, emergency: bool = False
+    ) -> None:
+        [decision] = await self._authorizer.check(self._principal, kind, action, [(rid, attrs)])
+        self._audit.record(
+            AuditRecord(patient, kind.name, (rid,), action, decision.allowed, decision.reason, emergency)
+        )
+        if not decision.allowed:
+            raise Forbidden(
+                f"you may not {action.replace('_', ' ')} here",
+                reason=decision.reason,
+                policyVersion=self._authorizer.policy_version,
+            )
+
+    async def request_emergency_access(
+        self, patient_id: str, reason: str, life_or_health_at_risk: bool
+    ) -> asyncpg.Record:
+        """A time-limited grant to read a patient's record without a care relation, flagged for review."""
+        if not 10 <= len(reason.strip()) <= 1000:
+            raise BadUserInput("state the reason for emergency access in 10 to 1000 characters", argument="reason")
+        if self._principal.kind != "personnel":
+            raise Forbidden("only personnel may request emergency access", reason="ROLE_CATEGORY")
+        attrs = await self._attributes(PATIENT, patient_id)
+        if attrs is None:
+            raise NotFound("no patient with this id exists")
+        await self._decide(PATIENT, "request_emergency_access", patient_id, attrs, patient_id, emergency=True)
+        now = datetime.now().astimezone()
+        row = await self._pool.fetchrow(
+            f"""INSERT INTO emergency_grant AS eg2 (id, patient_id, practitioner_id, reason, life_or_health_at_risk,
+                                                    granted_at, expires_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_GRANT_COLUMNS}""",
+            uuid.uuid4(),
+            uuid.UUID(patient_id),
+            uuid.UUID(self._principal.id),
+            reason.strip(),
+            life_or_health_at_risk,
+            now,
+            now + timedelta(hours=EMERGENCY_ACCESS_HOURS),
+        )
+        assert row is not None
+        return row
+
+    async def create_restriction(
+        self,
+        patient_id: str,
+        scope: str,
+        reason: str,
+        *,
+        practitioner_id: str | None,
+        organization_id: str | None,
+        category: str | None,
+        target_kind: str | None,
+        target_id: str | None,
+        until: datetime | None,
+    ) -> asyncpg.Record:
+        """Record a patient's block; it denies access from the next request on."""
+        self._validate(scope, reason, practitioner_id, organization_id, category, target_id, until)
+        attrs = await self._attributes(PATIENT, patient_id)
+        if attrs is None:
+            raise NotFound("no patient with this id exists")
+        if scope == "guardians" and not 12 <= int(attrs["patient_age"]) < 18:
+            raise BadUserInput("only a child aged 12 to 17 can restrict what their parents see", argument="scope")
+        if target_id is not None:
+            await self._check_target(patient_id, target_kind or "", target_id, scope)
+        rid = str(uuid.uuid4())
+        await self._decide(
+            RESTRICTION,
+            "create",
+            rid,
+            {**attrs, "data_category": "restriction", "category": "restriction", "withheld_from_patient": False},
+            patient_id,
+        )
+        now = datetime.now().astimezone()
+        row = await self._pool.fetchrow(
+            f"""INSERT INTO restriction AS rs (id, patient_id, owning_unit_id, scope, target_kind, target_id,
+                                               target_category, target_practitioner_id, target_unit_id, reason,
+                                               period_start, period_end, created_at)
+                SELECT $1, p.id, p.owning_unit_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10
+                  FROM patient p WHERE p.id = $2
+                RETURNING {_RESTRICTION_COLUMNS}""",
+            uuid.UUID(rid),
+            uuid.UUID(patient_id),
+            scope,
+            target_kind,
+            target_id and uuid.UUID(target_id),
+            category,
+            practitioner_id and uuid.UUID(practitioner_id),
+            organization_id and uuid.UUID(organization_id),
+            reason.strip(),
+            now,
+            until,
+        )
+        assert row is not None
+        return row
+
+    async def lift_restriction(self, restriction_id: str, reason: str) -> asyncpg.Record:
+        """End a block now; the record of it stays."""
+        if not reason.strip():
+            raise BadUserInput("say why the restriction is lifted", argument="reason")
+        attrs = await self._attributes(RESTRICTION, restriction_id)
+        if attrs is None:
+            raise NotFound("no restriction with this id exists")
+        await self._decide(RESTRICTION, "lift", restriction_id, attrs, str(attrs["patient_id"]))
+        row = await self._pool.fetchrow(
+            f"""UPDATE restriction rs SET lifted_at = now(), lifted_reason = $2
+                 WHERE rs.id = $1 AND rs.lifted_at IS NULL RETURNING {_RESTRICTION_COLUMNS}""",
+            uuid.UUID(restriction_id),
+            reason.strip(),
+        )
+        if row is None:
+            raise BadUserInput("this restriction was lifted already", argument="id")
+        return row
+
+    @staticmethod
+    def _validate(
+        scope: str,
+        reason: str,
+        practitioner_id: str | None,
+        organization_id: str | None,
+        category: str | None,
+        target_id: str | None,
+        until: datetime | None,
+    ) -> None:
+        if not reason.strip() or len(reason) > 1000:
+            raise BadUserInput("a restriction needs a reason of 1 to 1000 characters", argument="reason")
+        needs = {
+            "person": practitioner_id,
+            "unit": organization_id,
+            "category": category,
+            "item": target_id,
+            "episode": target_id,
+        }
+        if scope in needs and needs[scope] is None:
+            field = {"person": "practitionerId", "unit": "organizationId", "category": "category"}.get(
+                scope, "targetId"
+            )
+            raise BadUserInput(f"a {scope} restriction needs {field}", argument=field)
+        if category is not None and category not in DATA_CATEGORIES:
+            raise BadUserInput(f"category must be one of {', '.join(sorted(DATA_CATEGORIES))}", argument="category")
+        if until is not None and until <= datetime.now().astimezone():
+            raise BadUserInput("`until` must lie in the future", argument="until")
+
+    async def _check_target(self, patient_id: str, target_kind: str, target_id: str, scope: str) -> None:
+        kind = KINDS.get(target_kind)
+        if kind is None or not kind.is_patient_data or kind.patient_column != "patient_id":
+            raise BadUserInput("targetId must be an item of the patient's journal", argument="targetId")
+        if scope == "episode" and kind.name != "encounter":
+            raise BadUserInput("an episode restriction targets an encounter", argument="targetId")
+        owner = await self._pool.fetchval(f"SELECT patient_id FROM {kind.table} WHERE id = $1::uuid", target_id)
+        if owner is None or str(owner) != patient_id:
+            raise BadUserInput("targetId must be an item of this patient's journal", argument="targetId")

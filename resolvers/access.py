@@ -1,0 +1,163 @@
+"""Access-rule writes in GraphQL: emergency access (akuttilgang) and restrictions (sperring)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry import relay
+
+from gateway import resources as K
+from gateway.store import Row
+from resolvers.common import AfterArg, Connection, FirstArg, Info, node_type, parse_global_id, to_one, top_list
+from resolvers.common import list_args as _list_args
+from resolvers.directory import Practitioner
+from resolvers.journal import Restriction, RestrictionScope
+
+if TYPE_CHECKING:
+    from resolvers.patients import Patient
+
+PatientRef = Annotated["Patient", strawberry.lazy("resolvers.patients")]
+
+
+@node_type(K.EMERGENCY_GRANT)
+@strawberry.type(
+    description="Emergency access to a patient's record without a care relation: time-limited, "
+    "flagged in the audit log, reviewed afterwards and shown to the patient."
+)
+class EmergencyGrant(relay.Node):
+    id: relay.NodeID[str]
+    reason: str = strawberry.field(description="The reason the practitioner stated.")
+    life_or_health_at_risk: bool = strawberry.field(
+        description="A life-or-health emergency: only then does the grant pierce the patient's restrictions."
+    )
+    granted_at: datetime = strawberry.field(description="When access was opened.")
+    expires_at: datetime = strawberry.field(description="When it closes by itself.")
+    reviewed_at: datetime | None = strawberry.field(description="When it was reviewed; null while pending.")
+    review_conclusion: str | None = strawberry.field(description="What the review concluded.")
+    patient_id: strawberry.Private[uuid.UUID]
+    practitioner_id: strawberry.Private[uuid.UUID]
+
+    @classmethod
+    def from_row(cls, row: Row) -> EmergencyGrant:
+        return cls(
+            id=str(row["id"]),
+            reason=row["reason"],
+            life_or_health_at_risk=row["life_or_health_at_risk"],
+            granted_at=row["granted_at"],
+            expires_at=row["expires_at"],
+            reviewed_at=row["reviewed_at"],
+            review_conclusion=row["review_conclusion"],
+            patient_id=row["patient_id"],
+            practitioner_id=row["practitioner_id"],
+        )
+
+    @strawberry.field(description="The patient whose record was opened.")
+    async def patient(self, info: Info) -> PatientRef | None:
+        return await to_one(info, K.PATIENT, self.patient_id)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="The practitioner who opened it.")
+    async def practitioner(self, info: Info) -> Practitioner | None:
+        return await to_one(info, K.PRACTITIONER, self.practitioner_id)  # type: ignore[no-any-return]
+
+
+@strawberry.input(description="Narrows a list of emergency grants.")
+class EmergencyGrantFilter:
+    reviewed: bool | None = strawberry.field(default=None, description="Only reviewed (true) or pending (false).")
+
+
+async def emergency_grants(
+    info: Info,
+    first: FirstArg,
+    after: AfterArg = None,
+    filter: Annotated[
+        EmergencyGrantFilter | None, strawberry.argument(description="Only grants matching this.")
+    ] = None,
+) -> Connection[EmergencyGrant]:
+    """Emergency grants you may see, newest first: on your own record, your own, or all for reviewers."""
+    return await top_list(info, K.EMERGENCY_GRANT, _list_args(first, after, filter))  # type: ignore[no-any-return]
+
+
+@strawberry.input(
+    description="A patient's block on part of their journal. Give the target the scope needs: "
+    "person -> practitionerId, unit -> organizationId, category -> category, item or episode -> "
+    "targetId; guardians (a child aged 12 to 17) may narrow by category."
+)
+class RestrictionInput:
+    patient_id: strawberry.ID = strawberry.field(description="The patient's global id.")
+    scope: RestrictionScope = strawberry.field(description="What is blocked.")
+    reason: str = strawberry.field(description="The patient's reason, kept with the restriction.")
+    practitioner_id: strawberry.ID | None = strawberry.field(default=None, description="Practitioner blocked.")
+    organization_id: strawberry.ID | None = strawberry.field(default=None, description="Unit blocked.")
+    category: str | None = strawberry.field(default=None, description="Data category blocked (e.g. clinical-note).")
+    target_id: strawberry.ID | None = strawberry.field(default=None, description="Item or encounter blocked.")
+    until: datetime | None = strawberry.field(default=None, description="When the block ends by itself.")
+
+
+def _raw(value: strawberry.ID | None, expected: K.ResourceKind | None = None) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    kind, raw = parse_global_id(str(value), expected)
+    return kind.type_name, raw
+
+
+@strawberry.type(description="Changes to the access rules' own records. Authorized by policy and audited.")
+class AccessMutations:
+    @strawberry.mutation(
+        description="Open a patient's record in an emergency, stating why. The grant lasts 4 hours, "
+        "is flagged in the audit log, listed for review and shown to the patient."
+    )
+    async def request_emergency_access(
+        self,
+        info: Info,
+        patient_id: Annotated[strawberry.ID, strawberry.argument(description="The patient's global id.")],
+        reason: Annotated[str, strawberry.argument(description="Why access is needed now (10-1000 characters).")],
+        life_or_health_at_risk: Annotated[
+            bool,
+            strawberry.argument(
+                description="True only when life or health is at risk: then the patient's restrictions are pierced too."
+            ),
+        ],
+    ) -> EmergencyGrant:
+        _, raw = _raw(patient_id, K.PATIENT)
+        assert raw is not None
+        row = await info.context.writes.request_emergency_access(raw, reason, life_or_health_at_risk)
+        return EmergencyGrant.from_row(row)
+
+    @strawberry.mutation(
+        description="Create a restriction (sperring) for a patient: theirs to make, or staff's on "
+        "their behalf. It denies access from the next request on."
+    )
+    async def create_restriction(
+        self, info: Info, input: Annotated[RestrictionInput, strawberry.argument(description="The restriction.")]
+    ) -> Restriction:
+        _, patient = _raw(input.patient_id, K.PATIENT)
+        _, practitioner = _raw(input.practitioner_id, K.PRACTITIONER)
+        _, organization = _raw(input.organization_id, K.ORGANIZATION)
+        target_kind, target = _raw(input.target_id)
+        assert patient is not None
+        row = await info.context.writes.create_restriction(
+            patient,
+            input.scope.value,
+            input.reason,
+            practitioner_id=practitioner,
+            organization_id=organization,
+            category=input.category,
+            target_kind=target_kind,
+            target_id=target,
+            until=input.until,
+        )
+        return Restriction.from_row(row)
+
+    @strawberry.mutation(description="Lift a restriction now; the record of it stays.")
+    async def lift_restriction(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The restriction's global id.")],
+        reason: Annotated[str, strawberry.argument(description="Why it is lifted.")],
+    ) -> Restriction:
+        _, raw = _raw(id, K.RESTRICTION)
+        assert raw is not None
+        return Restriction.from_row(await info.context.writes.lift_restriction(raw, reason))
