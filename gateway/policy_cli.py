@@ -96,7 +96,7 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
     [result] = response.results
     effect = engine_pb2.Effect.Name(result.actions[args.action]) if hasattr(engine_pb2, "Effect") else None
     meta = MessageToDict(result.meta).get("actions", {}).get(args.action, {})
-    outputs = [MessageToDict(o) for o in result.outputs]
+    outputs = list({(o.src, MessageToDict(o.val).__repr__()): MessageToDict(o) for o in result.outputs}.values())
     allowed = result.actions[args.action] == 1
     reasons = [o["val"] for o in outputs if isinstance(o.get("val"), str)]
     return {
