@@ -130,6 +130,8 @@ def cerbos_principal(principal: Principal) -> engine_pb2.Principal:
             "app_patient_read": list(granted.patient_read),
             "app_patient_search": list(granted.patient_search),
             "app_categories": {kind: list(values) for kind, values in granted.categories.items()},
+            "app_write": list(granted.write),
+            "app_patient_write": list(granted.patient_write),
         }
     )
     return engine_pb2.Principal(

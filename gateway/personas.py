@@ -40,7 +40,7 @@ class Persona:
     role: str | None = None
     unit_id: UUID | None = None
     client_id: str = DEMO_APP_CLIENT_ID
-    scope: str = "openid fhirUser user/*.rs"
+    scope: str = "openid fhirUser user/*.rs user/ClinicalNote.cu user/Restriction.cu"
     launch_patient_id: UUID | None = None
     platform_role: str | None = None
 
@@ -122,7 +122,7 @@ PERSONAS: dict[str, Persona] = {
             "Ola",
             date(1941, 4, 30),
             unit_id=FJORDVIK_HOMECARE,
-            scope="openid fhirUser launch/patient patient/*.rs",
+            scope="openid fhirUser launch/patient patient/*.rs patient/Restriction.cu",
         ),
         Persona(
             "parent",
@@ -132,7 +132,7 @@ PERSONAS: dict[str, Persona] = {
             "Berg",
             "Silje",
             date(1988, 2, 9),
-            scope="openid fhirUser launch/patient patient/*.rs",
+            scope="openid fhirUser launch/patient patient/*.rs patient/Restriction.cu",
             launch_patient_id=UUID("a11ce000-0000-4000-8000-000000000202"),
         ),
         Persona(

@@ -405,7 +405,11 @@ CLINICAL_NOTE = ResourceKind(
         "replaces_id",
     ),
     order=_dated("created_at"),
-    attributes=patient_data_attributes("nt", episode_column="encounter_id"),
+    attributes={
+        **patient_data_attributes("nt", episode_column="encounter_id"),
+        "author_id": Column("nt.author_id", "uuid"),
+        "status": Column("nt.status", "text"),
+    },
     filters={**_range("created_at"), "status": Filter("status", "eq", "text")},
 )
 

@@ -13,7 +13,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.errors import as_client_error
 from gateway.telemetry import OperationSpan
-from resolvers.access import AccessMutations, EmergencyGrant, emergency_grants
+from resolvers.access import AccessMutations, EmergencyGrant, NoteMutations, emergency_grants
 from resolvers.apps import App, AppMutations, app, apps
 from resolvers.common import Connection
 from resolvers.directory import Organization
@@ -65,7 +65,7 @@ class Query:
 
 
 @strawberry.type(description="Changes. Every change is authorized by policy and audited like a read.")
-class Mutation(AppMutations, AccessMutations):
+class Mutation(AppMutations, AccessMutations, NoteMutations):
     pass
 
 

@@ -14,7 +14,7 @@ from gateway.audit import AuditRecord, AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer
 from gateway.errors import BadUserInput, Forbidden, NotFound
-from gateway.resources import EMERGENCY_GRANT, KINDS, PATIENT, RESTRICTION, ResourceKind
+from gateway.resources import CLINICAL_NOTE, EMERGENCY_GRANT, KINDS, PATIENT, RESTRICTION, ResourceKind
 from gateway.store import _attributes
 
 EMERGENCY_ACCESS_HOURS = 4
@@ -29,6 +29,14 @@ DATA_CATEGORIES = {
 }
 _RESTRICTION_COLUMNS = ", ".join(f"rs.{c}" for c in RESTRICTION.columns)
 _GRANT_COLUMNS = ", ".join(f"eg2.{c}" for c in EMERGENCY_GRANT.columns)
+_NOTE_COLUMNS = ", ".join(f"nt.{c}" for c in CLINICAL_NOTE.columns)
+
+
+def _check_note(title: str, text: str) -> None:
+    if not 1 <= len(title.strip()) <= 200:
+        raise BadUserInput("a note's title must be 1 to 200 characters", argument="title")
+    if not 1 <= len(text.strip()) <= 20_000:
+        raise BadUserInput("a note's text must be 1 to 20,000 characters", argument="text")
 
 
 class JournalWrites:
@@ -158,6 +166,96 @@ class JournalWrites:
         if row is None:
             raise BadUserInput("this restriction was lifted already", argument="id")
         return row
+
+    async def create_note(
+        self, patient_id: str, encounter_id: str | None, title: str, text: str, replaces: str | None = None
+    ) -> asyncpg.Record:
+        """A draft note by the caller, for a patient (and encounter) they care for."""
+        _check_note(title, text)
+        attrs = await self._attributes(PATIENT, patient_id)
+        if attrs is None:
+            raise NotFound("no patient with this id exists")
+        if encounter_id is not None:
+            await self._check_target(patient_id, "Encounter", encounter_id, "item")
+        rid = str(uuid.uuid4())
+        note = {
+            **attrs,
+            "data_category": "clinical-note",
+            "category": "clinical-note",
+            "withheld_from_patient": False,
+            "author_id": self._principal.id,
+            "status": "draft",
+        }
+        await self._decide(CLINICAL_NOTE, "create", rid, note, patient_id)
+        return await self._insert_note(rid, patient_id, encounter_id, title, text, replaces)
+
+    async def _insert_note(
+        self, rid: str, patient_id: str, encounter_id: str | None, title: str, text: str, replaces: str | None
+    ) -> asyncpg.Record:
+        unit = self._principal.unit_ids[0] if self._principal.unit_ids else None
+        row = await self._pool.fetchrow(
+            f"""INSERT INTO clinical_note AS nt (id, patient_id, encounter_id, owning_unit_id, status, author_id, title,
+                                                 text, created_at, replaces_id)
+                SELECT $1, p.id, $3, coalesce($4::uuid, p.owning_unit_id), 'draft', $5, $6, $7, now(), $8
+                  FROM patient p WHERE p.id = $2
+                RETURNING {_NOTE_COLUMNS}""",
+            uuid.UUID(rid),
+            uuid.UUID(patient_id),
+            encounter_id and uuid.UUID(encounter_id),
+            unit,
+            uuid.UUID(self._principal.id),
+            title.strip(),
+            text,
+            replaces and uuid.UUID(replaces),
+        )
+        assert row is not None
+        return row
+
+    async def _note(self, note_id: str, action: str) -> dict[str, Any]:
+        attrs = await self._attributes(CLINICAL_NOTE, note_id)
+        if attrs is None:
+            raise NotFound("no clinical note with this id exists")
+        await self._decide(CLINICAL_NOTE, action, note_id, attrs, str(attrs["patient_id"]))
+        return attrs
+
+    async def update_note(self, note_id: str, title: str | None, text: str | None) -> asyncpg.Record:
+        """Edit a draft: its author only."""
+        if title is None and text is None:
+            raise BadUserInput("give a new title or text", argument="text")
+        await self._note(note_id, "update")
+        if title is not None or text is not None:
+            _check_note(title if title is not None else "x", text if text is not None else "x")
+        row = await self._pool.fetchrow(
+            f"""UPDATE clinical_note nt SET title = coalesce($2, nt.title), text = coalesce($3, nt.text)
+                 WHERE nt.id = $1 AND nt.status = 'draft' RETURNING {_NOTE_COLUMNS}""",
+            uuid.UUID(note_id),
+            title and title.strip(),
+            text,
+        )
+        if row is None:
+            raise BadUserInput("the note was signed meanwhile; write a correction instead", argument="id")
+        return row
+
+    async def sign_note(self, note_id: str) -> asyncpg.Record:
+        """Sign a draft: from now on it never changes."""
+        await self._note(note_id, "sign")
+        row = await self._pool.fetchrow(
+            f"""UPDATE clinical_note nt SET status = 'signed', signed_at = now()
+                 WHERE nt.id = $1 AND nt.status = 'draft' RETURNING {_NOTE_COLUMNS}""",
+            uuid.UUID(note_id),
+        )
+        if row is None:
+            raise BadUserInput("the note was signed already", argument="id")
+        return row
+
+    async def correct_note(self, note_id: str, title: str, text: str) -> asyncpg.Record:
+        """A correction of a signed note: a new draft version pointing back; the original stays as it was."""
+        _check_note(title, text)
+        attrs = await self._note(note_id, "correct")
+        original = await self._pool.fetchrow("SELECT encounter_id FROM clinical_note WHERE id = $1", uuid.UUID(note_id))
+        assert original is not None
+        encounter = str(original["encounter_id"]) if original["encounter_id"] else None
+        return await self._insert_note(str(uuid.uuid4()), str(attrs["patient_id"]), encounter, title, text, note_id)
 
     @staticmethod
     def _validate(

@@ -14,7 +14,7 @@ from gateway.store import Row
 from resolvers.common import AfterArg, Connection, FirstArg, Info, node_type, parse_global_id, to_one, top_list
 from resolvers.common import list_args as _list_args
 from resolvers.directory import Practitioner
-from resolvers.journal import Restriction, RestrictionScope
+from resolvers.journal import ClinicalNote, Restriction, RestrictionScope
 
 if TYPE_CHECKING:
     from resolvers.patients import Patient
@@ -161,3 +161,58 @@ class AccessMutations:
         _, raw = _raw(id, K.RESTRICTION)
         assert raw is not None
         return Restriction.from_row(await info.context.writes.lift_restriction(raw, reason))
+
+
+NoteIdArg = Annotated[strawberry.ID, strawberry.argument(description="The note's global id.")]
+
+
+@strawberry.type(
+    description="Clinical notes (rule 7): only the author edits or signs a draft; a signed note never "
+    "changes, and corrections are new versions pointing back to it."
+)
+class NoteMutations:
+    @strawberry.mutation(description="Write a draft note for a patient you care for (and one of their encounters).")
+    async def create_note(
+        self,
+        info: Info,
+        patient_id: Annotated[strawberry.ID, strawberry.argument(description="The patient's global id.")],
+        title: Annotated[str, strawberry.argument(description="The note's heading.")],
+        text: Annotated[str, strawberry.argument(description="The note itself.")],
+        encounter_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="The encounter's global id, if any.")
+        ] = None,
+    ) -> ClinicalNote:
+        _, patient = _raw(patient_id, K.PATIENT)
+        _, encounter = _raw(encounter_id, K.ENCOUNTER)
+        assert patient is not None
+        return ClinicalNote.from_row(await info.context.writes.create_note(patient, encounter, title, text))
+
+    @strawberry.mutation(description="Edit your own draft.")
+    async def update_note(
+        self,
+        info: Info,
+        id: NoteIdArg,
+        title: Annotated[str | None, strawberry.argument(description="A new heading.")] = None,
+        text: Annotated[str | None, strawberry.argument(description="A new text.")] = None,
+    ) -> ClinicalNote:
+        _, raw = _raw(id, K.CLINICAL_NOTE)
+        assert raw is not None
+        return ClinicalNote.from_row(await info.context.writes.update_note(raw, title, text))
+
+    @strawberry.mutation(description="Sign your own draft; it can never change afterwards.")
+    async def sign_note(self, info: Info, id: NoteIdArg) -> ClinicalNote:
+        _, raw = _raw(id, K.CLINICAL_NOTE)
+        assert raw is not None
+        return ClinicalNote.from_row(await info.context.writes.sign_note(raw))
+
+    @strawberry.mutation(description="Correct a signed note: a new draft version that points back to it.")
+    async def correct_note(
+        self,
+        info: Info,
+        id: NoteIdArg,
+        title: Annotated[str, strawberry.argument(description="The corrected heading.")],
+        text: Annotated[str, strawberry.argument(description="The corrected text.")],
+    ) -> ClinicalNote:
+        _, raw = _raw(id, K.CLINICAL_NOTE)
+        assert raw is not None
+        return ClinicalNote.from_row(await info.context.writes.correct_note(raw, title, text))

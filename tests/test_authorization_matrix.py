@@ -226,9 +226,9 @@ def world(gateway: Gateway) -> Iterator[World]:
         rid = uuid.uuid4()
         made.append(rid)
         gateway.fetch(
-            "INSERT INTO restriction (id, patient_id, owning_unit_id, scope, target_id, target_unit_id, target_category, "
-            "reason, period_start, created_at) SELECT $1, p.id, p.owning_unit_id, $3, $4, $5, $6, 'matrix', now(), now() "
-            "FROM patient p WHERE p.id = $2",
+            "INSERT INTO restriction (id, patient_id, owning_unit_id, scope, target_id, target_unit_id, "
+            "target_category, reason, period_start, created_at) "
+            "SELECT $1, p.id, p.owning_unit_id, $3, $4, $5, $6, 'matrix', now(), now() FROM patient p WHERE p.id = $2",
             rid,
             patient,
             scope,
