@@ -39,7 +39,7 @@ from gateway.auth import (
     is_graphiql_page,
     send_error,
 )
-from gateway.authz import Authorizer, policy_fingerprint
+from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
 from gateway.config import Settings, load_settings
 from gateway.context import Context, Loaders
 from gateway.db import create_pool
@@ -219,7 +219,7 @@ def create_app(settings: Settings | None = None) -> Any:
         app.state.runtime = Runtime(
             settings=settings,
             pool=pool,
-            authorizer=Authorizer(cerbos, policy_fingerprint(settings.policy_dir)),
+            authorizer=Authorizer(cerbos, policy_fingerprint(settings.policy_dir), policy_scopes(settings.policy_dir)),
             authenticator=Authenticator(verifier, pool, settings.claim_names, app_status),
             app_status=app_status,
             token_endpoint=TokenEndpoint(pool, key, settings.issuer, settings.audience),

@@ -79,6 +79,36 @@ class SqlFilter:
         return {"all": "PLAN_ALWAYS_ALLOWED", "none": "PLAN_ALWAYS_DENIED", "conditional": "PLAN_CONDITION"}[self.kind]
 
 
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def combine_scoped(scope_sql: str, parts: list[tuple[str, SqlFilter]], national: SqlFilter) -> SqlFilter:
+    """One filter from per-scope filters: each scope's rows by its own plan, all other rows by the
+    national plan. Placeholders are renumbered; scope names travel as parameters too."""
+    sql: list[str] = []
+    values: list[Any] = []
+
+    def shifted(part: SqlFilter) -> str:
+        offset = len(values)
+        values.extend(part.params)
+        return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", part.sql)
+
+    for scope, part in parts:
+        values.append(scope)
+        sql.append(f"(coalesce({scope_sql}, '') = ${len(values)}::text AND ({shifted(part)}))")
+    values.append([scope for scope, _ in parts])
+    sql.append(f"(NOT (coalesce({scope_sql}, '') = ANY(${len(values)}::text[])) AND ({shifted(national)}))")
+    kinds = {part.kind for _, part in parts} | {national.kind}
+    kind: Literal["all", "none", "conditional"] = (
+        "none" if kinds == {"none"} else "all" if kinds == {"all"} else "conditional"
+    )
+    if kind == "none":
+        return SqlFilter("none", "FALSE", ())
+    if kind == "all":
+        return SqlFilter("all", "TRUE", ())
+    return SqlFilter(kind, "(" + " OR ".join(sql) + ")", tuple(values))
+
+
 def policy_fingerprint(policy_dir: Path) -> str:
     """A short content hash of the policies in force, recorded with every decision."""
     digest = hashlib.sha256()
@@ -88,6 +118,18 @@ def policy_fingerprint(policy_dir: Path) -> str:
             continue
         digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
+
+
+_SCOPE_LINE = re.compile(r"^\s*scope:\s*['\"]?([a-z][a-z0-9_]{1,40})['\"]?\s*$", re.MULTILINE)
+
+
+def policy_scopes(policy_dir: Path) -> frozenset[str]:
+    """The scopes local (municipal) policies are written for; rows of those municipalities get them."""
+    found: set[str] = set()
+    for path in policy_dir.rglob("*.y*ml"):
+        if path.relative_to(policy_dir).parts[0] != "tests":
+            found.update(_SCOPE_LINE.findall(path.read_text(errors="replace")))
+    return frozenset(found)
 
 
 def choose_reason(allowed: bool, outputs: list[str]) -> str:
@@ -146,22 +188,24 @@ class Authorizer:
     PLAN_CACHE_SIZE = 10_000
     PLAN_CACHE_SECONDS = 30.0
 
-    def __init__(self, client: AsyncCerbosClient, policy_version: str) -> None:
+    def __init__(self, client: AsyncCerbosClient, policy_version: str, scopes: frozenset[str] = frozenset()) -> None:
         self._client = client
         self.policy_version = policy_version
-        self._plans: dict[tuple[bytes, str, str, str], tuple[float, SqlFilter]] = {}
+        self.scopes = scopes
+        self._plans: dict[tuple[bytes, str, str, str, str], tuple[float, SqlFilter]] = {}
 
-    def policies_changed(self, policy_version: str) -> None:
-        """The policy files changed: record the new version and forget every cached plan."""
+    def policies_changed(self, policy_version: str, scopes: frozenset[str]) -> None:
+        """The policy files changed: record the new version and scopes, and forget every cached plan."""
         if policy_version != self.policy_version:
             log.info("policies changed: version %s -> %s", self.policy_version, policy_version)
         self.policy_version = policy_version
+        self.scopes = scopes
         self._plans.clear()
 
     async def watch(self, policy_dir: Path) -> None:
         """Follow edits of the policy files for as long as the gateway runs (Cerbos reloads them too)."""
         async for _ in awatch(policy_dir, debounce=500, recursive=True):
-            self.policies_changed(policy_fingerprint(policy_dir))
+            self.policies_changed(policy_fingerprint(policy_dir), policy_scopes(policy_dir))
 
     async def check(
         self,
@@ -169,18 +213,25 @@ class Authorizer:
         kind: ResourceKind,
         action: str,
         resources: list[tuple[str, dict[str, Any]]],
+        scopes: list[str | None] | None = None,
     ) -> list[Decision]:
-        """Decisions for (id, attributes) pairs, in order, from one CheckResources call."""
+        """Decisions for (id, attributes) pairs, in order, from one CheckResources call; `scopes` gives
+        each resource's policy scope (its municipality), so local rules apply to it."""
         if not resources:
             return []
+        row_scopes = scopes or [None] * len(resources)
         entries = [
             request_pb2.CheckResourcesRequest.ResourceEntry(
                 actions=[action],
                 resource=engine_pb2.Resource(
-                    kind=kind.name, id=rid, attr=_struct(attrs).fields, policy_version=POLICY_VERSION
+                    kind=kind.name,
+                    id=rid,
+                    attr=_struct(attrs).fields,
+                    policy_version=POLICY_VERSION,
+                    scope=scope if scope in self.scopes else "",
                 ),
             )
-            for rid, attrs in resources
+            for (rid, attrs), scope in zip(resources, row_scopes, strict=True)
         ]
         with tracer.start_as_current_span(
             "cerbos.CheckResources",
@@ -207,27 +258,36 @@ class Authorizer:
         return [by_id.get(rid, Decision(False, DEFAULT_DENY_REASON)) for rid, _ in resources]
 
     async def plan(self, principal: Principal, kind: ResourceKind, action: str) -> SqlFilter:
-        """The SQL filter for the rows of `kind` the principal may `action` (cached briefly)."""
+        """The SQL filter for the rows of `kind` the principal may `action`: one query plan for the
+        national policies and one per municipal scope, each applied to the rows of its municipality."""
+        if kind.scope_sql is None or not self.scopes:
+            return await self._cached_plan(principal, kind, action, "")
+        parts = [(scope, await self._cached_plan(principal, kind, action, scope)) for scope in sorted(self.scopes)]
+        national = await self._cached_plan(principal, kind, action, "")
+        return combine_scoped(kind.scope_sql, parts, national)
+
+    async def _cached_plan(self, principal: Principal, kind: ResourceKind, action: str, scope: str) -> SqlFilter:
         subject = cerbos_principal(principal)
-        key = (subject.SerializeToString(deterministic=True), kind.name, action, self.policy_version)
+        key = (subject.SerializeToString(deterministic=True), kind.name, action, scope, self.policy_version)
         cached = self._plans.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.PLAN_CACHE_SECONDS:
             return cached[1]
-        result = await self._plan(subject, kind, action)
+        result = await self._plan(subject, kind, action, scope)
         if len(self._plans) >= self.PLAN_CACHE_SIZE:
             self._plans.clear()
         self._plans[key] = (time.monotonic(), result)
         return result
 
-    async def _plan(self, subject: engine_pb2.Principal, kind: ResourceKind, action: str) -> SqlFilter:
+    async def _plan(self, subject: engine_pb2.Principal, kind: ResourceKind, action: str, scope: str) -> SqlFilter:
         with tracer.start_as_current_span(
-            "cerbos.PlanResources", attributes={"cerbos.resource_kind": kind.name, "cerbos.action": action}
+            "cerbos.PlanResources",
+            attributes={"cerbos.resource_kind": kind.name, "cerbos.action": action, "cerbos.scope": scope},
         ):
             try:
                 response = await self._client.plan_resources(
                     action,
                     subject,
-                    engine_pb2.PlanResourcesInput.Resource(kind=kind.name, policy_version=POLICY_VERSION),
+                    engine_pb2.PlanResourcesInput.Resource(kind=kind.name, policy_version=POLICY_VERSION, scope=scope),
                 )
             except grpc.aio.AioRpcError as exc:
                 log.error("Cerbos PlanResources failed: %s", exc.code())

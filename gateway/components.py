@@ -91,6 +91,8 @@ class CerbosProcess:
                 "    watchForChanges: true",
                 "schema:",
                 "  enforcement: reject",
+                "engine:",
+                "  lenientScopeSearch: true",
                 "telemetry:",
                 "  disabled: true",
                 "audit:",

@@ -68,9 +68,10 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
         claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
         principal = await Authenticator(None, pool, settings.claim_names, None).principal_for(claims)  # type: ignore[arg-type]
         id_column = "client_id" if kind.name == "app" else "id"
+        scope_select = f", {kind.scope_sql} AS _scope" if kind.scope_sql else ", NULL::text AS _scope"
         row = await pool.fetchrow(
-            f"SELECT {kind.attribute_select()} FROM {kind.table} {kind.alias} WHERE {kind.alias}.{id_column} = $1"
-            + ("" if id_column == "client_id" else "::uuid"),
+            f"SELECT {kind.attribute_select()}{scope_select} FROM {kind.table} {kind.alias} "
+            f"WHERE {kind.alias}.{id_column} = $1" + ("" if id_column == "client_id" else "::uuid"),
             rid,
         )
     finally:

@@ -52,6 +52,16 @@ class ResourceKind:
     filters: dict[str, Filter] = field(default_factory=dict)
 
     @property
+    def scope_sql(self) -> str | None:
+        """SQL for the policy scope of a row: the scope of the municipality owning it (patient data only)."""
+        if "owning_unit_id" not in self.attributes:
+            return None
+        return (
+            "(SELECT m.policy_scope FROM organization o JOIN municipality m ON m.id = o.municipality_id "
+            f"WHERE o.id = {self.alias}.owning_unit_id)"
+        )
+
+    @property
     def is_patient_data(self) -> bool:
         return self.patient_column is not None
 

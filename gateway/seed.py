@@ -237,7 +237,7 @@ DEMO_APPS = [
 
 # Journal tables in load order, with the columns the seeder fills.
 TABLE_COLUMNS: dict[str, list[str]] = {
-    "municipality": ["id", "number", "name"],
+    "municipality": ["id", "number", "name", "policy_scope"],
     "organization": ["id", "municipality_id", "org_number", "name", "unit_type"],
     "practitioner": ["id", "national_id", "hpr_number", "family_name", "given_name"],
     "practitioner_role": ["id", "practitioner_id", "organization_id", "role", "period_start", "period_end"],
@@ -821,7 +821,7 @@ async def seed(
 
     units: list[Unit] = []
     for mid, number, name, _ in MUNICIPALITIES:
-        rows["municipality"].append((mid, number, name))
+        rows["municipality"].append((mid, number, name, name.removesuffix(" kommune").lower()))
         town = name.removesuffix(" kommune")
         seen: dict[str, int] = {}
         for kind in UNIT_KINDS:

@@ -116,6 +116,11 @@ def _attributes(kind: ResourceKind, row: Row) -> dict[str, Any]:
 _PHANTOM_SCALARS: dict[str, Any] = {"boolean": False, "integer": 0}
 
 
+def _scope(kind: ResourceKind) -> str:
+    """SELECT-list entry for a row's policy scope, when the kind has one."""
+    return f", {kind.scope_sql} AS _scope" if kind.scope_sql else ""
+
+
 def _phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
     """Attributes of a resource that has no relations to anyone: what a missing id is checked as."""
     phantom: dict[str, Any] = {
@@ -173,7 +178,7 @@ class Store:
             except BadUserInput as exc:
                 results[raw] = exc
         rows = await self._pool.fetch(
-            f"SELECT {kind.select_list()}{', ' if kind.attributes else ''}{kind.attribute_select()} "
+            f"SELECT {kind.select_list()}{', ' if kind.attributes else ''}{kind.attribute_select()}{_scope(kind)} "
             f"FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = ANY($1::uuid[])",
             wanted,
         )
@@ -187,6 +192,7 @@ class Store:
                 (rid, _attributes(kind, found[rid]) if rid in found else _phantom_attributes(kind, rid))
                 for rid in unique
             ],
+            [found[rid]["_scope"] if rid in found and kind.scope_sql else None for rid in unique],
         )
         for rid, decision in zip(unique, decisions, strict=True):
             row = found.get(rid)
@@ -221,14 +227,18 @@ class Store:
         """Whether a field-level action (e.g. `read_text`) is allowed on rows the caller already has:
         True, or the Forbidden error to show in the field's place. One statement and one PDP call."""
         rows = await self._pool.fetch(
-            f"SELECT {kind.alias}.id, {kind.alias}.{kind.patient_column} AS _patient, {kind.attribute_select()} "
-            f"FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = ANY($1::uuid[])",
+            f"SELECT {kind.alias}.id, {kind.alias}.{kind.patient_column} AS _patient, {kind.attribute_select()}"
+            f"{_scope(kind)} FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = ANY($1::uuid[])",
             list(ids),
         )
         found = {str(r["id"]): r for r in rows}
         present = [i for i in ids if i in found]
         decisions = await self._authorizer.check(
-            self._principal, kind, action, [(i, _attributes(kind, found[i])) for i in present]
+            self._principal,
+            kind,
+            action,
+            [(i, _attributes(kind, found[i])) for i in present],
+            [found[i]["_scope"] if kind.scope_sql else None for i in present],
         )
         outcome: dict[str, bool | Exception] = {}
         for rid, decision in zip(present, decisions, strict=True):

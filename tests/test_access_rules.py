@@ -21,22 +21,41 @@ def encounter_count(gateway: Gateway, persona: str, patient: str = CITIZEN) -> i
     return int(result["data"]["patient"]["encounters"]["totalCount"]) if result["data"]["patient"] else -1
 
 
+NOTES = """query($id: ID!) { patient(id: $id) { encounters(first: 5) { totalCount }
+  appointments(first: 5) { totalCount } clinicalNotes(first: 1) { totalCount edges { node { id title text } } } } }"""
+
+
 def test_a_health_secretary_sees_appointments_and_that_notes_exist_but_not_clinical_data(gateway: Gateway) -> None:
+    # The national baseline, shown with a health secretary of Nordby (no local rules there).
     row = gateway.fetch(
-        "SELECT n.patient_id FROM clinical_note n JOIN care_relation cr ON cr.patient_id = n.patient_id "
-        "AND cr.organization_id = $1 AND cr.period_end IS NULL LIMIT 1",
-        FJORDVIK_GP_OFFICE,
+        "SELECT pr.national_id, cr.patient_id FROM practitioner pr "
+        "JOIN practitioner_role r ON r.practitioner_id = pr.id AND r.role = 'health_secretary' "
+        "JOIN organization o ON o.id = r.organization_id JOIN municipality m ON m.id = o.municipality_id "
+        "JOIN care_relation cr ON cr.organization_id = o.id AND cr.period_end IS NULL "
+        "JOIN clinical_note n ON n.patient_id = cr.patient_id AND n.owning_unit_id = o.id "
+        "WHERE m.policy_scope = 'nordby' LIMIT 1"
     )[0]
-    query = """query($id: ID!) { patient(id: $id) { encounters(first: 5) { totalCount }
-      appointments(first: 5) { totalCount } clinicalNotes(first: 1) { edges { node { title text } } } } }"""
-    secretary = gateway.query(query, "health-secretary", {"id": gid("Patient", row["patient_id"])})
+    token = gateway.token("health-secretary", **{"helseid://claims/identity/pid": row["national_id"]})
+    secretary = gateway.post(NOTES, token=token, variables={"id": gid("Patient", row["patient_id"])}).json()
     patient = secretary["data"]["patient"]
-    assert patient["encounters"]["totalCount"] == 0
+    assert patient["encounters"]["totalCount"] == 0 and patient["appointments"]["totalCount"] >= 0
     [note] = patient["clinicalNotes"]["edges"]
     assert note["node"]["title"] and note["node"]["text"] is None
     [error] = secretary["errors"]
     assert error["extensions"]["reason"] == "ROLE_CATEGORY" and error["path"][-1] == "text"
-    doctor = gateway.query(query, "gp", {"id": gid("Patient", row["patient_id"])})
+
+
+def test_in_fjordvik_a_local_rule_hides_even_that_notes_exist_from_health_secretaries(gateway: Gateway) -> None:
+    row = gateway.fetch(
+        "SELECT n.id, n.patient_id FROM clinical_note n JOIN care_relation cr ON cr.patient_id = n.patient_id "
+        "AND cr.organization_id = $1 AND cr.period_end IS NULL WHERE n.owning_unit_id = $1 LIMIT 1",
+        FJORDVIK_GP_OFFICE,
+    )[0]
+    secretary = gateway.query(NOTES, "health-secretary", {"id": gid("Patient", row["patient_id"])})
+    assert secretary["data"]["patient"]["clinicalNotes"] == {"totalCount": 0, "edges": []}
+    direct = gateway.query(NODE, "health-secretary", {"id": gid("ClinicalNote", row["id"])})
+    assert direct["errors"][0]["extensions"]["reason"] == "LOCAL_RULE"
+    doctor = gateway.query(NOTES, "gp", {"id": gid("Patient", row["patient_id"])})
     assert "errors" not in doctor and doctor["data"]["patient"]["clinicalNotes"]["edges"][0]["node"]["text"]
 
 

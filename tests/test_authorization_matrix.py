@@ -98,6 +98,7 @@ class World:
     roles: dict[str, set[str]] = field(default_factory=dict)
     units: dict[str, set[str]] = field(default_factory=dict)
     children: dict[str, set[str]] = field(default_factory=dict)
+    unit_scope: dict[str, str] = field(default_factory=dict)  # unit -> its municipality's policy scope
 
 
 def load_world(gateway: Gateway) -> World:
@@ -142,6 +143,10 @@ def load_world(gateway: Gateway) -> World:
     ):
         world.roles.setdefault(str(r["practitioner_id"]), set()).add(r["role"])
         world.units.setdefault(str(r["practitioner_id"]), set()).add(str(r["organization_id"]))
+    for r in gateway.fetch(
+        "SELECT o.id, m.policy_scope FROM organization o JOIN municipality m ON m.id = o.municipality_id"
+    ):
+        world.unit_scope[str(r["id"])] = r["policy_scope"]
     for r in gateway.fetch("SELECT guardian_national_id, child_patient_id FROM guardianship WHERE basis = 'parent'"):
         world.children.setdefault(r["guardian_national_id"], set()).add(str(r["child_patient_id"]))
     return world
@@ -181,6 +186,12 @@ def visible(world: World, persona_name: str, kind: str, row: dict[str, Any]) -> 
     roles = world.roles.get(me, set())
     if not any(category in ROLE_CATEGORIES.get(role, set()) for role in roles):
         return False  # rule 2 (also: personnel with no care role, like a policy admin, see nothing)
+    if (
+        kind == "clinical_note"
+        and "health_secretary" in roles
+        and world.unit_scope.get(row["owning_unit_id"]) == "fjordvik"
+    ):
+        return False  # Fjordvik's local rule: its health secretaries do not see that notes exist
     related = (patient, me) in world.care or any((patient, u) in world.care for u in world.units.get(me, set()))
     grant = world.grants.get((patient, me))
     if not related and grant is None:
