@@ -60,6 +60,7 @@ class Principal:
     guardian_of: tuple[str, ...] = ()
     attorney_for: tuple[str, ...] = ()
     emergency_patient_ids: frozenset[str] = frozenset()
+    home_scopes: tuple[str, ...] = ()
     purpose_of_use: str | None = None
     self_attested: bool = False
     scopes: tuple[str, ...] = ()
@@ -248,7 +249,14 @@ class Authenticator:
                       ARRAY(SELECT pr.role FROM platform_role pr WHERE pr.national_id = p.national_id
                             ORDER BY 1) AS platform_roles,
                       ARRAY(SELECT eg.patient_id::text FROM emergency_grant eg WHERE eg.practitioner_id = p.id
-                               AND eg.granted_at <= now() AND eg.expires_at > now()) AS emergency_patients
+                               AND eg.granted_at <= now() AND eg.expires_at > now()) AS emergency_patients,
+                      ARRAY(SELECT DISTINCT m.policy_scope FROM practitioner_role r2
+                              JOIN organization o ON o.id = r2.organization_id
+                              JOIN municipality m ON m.id = o.municipality_id
+                             WHERE r2.practitioner_id = p.id AND m.policy_scope IS NOT NULL
+                               AND r2.period_start <= current_date
+                               AND (r2.period_end IS NULL OR r2.period_end >= current_date)
+                             ORDER BY 1) AS home_scopes
                  FROM practitioner p
                  LEFT JOIN practitioner_role r
                         ON r.practitioner_id = p.id
@@ -275,6 +283,7 @@ class Authenticator:
             purpose_of_use=_purpose_of_use(claims.get(self._names.purpose_of_use)),
             self_attested=claims.get(self._names.self_attested) is True,
             emergency_patient_ids=frozenset(row["emergency_patients"]),
+            home_scopes=tuple(row["home_scopes"]),
         )
 
     async def _citizen(self, national_id: str, client_id: str) -> Principal:

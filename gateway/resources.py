@@ -50,6 +50,7 @@ class ResourceKind:
     patient_column: str | None = "patient_id"
     newest_first: bool = True
     filters: dict[str, Filter] = field(default_factory=dict)
+    phantom: dict[str, object] = field(default_factory=dict)
 
     @property
     def scope_sql(self) -> str | None:
@@ -420,6 +421,7 @@ CLINICAL_NOTE = ResourceKind(
         "author_id": Column("nt.author_id", "uuid"),
         "status": Column("nt.status", "text"),
     },
+    phantom={"status": "signed"},
     filters={**_range("created_at"), "status": Filter("status", "eq", "text")},
 )
 

@@ -127,6 +127,7 @@ def _phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
         name: [] if isinstance(attr, SetOf) else _PHANTOM_SCALARS.get(attr.pg_type, "")
         for name, attr in kind.attributes.items()
     }
+    phantom.update(kind.phantom)
     if kind.patient_column == "id":
         phantom["patient_id"] = rid
     return phantom
@@ -192,7 +193,7 @@ class Store:
                 (rid, _attributes(kind, found[rid]) if rid in found else _phantom_attributes(kind, rid))
                 for rid in unique
             ],
-            [found[rid]["_scope"] if rid in found and kind.scope_sql else None for rid in unique],
+            [self._scope_of(kind, found.get(rid)) for rid in unique],
         )
         for rid, decision in zip(unique, decisions, strict=True):
             row = found.get(rid)
@@ -222,6 +223,15 @@ class Store:
             else:
                 results[rid] = row
         return [results[raw] if raw in results else results[str(uuid.UUID(raw))] for raw in ids]
+
+    def _scope_of(self, kind: ResourceKind, row: Row | None) -> str | None:
+        """A row's policy scope; a missing row is checked in the caller's own municipality, so that local
+        rules answer a probe for a made-up id as they would for a hidden one."""
+        if not kind.scope_sql:
+            return None
+        if row is not None:
+            return str(row["_scope"]) if row["_scope"] else None
+        return self._principal.home_scopes[0] if self._principal.home_scopes else None
 
     async def permitted(self, kind: ResourceKind, action: str, ids: Sequence[str]) -> list[bool | Exception]:
         """Whether a field-level action (e.g. `read_text`) is allowed on rows the caller already has:
