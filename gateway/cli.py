@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from gateway import demo_issuer
+from gateway.audit import ChainReport, verify_chain
 from gateway.components import ComponentError, start_components, start_database
 from gateway.config import Settings, load_settings
 from gateway.db import MigrationError, ensure_database, migrate
@@ -202,13 +203,30 @@ async def _recent_audit(url: str, last: int) -> list[asyncpg.Record]:
         await conn.close()
 
 
+async def _verify(url: str) -> ChainReport:
+    conn = await asyncpg.connect(url)
+    try:
+        return await verify_chain(conn)
+    finally:
+        await conn.close()
+
+
 def _cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     url, stop = start_database(settings)
     try:
-        rows = asyncio.run(_recent_audit(url, args.last))
+        if args.action == "verify":
+            report = asyncio.run(_verify(url))
+        else:
+            rows = asyncio.run(_recent_audit(url, args.last))
     finally:
         if stop:
             stop()
+    if args.action == "verify":
+        if report.broken_at is None:
+            print(f"audit chain intact: {report.checked} rows verified")
+            return 0
+        print(f"audit chain BROKEN at row {report.broken_at}: {report.problem} ({report.checked} rows checked)")
+        return 3
     for r in rows:
         print(
             f"{r['recorded_at']:%Y-%m-%d %H:%M:%S}  {r['decision']:<5} {r['reason'] or '-':<20} "
@@ -257,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_policy_commands(sub)
 
-    audit = sub.add_parser("audit", help="show the most recent audit records")
+    audit = sub.add_parser("audit", help="show recent audit records, or verify the audit chain")
+    audit.add_argument("action", nargs="?", choices=["recent", "verify"], default="recent")
     audit.add_argument("--last", type=int, default=20)
     audit.set_defaults(handler=_cmd_audit)
     return parser

@@ -18,6 +18,8 @@ import asyncpg
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x414B534F4E  # "AKSON"
+# The role the gateway's pool works as (migration 0008): it may only add to the audit log.
+GATEWAY_ROLE = "akson_gateway"
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         max_size=max_size,
         command_timeout=30,
         reset=_keep_connection,
-        server_settings={"application_name": "akson-gateway", "timezone": "UTC"},
+        server_settings={"application_name": "akson-gateway", "timezone": "UTC", "role": GATEWAY_ROLE},
     )
     assert pool is not None
     return pool
