@@ -114,6 +114,16 @@ PERSONAS: dict[str, Persona] = {
             platform_role="policy_admin",
         ),
         Persona(
+            "compliance-officer",
+            "Fjordvik's compliance officer: reads the audit log and reviews emergency accesses",
+            "personnel",
+            UUID("c0ffee00-0000-4000-8000-000000000106"),
+            "Moe",
+            "Hanne",
+            date(1975, 5, 17),
+            platform_role="compliance_officer",
+        ),
+        Persona(
             "citizen",
             "A Fjordvik patient receiving home care; reads their own record",
             "citizen",

@@ -571,3 +571,56 @@ EMERGENCY_GRANT = ResourceKind(
 )
 
 KINDS[EMERGENCY_GRANT.type_name] = EMERGENCY_GRANT
+
+AUDIT_EVENT = ResourceKind(
+    name="audit_event",
+    type_name="AuditEvent",
+    table="audit_event",
+    alias="ae",
+    columns=(
+        "id",
+        "recorded_at",
+        "actor_kind",
+        "actor_id",
+        "actor_hpr_number",
+        "actor_unit_ids",
+        "client_id",
+        "patient_id",
+        "resource_kind",
+        "resource_ids",
+        "action",
+        "purpose_of_use",
+        "self_attested",
+        "emergency",
+        "decision",
+        "reason",
+        "policy_version",
+        "trace_id",
+    ),
+    order=(("recorded_at", "timestamptz"), ("id", "bigint")),
+    attributes={
+        "patient_id": Column("coalesce(ae.patient_id::text, '')", "text"),
+        "patient_age": Column(
+            "coalesce((SELECT date_part('year', age(pt.birth_date))::integer FROM patient pt "
+            "WHERE pt.id = ae.patient_id), 0)",
+            "integer",
+        ),
+        "blocked_for_guardians": Column(
+            f"EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = ae.patient_id AND {ACTIVE_RESTRICTION} "
+            "AND rx.scope = 'guardians' AND rx.target_category IS NULL)",
+            "boolean",
+        ),
+    },
+    patient_column="patient_id",
+    filters={
+        "recorded_from": Filter("recorded_at", "ge", "timestamptz"),
+        "recorded_to": Filter("recorded_at", "lt", "timestamptz"),
+        "client_id": Filter("client_id", "eq", "text"),
+        "actor_id": Filter("actor_id", "eq", "text"),
+        "decision": Filter("decision", "eq", "text"),
+        "emergency": Filter("emergency", "eq", "boolean"),
+        "resource_kind": Filter("resource_kind", "eq", "text"),
+        "patient_id": Filter("patient_id", "eq", "uuid"),
+    },
+)
+KINDS[AUDIT_EVENT.type_name] = AUDIT_EVENT

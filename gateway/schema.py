@@ -15,6 +15,7 @@ from gateway.errors import as_client_error
 from gateway.telemetry import OperationSpan
 from resolvers.access import AccessMutations, EmergencyGrant, NoteMutations, emergency_grants
 from resolvers.apps import App, AppMutations, app, apps
+from resolvers.audit_log import AuditEvent, DenialCount, ReviewMutations, access_log, denial_report
 from resolvers.common import Connection
 from resolvers.directory import Organization
 from resolvers.journal import Observation
@@ -58,6 +59,15 @@ class Query:
         description="Emergency accesses you may see, newest first: to your own record (as a patient), your own "
         "(as a practitioner), or every one (as a reviewer), with `filter: {reviewed: false}` for those pending review.",
     )
+    access_log: Connection[AuditEvent] = strawberry.field(
+        resolver=access_log,
+        description="Who accessed patient data, when, from which unit and app, why, and whether it was an emergency: "
+        "your own data as a patient (innsyn i logg), everything as a compliance officer. A time range is required.",
+    )
+    denial_report: list[DenialCount] = strawberry.field(
+        resolver=denial_report,
+        description="Denials over a period by app, vendor, kind of data and reason (policy admins, compliance).",
+    )
     apps: list[App] = strawberry.field(
         resolver=apps, description="Registered apps, newest first: your own, or every app for a policy admin."
     )
@@ -65,7 +75,7 @@ class Query:
 
 
 @strawberry.type(description="Changes. Every change is authorized by policy and audited like a read.")
-class Mutation(AppMutations, AccessMutations, NoteMutations):
+class Mutation(AppMutations, AccessMutations, NoteMutations, ReviewMutations):
     pass
 
 

@@ -25,7 +25,7 @@ from gateway.auth import Principal
 from gateway.authz import Authorizer, SqlFilter
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.plan_sql import Params, SetOf, UntranslatablePlan
-from gateway.resources import ResourceKind
+from gateway.resources import AUDIT_EVENT, ResourceKind
 
 READ = "read"
 SEARCH = "search"
@@ -95,6 +95,8 @@ def _parse_key(raw: str, pg_type: str) -> Any:
         return date.fromisoformat(raw)
     if pg_type == "uuid":
         return str(uuid.UUID(raw))
+    if pg_type == "bigint":
+        return int(raw)
     return raw
 
 
@@ -166,8 +168,13 @@ class Store:
             return
         emergency = self._principal.emergency_patient_ids
         for row in rows:
-            rid, patient = str(row["id"]), str(row[kind.patient_column])
-            self._audit.record(AuditRecord(patient, kind.name, (rid,), SEARCH, True, reason, patient in emergency))
+            rid = str(row["id"])
+            patient = str(row[kind.patient_column]) if row[kind.patient_column] is not None else None
+            self._audit.record(
+                AuditRecord(
+                    patient, kind.name, (rid,), SEARCH, True, reason, patient in emergency if patient else False
+                )
+            )
 
     async def by_ids(self, kind: ResourceKind, ids: Sequence[str]) -> list[Row | Exception]:
         """Resources by id for a DataLoader: each a row, or the error that explains why not."""
@@ -274,6 +281,32 @@ class Store:
                 )
             )
         return [outcome.get(i, NotFound(f"no {kind.type_name} with this id exists")) for i in ids]
+
+    async def denial_report(self, start: datetime, end: datetime) -> list[Row]:
+        """Denials over a period by app, vendor, kind and reason (information-blocking report)."""
+        [decision] = await self._authorizer.check(
+            self._principal,
+            AUDIT_EVENT,
+            "report",
+            [("denial-report", {"patient_id": "", "patient_age": 0, "blocked_for_guardians": False})],
+        )
+        self._audit.record(AuditRecord(None, AUDIT_EVENT.name, (), "report", decision.allowed, decision.reason))
+        if not decision.allowed:
+            raise Forbidden(
+                "the denial report is for policy admins and compliance officers",
+                reason=decision.reason,
+                policyVersion=self._authorizer.policy_version,
+            )
+        return list(
+            await self._pool.fetch(
+                """SELECT ae.client_id, a.vendor_org_number, ae.resource_kind, ae.reason, count(*)::int AS denials
+                 FROM audit_event ae LEFT JOIN app a ON a.client_id = ae.client_id
+                WHERE ae.decision = 'DENY' AND ae.recorded_at >= $1 AND ae.recorded_at < $2
+                GROUP BY 1, 2, 3, 4 ORDER BY denials DESC, 1, 3, 4 LIMIT 500""",
+                start,
+                end,
+            )
+        )
 
     def _check_args(self, kind: ResourceKind, args: ListArgs) -> None:
         if args.first < 1 or args.first > self._max_page_size:

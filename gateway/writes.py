@@ -96,6 +96,32 @@ class JournalWrites:
         assert row is not None
         return row
 
+    async def review_emergency_access(self, grant_id: str, conclusion: str) -> asyncpg.Record:
+        """Record the after-the-fact review of an emergency access."""
+        if not 3 <= len(conclusion.strip()) <= 2000:
+            raise BadUserInput("a review needs a conclusion of 3 to 2000 characters", argument="conclusion")
+        row = await self._pool.fetchrow(
+            f"SELECT {_GRANT_COLUMNS} FROM emergency_grant eg2 WHERE eg2.id = $1::uuid", grant_id
+        )
+        if row is None:
+            raise NotFound("no emergency grant with this id exists")
+        attrs = {
+            "patient_id": str(row["patient_id"]),
+            "practitioner_id": str(row["practitioner_id"]),
+            "reviewed": row["reviewed_at"] is not None,
+        }
+        await self._decide(EMERGENCY_GRANT, "review", grant_id, attrs, str(row["patient_id"]))
+        updated = await self._pool.fetchrow(
+            f"""UPDATE emergency_grant eg2 SET reviewed_at = now(), reviewed_by = $2, review_conclusion = $3
+                 WHERE eg2.id = $1 AND eg2.reviewed_at IS NULL RETURNING {_GRANT_COLUMNS}""",
+            uuid.UUID(grant_id),
+            self._principal.id,
+            conclusion.strip(),
+        )
+        if updated is None:
+            raise BadUserInput("this emergency access was reviewed already", argument="id")
+        return updated
+
     async def create_restriction(
         self,
         patient_id: str,
