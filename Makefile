@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test deps schema lint policy-test bench-seed clean
+.PHONY: run test deps schema lint policy-test bench-seed bench-audit clean
 
 run: deps
 	$(BIN)/akson serve --demo
@@ -48,6 +48,9 @@ schema: $(PY_STAMP)
 
 bench-seed: deps
 	$(BIN)/python bench/seed_time.py
+
+bench-audit: deps
+	$(BIN)/python bench/audit_overhead.py
 
 clean:
 	rm -rf $(VENV) node_modules .data

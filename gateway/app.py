@@ -128,8 +128,13 @@ class GraphQLView(GraphQL[Context, None]):
         span_context = trace.get_current_span().get_span_context()
         if span_context.is_valid:
             kwargs["sub_response"].headers["x-trace-id"] = f"{span_context.trace_id:032x}"
+        runtime = runtime_of(context.request.scope)
+        if runtime.settings.audit_disabled_for_benchmark:
+            kwargs["sub_response"].headers["x-akson-audit"] = "disabled-for-benchmark"
+            context.audit.records.clear()
+            return result
         try:
-            await context.audit.flush(runtime_of(context.request.scope).pool)
+            await context.audit.flush(runtime.pool)
         except Exception as exc:
             log.error("audit write failed; withholding the response data: %s", type(exc).__name__)
             return self._fail_closed(
@@ -200,6 +205,8 @@ def create_app(settings: Settings | None = None) -> Any:
         raise RuntimeError("DATABASE_URL and CERBOS_URL must be set; `akson serve` starts both for you")
     setup_logging()
     setup_tracing(settings.traces_exporter)
+    if settings.audit_disabled_for_benchmark:
+        log.warning("AUDIT IS OFF (AKSON_BENCHMARK_WITHOUT_AUDIT=1): for measuring its cost only, never for real use")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

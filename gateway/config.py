@@ -40,6 +40,7 @@ class Settings:
     claim_names: ClaimNames
     traces_exporter: str
     max_page_size: int = 100
+    audit_disabled_for_benchmark: bool = False
 
     @property
     def demo_key_path(self) -> Path:
@@ -73,4 +74,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         jwks_min_refetch_seconds=float(env.get("AKSON_JWKS_MIN_REFETCH_SECONDS", "10")),
         claim_names=ClaimNames.from_json(env.get("AKSON_CLAIM_NAMES")),
         traces_exporter=exporter,
+        audit_disabled_for_benchmark=env.get("AKSON_BENCHMARK_WITHOUT_AUDIT") == "1",
     )

@@ -88,3 +88,9 @@ def test_when_the_audit_log_refuses_writes_no_patient_data_is_returned(gateway: 
         assert "Nordmann" not in answer.text and "audit disk full" not in answer.text
     after = gateway.query(PATIENT, "homecare-nurse", {"id": CITIZEN})
     assert after["data"]["patient"]["name"]["text"] == "Ola Nordmann"
+
+
+def test_audit_is_on_unless_explicitly_switched_off_for_a_benchmark(gateway: Gateway) -> None:
+    response = gateway.post(PATIENT, persona="homecare-nurse", variables={"id": CITIZEN})
+    assert response.status_code == 200
+    assert "x-akson-audit" not in response.headers
