@@ -20,7 +20,7 @@ ACTIVE_RESTRICTION = (
 )
 ACTIVE_GRANT = "eg.granted_at <= now() AND eg.expires_at > now()"
 
-FilterOp = Literal["eq", "ge", "lt", "set"]
+FilterOp = Literal["eq", "ge", "lt", "set", "has"]
 
 
 @dataclass(frozen=True)
@@ -621,6 +621,7 @@ AUDIT_EVENT = ResourceKind(
         "emergency": Filter("emergency", "eq", "boolean"),
         "resource_kind": Filter("resource_kind", "eq", "text"),
         "patient_id": Filter("patient_id", "eq", "uuid"),
+        "unit_id": Filter("actor_unit_ids", "has", "uuid"),
     },
 )
 KINDS[AUDIT_EVENT.type_name] = AUDIT_EVENT

@@ -331,6 +331,8 @@ class Store:
             spec = kind.filters[name]
             if spec.op == "set":
                 where.append(f"(({alias}.{spec.column} IS NOT NULL) = {params.add(value, 'boolean')})")
+            elif spec.op == "has":
+                where.append(f"({params.add(value, spec.pg_type)} = ANY({alias}.{spec.column}))")
             else:
                 where.append(f"{alias}.{spec.column} {_SQL_OP[spec.op]} {params.add(value, spec.pg_type)}")
         if args.after is not None:

@@ -101,6 +101,7 @@ class AccessLogFilter:
     recorded_to: datetime = strawberry.field(description="To (exclusive).")
     patient_id: strawberry.ID | None = strawberry.field(default=None, description="Only this patient.")
     actor_id: strawberry.ID | None = strawberry.field(default=None, description="Only this practitioner.")
+    unit_id: strawberry.ID | None = strawberry.field(default=None, description="Only accesses from this unit.")
     client_id: str | None = strawberry.field(default=None, description="Only this app.")
     emergency: bool | None = strawberry.field(default=None, description="Only emergency accesses (true).")
     decision: Decision | None = strawberry.field(default=None, description="Only allowed or denied accesses.")
@@ -127,6 +128,8 @@ async def access_log(
     filters: list[tuple[str, object]] = [("recorded_from", filter.recorded_from), ("recorded_to", filter.recorded_to)]
     if filter.actor_id is not None:
         filters.append(("actor_id", parse_global_id(str(filter.actor_id), K.PRACTITIONER)[1]))
+    if filter.unit_id is not None:
+        filters.append(("unit_id", parse_global_id(str(filter.unit_id), K.ORGANIZATION)[1]))
     if filter.client_id is not None:
         filters.append(("client_id", filter.client_id))
     if filter.emergency is not None:

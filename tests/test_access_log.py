@@ -72,6 +72,10 @@ def test_compliance_officers_query_the_whole_log_by_person_app_and_patient(gatew
     assert entries and {e["actorHprNumber"] for e in entries} == {gp.hpr_number}
     by_patient = gateway.query(LOG, "compliance-officer", {"f": window(patientId=CITIZEN, clientId="akson-demo-app")})
     assert {e["node"]["patientIdGlobal"] for e in by_patient["data"]["accessLog"]["edges"]} == {CITIZEN}
+    nordby_unit = gid("Organization", PERSONAS["nurse-other-municipality"].unit_id)
+    gateway.query("query($id: ID!) { patient(id: $id) { id } }", "nurse-other-municipality", {"id": CITIZEN})
+    by_unit = gateway.query(LOG, "compliance-officer", {"f": window(unitId=nordby_unit)})["data"]["accessLog"]
+    assert by_unit["edges"] and all(e["node"]["units"] == [{"name": "Nordby hjemmetjeneste"}] for e in by_unit["edges"])
     assert gateway.query(LOG, "homecare-nurse", {"f": window()})["data"]["accessLog"]["totalCount"] == 0
     audited = gateway.fetch(
         "SELECT count(*) AS n FROM audit_event WHERE resource_kind = 'audit_event' AND actor_id = $1",
