@@ -183,3 +183,36 @@ async def by_global_id(info: Info, value: str, expected: ResourceKind | None = N
     kind, raw = parse_global_id(value, expected)
     row = await info.context.loaders.item(kind).load(raw)
     return NODE_TYPES[kind.type_name].from_row(row)
+
+
+OrderArg = Annotated[SortOrder, strawberry.argument(description="Newest first unless asked otherwise.")]
+
+
+def children(kind: ResourceKind, parent_column: str, node: Any, description: str, filter_arg: Any = None) -> Any:
+    """A connection field for a parent's children of one kind: `first`, `after`, an optional filter and
+    the order, batched with the same list of every other parent in the query (one statement per level)."""
+
+    async def resolve(
+        self: Any,
+        info: Info,
+        first: int,
+        after: str | None = None,
+        filter: Any = None,
+        order: SortOrder = SortOrder.NEWEST_FIRST,
+    ) -> Any:
+        return await child_list(info, kind, parent_column, self.db_id, list_args(first, after, filter, order))
+
+    annotations: dict[str, Any] = {"info": Info, "first": FirstArg, "after": AfterArg}
+    if filter_arg is None:
+
+        async def resolve_unfiltered(
+            self: Any, info: Info, first: int, after: str | None = None, order: SortOrder = SortOrder.NEWEST_FIRST
+        ) -> Any:
+            return await resolve(self, info, first, after, None, order)
+
+        target: Any = resolve_unfiltered
+    else:
+        annotations["filter"] = filter_arg
+        target = resolve
+    target.__annotations__ = {**annotations, "order": OrderArg, "return": Connection[node]}
+    return strawberry.field(resolver=target, description=description)

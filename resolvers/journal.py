@@ -20,6 +20,7 @@ from resolvers.common import (
     DatePeriod,
     FirstArg,
     Info,
+    OrderArg,
     Period,
     Quantity,
     SortOrder,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from resolvers.patients import Patient
 
 PatientRef = Annotated["Patient", strawberry.lazy("resolvers.patients")]
-OrderArg = Annotated[SortOrder, strawberry.argument(description="Newest first unless asked otherwise.")]
 
 
 @strawberry.enum(description="Where an encounter stands (FHIR EncounterStatus).")

@@ -20,7 +20,7 @@ from resolvers.common import (
     Info,
     SortOrder,
     by_global_id,
-    child_list,
+    children,
     list_args,
     node_type,
     to_one,
@@ -92,122 +92,58 @@ class Patient(relay.Node):
     async def managing_organization(self, info: Info) -> Organization | None:
         return await to_one(info, K.ORGANIZATION, self.owning_unit_id)  # type: ignore[no-any-return]
 
-    @strawberry.field(description="The patient's care relations with units and practitioners, newest first.")
-    async def care_relations(
-        self, info: Info, first: FirstArg, after: AfterArg = None, order: OrderArg = SortOrder.NEWEST_FIRST
-    ) -> Connection[CareRelation]:
-        return await child_list(info, K.CARE_RELATION, "patient_id", self.db_id, list_args(first, after, None, order))  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Encounters, newest first.")
-    async def encounters(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: EncounterFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[Encounter]:
-        return await child_list(info, K.ENCOUNTER, "patient_id", self.db_id, list_args(first, after, filter, order))  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Observations (vital signs and lab results), newest first.")
-    async def observations(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: ObservationFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[Observation]:
-        return await child_list(info, K.OBSERVATION, "patient_id", self.db_id, list_args(first, after, filter, order))  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Lab and radiology reports, newest first.")
-    async def diagnostic_reports(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: DiagnosticReportFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[DiagnosticReport]:
-        return await child_list(
-            info, K.DIAGNOSTIC_REPORT, "patient_id", self.db_id, list_args(first, after, filter, order)
-        )  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Problems and diagnoses, most recently recorded first.")
-    async def conditions(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: ConditionFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[Condition]:
-        return await child_list(info, K.CONDITION, "patient_id", self.db_id, list_args(first, after, filter, order))  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Medicines taken now or before, most recently recorded first.")
-    async def medication_statements(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: MedicationStatementFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[MedicationStatement]:
-        return await child_list(
-            info, K.MEDICATION_STATEMENT, "patient_id", self.db_id, list_args(first, after, filter, order)
-        )  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Allergies and intolerances (critical information), most recent first.")
-    async def allergy_intolerances(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: AllergyIntoleranceFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[AllergyIntolerance]:
-        return await child_list(
-            info, K.ALLERGY_INTOLERANCE, "patient_id", self.db_id, list_args(first, after, filter, order)
-        )  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Clinical notes, newest first.")
-    async def clinical_notes(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: ClinicalNoteFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[ClinicalNote]:
-        return await child_list(info, K.CLINICAL_NOTE, "patient_id", self.db_id, list_args(first, after, filter, order))  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Care plans, newest first.")
-    async def care_plans(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: CarePlanFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[CarePlan]:
-        return await child_list(info, K.CARE_PLAN, "patient_id", self.db_id, list_args(first, after, filter, order))  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Appointments, latest start first.")
-    async def appointments(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: AppointmentFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[Appointment]:
-        return await child_list(info, K.APPOINTMENT, "patient_id", self.db_id, list_args(first, after, filter, order))  # type: ignore[no-any-return]
-
-    @strawberry.field(description="The patient's restrictions (sperring), newest first.")
-    async def restrictions(
-        self, info: Info, first: FirstArg, after: AfterArg = None, order: OrderArg = SortOrder.NEWEST_FIRST
-    ) -> Connection[Restriction]:
-        return await child_list(info, K.RESTRICTION, "patient_id", self.db_id, list_args(first, after, None, order))  # type: ignore[no-any-return]
+    care_relations = children(
+        K.CARE_RELATION,
+        "patient_id",
+        CareRelation,
+        "The patient's care relations with units and practitioners, newest first.",
+    )
+    encounters = children(K.ENCOUNTER, "patient_id", Encounter, "Encounters, newest first.", EncounterFilterArg)
+    observations = children(
+        K.OBSERVATION,
+        "patient_id",
+        Observation,
+        "Observations (vital signs and lab results), newest first.",
+        ObservationFilterArg,
+    )
+    diagnostic_reports = children(
+        K.DIAGNOSTIC_REPORT,
+        "patient_id",
+        DiagnosticReport,
+        "Lab and radiology reports, newest first.",
+        DiagnosticReportFilterArg,
+    )
+    conditions = children(
+        K.CONDITION,
+        "patient_id",
+        Condition,
+        "Problems and diagnoses, most recently recorded first.",
+        ConditionFilterArg,
+    )
+    medication_statements = children(
+        K.MEDICATION_STATEMENT,
+        "patient_id",
+        MedicationStatement,
+        "Medicines taken now or before, most recently recorded first.",
+        MedicationStatementFilterArg,
+    )
+    allergy_intolerances = children(
+        K.ALLERGY_INTOLERANCE,
+        "patient_id",
+        AllergyIntolerance,
+        "Allergies and intolerances (critical information), most recent first.",
+        AllergyIntoleranceFilterArg,
+    )
+    clinical_notes = children(
+        K.CLINICAL_NOTE, "patient_id", ClinicalNote, "Clinical notes, newest first.", ClinicalNoteFilterArg
+    )
+    care_plans = children(K.CARE_PLAN, "patient_id", CarePlan, "Care plans, newest first.", CarePlanFilterArg)
+    appointments = children(
+        K.APPOINTMENT, "patient_id", Appointment, "Appointments, latest start first.", AppointmentFilterArg
+    )
+    restrictions = children(
+        K.RESTRICTION, "patient_id", Restriction, "The patient's restrictions (sperring), newest first."
+    )
 
 
 async def patient(
