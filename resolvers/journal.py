@@ -14,19 +14,13 @@ from strawberry import relay
 from gateway import resources as K
 from gateway.store import Row
 from resolvers.common import (
-    AfterArg,
     Coding,
-    Connection,
     DatePeriod,
-    FirstArg,
     Info,
-    OrderArg,
     Period,
     Quantity,
-    SortOrder,
-    child_list,
+    children,
     coding,
-    list_args,
     node_type,
     to_one,
 )
@@ -36,6 +30,16 @@ if TYPE_CHECKING:
     from resolvers.patients import Patient
 
 PatientRef = Annotated["Patient", strawberry.lazy("resolvers.patients")]
+
+
+class _LazyJournalType:
+    """`Lazy["Observation"]`: a type of this module named before it is defined."""
+
+    def __getitem__(self, name: str) -> object:
+        return Annotated[name, strawberry.lazy("resolvers.journal")]
+
+
+Lazy = _LazyJournalType()
 
 
 @strawberry.enum(description="Where an encounter stands (FHIR EncounterStatus).")
@@ -337,42 +341,27 @@ class Encounter(relay.Node):
     async def participant(self, info: Info) -> Practitioner | None:
         return await to_one(info, K.PRACTITIONER, self.practitioner_id)  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Observations made during the encounter, newest first.")
-    async def observations(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: ObservationFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[Observation]:
-        return await child_list(info, K.OBSERVATION, "encounter_id", self.db_id, list_args(first, after, filter, order))  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Clinical notes written for the encounter, newest first.")
-    async def notes(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: ClinicalNoteFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[ClinicalNote]:
-        return await child_list(
-            info, K.CLINICAL_NOTE, "encounter_id", self.db_id, list_args(first, after, filter, order)
-        )  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Diagnostic reports ordered in the encounter, newest first.")
-    async def diagnostic_reports(
-        self,
-        info: Info,
-        first: FirstArg,
-        after: AfterArg = None,
-        filter: DiagnosticReportFilterArg = None,
-        order: OrderArg = SortOrder.NEWEST_FIRST,
-    ) -> Connection[DiagnosticReport]:
-        return await child_list(
-            info, K.DIAGNOSTIC_REPORT, "encounter_id", self.db_id, list_args(first, after, filter, order)
-        )  # type: ignore[no-any-return]
+    observations = children(
+        K.OBSERVATION,
+        "encounter_id",
+        Lazy["Observation"],
+        "Observations made during the encounter, newest first.",
+        ObservationFilterArg,
+    )
+    notes = children(
+        K.CLINICAL_NOTE,
+        "encounter_id",
+        Lazy["ClinicalNote"],
+        "Clinical notes written for the encounter, newest first.",
+        ClinicalNoteFilterArg,
+    )
+    diagnostic_reports = children(
+        K.DIAGNOSTIC_REPORT,
+        "encounter_id",
+        Lazy["DiagnosticReport"],
+        "Diagnostic reports ordered in the encounter, newest first.",
+        DiagnosticReportFilterArg,
+    )
 
 
 @node_type(K.OBSERVATION)
@@ -461,13 +450,7 @@ class DiagnosticReport(relay.Node):
     async def performer(self, info: Info) -> Practitioner | None:
         return await to_one(info, K.PRACTITIONER, self.performer_id)  # type: ignore[no-any-return]
 
-    @strawberry.field(description="The report's individual results.")
-    async def results(
-        self, info: Info, first: FirstArg, after: AfterArg = None, order: OrderArg = SortOrder.NEWEST_FIRST
-    ) -> Connection[Observation]:
-        return await child_list(
-            info, K.OBSERVATION, "diagnostic_report_id", self.db_id, list_args(first, after, None, order)
-        )  # type: ignore[no-any-return]
+    results = children(K.OBSERVATION, "diagnostic_report_id", Lazy["Observation"], "The report's individual results.")
 
 
 @node_type(K.CONDITION)

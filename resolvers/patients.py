@@ -18,6 +18,7 @@ from resolvers.common import (
     FirstArg,
     HumanName,
     Info,
+    OrderArg,
     SortOrder,
     by_global_id,
     children,
@@ -47,7 +48,6 @@ from resolvers.journal import (
     MedicationStatementFilterArg,
     Observation,
     ObservationFilterArg,
-    OrderArg,
     Restriction,
 )
 
