@@ -15,7 +15,7 @@ from gateway.auth import Principal
 from gateway.authz import Authorizer
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.resources import CLINICAL_NOTE, EMERGENCY_GRANT, KINDS, PATIENT, RESTRICTION, ResourceKind
-from gateway.store import _attributes
+from gateway.store import _attributes, _scope
 
 EMERGENCY_ACCESS_HOURS = 4
 DATA_CATEGORIES = {
@@ -48,16 +48,28 @@ class JournalWrites:
         self._principal = principal
         self._audit = audit
 
-    async def _attributes(self, kind: ResourceKind, rid: str) -> dict[str, Any] | None:
+    async def _attributes(self, kind: ResourceKind, rid: str) -> tuple[dict[str, Any], str | None] | None:
+        """A row's policy attributes and policy scope (its municipality), as reads load them."""
         row = await self._pool.fetchrow(
-            f"SELECT {kind.attribute_select()} FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = $1::uuid", rid
+            f"SELECT {kind.attribute_select()}{_scope(kind)} FROM {kind.table} {kind.alias} "
+            f"WHERE {kind.alias}.id = $1::uuid",
+            rid,
         )
-        return None if row is None else _attributes(kind, row)
+        if row is None:
+            return None
+        return _attributes(kind, row), (row["_scope"] if kind.scope_sql else None)
 
     async def _decide(
-        self, kind: ResourceKind, action: str, rid: str, attrs: dict[str, Any], patient: str, emergency: bool = False
+        self,
+        kind: ResourceKind,
+        action: str,
+        rid: str,
+        attrs: dict[str, Any],
+        patient: str,
+        scope: str | None = None,
+        emergency: bool = False,
     ) -> None:
-        [decision] = await self._authorizer.check(self._principal, kind, action, [(rid, attrs)])
+        [decision] = await self._authorizer.check(self._principal, kind, action, [(rid, attrs)], [scope])
         self._audit.record(
             AuditRecord(patient, kind.name, (rid,), action, decision.allowed, decision.reason, emergency)
         )
@@ -76,10 +88,11 @@ class JournalWrites:
             raise BadUserInput("state the reason for emergency access in 10 to 1000 characters", argument="reason")
         if self._principal.kind != "personnel":
             raise Forbidden("only personnel may request emergency access", reason="ROLE_CATEGORY")
-        attrs = await self._attributes(PATIENT, patient_id)
-        if attrs is None:
+        loaded = await self._attributes(PATIENT, patient_id)
+        if loaded is None:
             raise NotFound("no patient with this id exists")
-        await self._decide(PATIENT, "request_emergency_access", patient_id, attrs, patient_id, emergency=True)
+        attrs, scope = loaded
+        await self._decide(PATIENT, "request_emergency_access", patient_id, attrs, patient_id, scope, emergency=True)
         now = datetime.now().astimezone()
         row = await self._pool.fetchrow(
             f"""INSERT INTO emergency_grant AS eg2 (id, patient_id, practitioner_id, reason, life_or_health_at_risk,
@@ -137,9 +150,10 @@ class JournalWrites:
     ) -> asyncpg.Record:
         """Record a patient's block; it denies access from the next request on."""
         self._validate(scope, reason, practitioner_id, organization_id, category, target_id, until)
-        attrs = await self._attributes(PATIENT, patient_id)
-        if attrs is None:
+        loaded = await self._attributes(PATIENT, patient_id)
+        if loaded is None:
             raise NotFound("no patient with this id exists")
+        attrs, policy_scope = loaded
         if scope == "guardians" and not 12 <= int(attrs["patient_age"]) < 18:
             raise BadUserInput("only a child aged 12 to 17 can restrict what their parents see", argument="scope")
         if target_id is not None:
@@ -151,6 +165,7 @@ class JournalWrites:
             rid,
             {**attrs, "data_category": "restriction", "category": "restriction", "withheld_from_patient": False},
             patient_id,
+            policy_scope,
         )
         now = datetime.now().astimezone()
         row = await self._pool.fetchrow(
@@ -179,10 +194,11 @@ class JournalWrites:
         """End a block now; the record of it stays."""
         if not reason.strip():
             raise BadUserInput("say why the restriction is lifted", argument="reason")
-        attrs = await self._attributes(RESTRICTION, restriction_id)
-        if attrs is None:
+        loaded = await self._attributes(RESTRICTION, restriction_id)
+        if loaded is None:
             raise NotFound("no restriction with this id exists")
-        await self._decide(RESTRICTION, "lift", restriction_id, attrs, str(attrs["patient_id"]))
+        attrs, scope = loaded
+        await self._decide(RESTRICTION, "lift", restriction_id, attrs, str(attrs["patient_id"]), scope)
         row = await self._pool.fetchrow(
             f"""UPDATE restriction rs SET lifted_at = now(), lifted_reason = $2
                  WHERE rs.id = $1 AND rs.lifted_at IS NULL RETURNING {_RESTRICTION_COLUMNS}""",
@@ -198,9 +214,10 @@ class JournalWrites:
     ) -> asyncpg.Record:
         """A draft note by the caller, for a patient (and encounter) they care for."""
         _check_note(title, text)
-        attrs = await self._attributes(PATIENT, patient_id)
-        if attrs is None:
+        loaded = await self._attributes(PATIENT, patient_id)
+        if loaded is None:
             raise NotFound("no patient with this id exists")
+        attrs, scope = loaded
         if encounter_id is not None:
             await self._check_target(patient_id, "Encounter", encounter_id, "item")
         rid = str(uuid.uuid4())
@@ -212,7 +229,7 @@ class JournalWrites:
             "author_id": self._principal.id,
             "status": "draft",
         }
-        await self._decide(CLINICAL_NOTE, "create", rid, note, patient_id)
+        await self._decide(CLINICAL_NOTE, "create", rid, note, patient_id, scope)
         return await self._insert_note(rid, patient_id, encounter_id, title, text, replaces)
 
     async def _insert_note(
@@ -238,10 +255,11 @@ class JournalWrites:
         return row
 
     async def _note(self, note_id: str, action: str) -> dict[str, Any]:
-        attrs = await self._attributes(CLINICAL_NOTE, note_id)
-        if attrs is None:
+        loaded = await self._attributes(CLINICAL_NOTE, note_id)
+        if loaded is None:
             raise NotFound("no clinical note with this id exists")
-        await self._decide(CLINICAL_NOTE, action, note_id, attrs, str(attrs["patient_id"]))
+        attrs, scope = loaded
+        await self._decide(CLINICAL_NOTE, action, note_id, attrs, str(attrs["patient_id"]), scope)
         return attrs
 
     async def update_note(self, note_id: str, title: str | None, text: str | None) -> asyncpg.Record:

@@ -59,3 +59,29 @@ def test_a_policy_edit_takes_effect_live(gateway: Gateway, tmp_path: Path) -> No
         assert rows and rows[0]["policy_version"] == extensions["policyVersion"]
     finally:
         stop_gateway(live)
+
+
+FJORDVIK_WRITE_RULE = """
+    - name: fjordvik-no-new-notes
+      actions: ["create"]
+      effect: EFFECT_DENY
+      roles: ["*"]
+      output:
+        when:
+          ruleActivated: '"LOCAL_RULE"'
+"""
+
+
+def test_a_municipalitys_local_rule_applies_to_writes_on_its_data(gateway: Gateway, tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(PROJECT / "policies", policies)
+    local = policies / "resources" / "fjordvik" / "clinical_note.yaml"
+    local.write_text(local.read_text() + FJORDVIK_WRITE_RULE)
+    live = start_gateway(gateway.database_url, tmp_path / "local", extra_env={"AKSON_POLICY_DIR": str(policies)})
+    try:
+        create = 'mutation($p: ID!) { createNote(patientId: $p, title: "Besøk", text: "Notat.") { id } }'
+        refused = live.query(create, "homecare-nurse", {"p": CITIZEN})
+        assert refused["data"] is None
+        assert refused["errors"][0]["extensions"]["reason"] == "LOCAL_RULE"
+    finally:
+        stop_gateway(live)
