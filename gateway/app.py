@@ -30,7 +30,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from gateway import demo_issuer
-from gateway.audit import AuditTrail
+from gateway.audit import AuditTrail, AuditWriter
 from gateway.auth import (
     PRINCIPAL_SCOPE_KEY,
     AuthenticationMiddleware,
@@ -74,6 +74,7 @@ class Runtime:
     issuer_key: ECKey
     app_status: AppStatus
     token_endpoint: TokenEndpoint
+    audit_writer: AuditWriter
 
 
 def runtime_of(scope: Scope) -> Runtime:
@@ -134,7 +135,7 @@ class GraphQLView(GraphQL[Context, None]):
             context.audit.records.clear()
             return result
         try:
-            await context.audit.flush(runtime.pool)
+            await context.audit.flush(runtime.audit_writer)
         except Exception as exc:
             log.error("audit write failed; withholding the response data: %s", type(exc).__name__)
             return self._fail_closed(
@@ -232,6 +233,7 @@ def create_app(settings: Settings | None = None) -> Any:
             token_endpoint=TokenEndpoint(pool, key, settings.issuer, settings.audience),
             cerbos=cerbos,
             issuer_key=key,
+            audit_writer=AuditWriter(pool),
         )
         watcher = asyncio.create_task(app.state.runtime.authorizer.watch(settings.policy_dir))
         try:

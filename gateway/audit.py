@@ -1,13 +1,20 @@
 """Audit: what patient data was asked for, for whom, why, and what the policy said.
 
-Records are collected while a request executes and written in one INSERT before its response leaves
-the gateway. If the INSERT fails, the caller must not return the data: no audit, no data.
+Records are collected while a request executes and written before its response leaves the gateway.
+If they cannot be written, the caller must not return the data: no audit, no data.
+
+The audit chain (migration 0008) makes every insert take one lock, so inserts from concurrent requests
+queue behind each other. The AuditWriter therefore commits the records of every request that finished
+while the previous write was under way in one INSERT (group commit); each request still waits until its
+own records are committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from opentelemetry import trace
@@ -18,12 +25,18 @@ _INSERT = """
 INSERT INTO audit_event (request_id, trace_id, actor_kind, actor_id, actor_hpr_number, actor_unit_ids,
                          client_id, purpose_of_use, self_attested, emergency, policy_version,
                          patient_id, resource_kind, resource_ids, action, decision, reason)
-SELECT $1, $2, $3, $4, $5, $6::uuid[], $7, $8, $9, r.emergency, $10,
-       r.patient_id, r.resource_kind, string_to_array(r.resource_ids, ','), r.action, r.decision, r.reason
-  FROM unnest($11::uuid[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::boolean[])
-       AS r(patient_id, resource_kind, resource_ids, action, decision, reason, emergency)
+SELECT r.request_id, r.trace_id, r.actor_kind, r.actor_id, r.actor_hpr_number,
+       string_to_array(r.actor_unit_ids, ',')::uuid[], r.client_id, r.purpose_of_use, r.self_attested, r.emergency,
+       r.policy_version, r.patient_id, r.resource_kind, string_to_array(r.resource_ids, ','), r.action, r.decision,
+       r.reason
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+              $9::boolean[], $10::boolean[], $11::text[], $12::uuid[], $13::text[], $14::text[], $15::text[],
+              $16::text[], $17::text[]) WITH ORDINALITY
+       AS r(request_id, trace_id, actor_kind, actor_id, actor_hpr_number, actor_unit_ids, client_id, purpose_of_use,
+            self_attested, emergency, policy_version, patient_id, resource_kind, resource_ids, action, decision, reason,
+            ordinal)
+ ORDER BY r.ordinal
 """
-
 
 @dataclass(frozen=True)
 class AuditRecord:
@@ -64,8 +77,8 @@ class AuditTrail:
         """Remember a decision; it is written by `flush` before the response."""
         self.records.append(record)
 
-    async def flush(self, pool: asyncpg.Pool) -> int:
-        """Write every pending record in one statement; raises if the database refuses."""
+    async def flush(self, writer: AuditWriter) -> int:
+        """Write every pending record; returns once they are committed, raises if they could not be."""
         if not self.records:
             return 0
         pending = _grouped(self.records)
@@ -73,27 +86,80 @@ class AuditTrail:
         context = trace.get_current_span().get_span_context()
         trace_id = f"{context.trace_id:032x}" if context.is_valid else None
         p = self.principal
-        await pool.execute(
-            _INSERT,
+        head = (
             self.request_id,
             trace_id,
             p.kind,
             p.id,
             p.hpr_number,
-            list(p.unit_ids),
+            ",".join(p.unit_ids),
             p.client_id,
             p.purpose_of_use,
             p.self_attested,
-            self.policy_version,
-            [r.patient_id for r in pending],
-            [r.resource_kind for r in pending],
-            [",".join(r.resource_ids) for r in pending],
-            [r.action for r in pending],
-            ["ALLOW" if r.allowed else "DENY" for r in pending],
-            [r.reason for r in pending],
-            [r.emergency for r in pending],
+        )
+        await writer.write(
+            [
+                (
+                    *head,
+                    r.emergency,
+                    self.policy_version,
+                    r.patient_id,
+                    r.resource_kind,
+                    ",".join(r.resource_ids),
+                    r.action,
+                    "ALLOW" if r.allowed else "DENY",
+                    r.reason,
+                )
+                for r in pending
+            ]
         )
         return len(pending)
+
+
+AuditRow = tuple[Any, ...]
+
+
+class AuditWriter:
+    """The process's one writer of audit rows: requests hand over their rows and wait for the commit.
+
+    While one INSERT is under way, the rows of requests finishing meanwhile gather for the next one, so
+    under load many requests share an INSERT and a commit, and the chain lock is taken once for them
+    all. A failed INSERT fails every request in it: none of them returns data."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._waiting: list[tuple[list[AuditRow], asyncio.Future[None]]] = []
+        self._writing = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, rows: list[AuditRow]) -> None:
+        """Returns when `rows` are committed; raises what the database raised otherwise."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, done))
+        if not self._writing:
+            self._writing = True
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                rows = [row for rows, _ in batch for row in rows]
+                try:
+                    await self._pool.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
+                except BaseException as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writing = False
 
 
 GENESIS = "0" * 64

@@ -73,6 +73,13 @@ class SqlFilter:
     sql: str
     params: tuple[Any, ...]
 
+    def placed_after(self, values: list[Any]) -> str:
+        """This filter's SQL with its parameters appended to `values` and its placeholders renumbered
+        to match, so it can stand in a statement that has parameters of its own."""
+        offset = len(values)
+        values.extend(self.params)
+        return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", self.sql)
+
     @property
     def reason(self) -> str:
         """The audit reason for rows admitted by this filter."""
@@ -89,9 +96,7 @@ def combine_scoped(scope_sql: str, parts: list[tuple[str, SqlFilter]], national:
     values: list[Any] = []
 
     def shifted(part: SqlFilter) -> str:
-        offset = len(values)
-        values.extend(part.params)
-        return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", part.sql)
+        return part.placed_after(values)
 
     for scope, part in parts:
         values.append(scope)

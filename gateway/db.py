@@ -131,7 +131,12 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         max_size=max_size,
         command_timeout=30,
         reset=_keep_connection,
-        server_settings={"application_name": "akson-gateway", "timezone": "UTC", "role": GATEWAY_ROLE},
+        server_settings={
+            "application_name": "akson-gateway",
+            "timezone": "UTC",
+            "role": GATEWAY_ROLE,
+            "plan_cache_mode": "force_custom_plan",
+        },
     )
     assert pool is not None
     return pool

@@ -37,13 +37,18 @@ def load_or_create_key(path: Path) -> ECKey:
         key = ECKey.generate_key(
             "P-256", parameters={"kid": uuid.uuid4().hex[:16], "use": "sig", "alg": "ES256"}, private=True
         )
+        # Written whole under a private name, then linked into place: a second process starting at the
+        # same moment either wins the link or reads the winner's complete key, never a half-written file.
+        draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(key.as_dict(private=True)))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(orjson.dumps(key.as_dict(private=True)))
+        finally:
+            draft.unlink()
     return ECKey.import_key(orjson.loads(path.read_bytes()))
 
 

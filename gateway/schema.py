@@ -8,15 +8,23 @@ import logging
 import strawberry
 from graphql import GraphQLError
 from strawberry import relay
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.types import ExecutionContext
 
+from gateway import resources as K
 from gateway.errors import as_client_error
 from gateway.telemetry import OperationSpan
+from gateway.whole_reads import WholeSelectionReads
 from resolvers.access import AccessMutations, EmergencyGrant, NoteMutations, emergency_grants
 from resolvers.apps import App, AppMutations, app, apps
 from resolvers.audit_log import AuditEvent, DenialCount, ReviewMutations, access_log, denial_report
-from resolvers.common import Connection
+from resolvers.common import LIST_OF, Connection
 from resolvers.directory import Organization
 from resolvers.journal import Observation
 from resolvers.patients import Patient, node, observations, organizations, patient, patients
@@ -26,6 +34,7 @@ log = logging.getLogger(__name__)
 MAX_DEPTH = 10
 MAX_TOKENS = 2000
 MAX_ALIASES = 30
+PARSED_DOCUMENTS = 256
 
 
 @strawberry.type(description="Read access to the municipal journal. Every field is authorized by policy and audited.")
@@ -42,11 +51,13 @@ class Query:
     )
     patients: Connection[Patient] = strawberry.field(
         resolver=patients,
+        metadata={LIST_OF: (K.PATIENT, None)},
         description="The patients you may read, a page at a time, ordered by name. Rows policy hides are "
         "filtered in the database: they never appear in pages, counts or cursors.",
     )
     observations: Connection[Observation] = strawberry.field(
         resolver=observations,
+        metadata={LIST_OF: (K.OBSERVATION, None)},
         description="Observations across all the patients you may read, newest first, filtered by code, "
         "category, status and time.",
     )
@@ -96,9 +107,12 @@ def build_schema() -> AksonSchema:
         mutation=Mutation,
         extensions=[
             OperationSpan,
+            lambda: ParserCache(maxsize=PARSED_DOCUMENTS),
             lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: ValidationCache(maxsize=PARSED_DOCUMENTS),
+            WholeSelectionReads,
         ],
     )
 

@@ -26,6 +26,8 @@ AfterArg = Annotated[
 ]
 
 NODE_TYPES: dict[str, Any] = {}
+# Field metadata of a connection field: (kind, parent column or None at the top), for whole-selection reads.
+LIST_OF = "akson_list_of"
 
 
 def node_type(kind: ResourceKind) -> Callable[[type[T]], type[T]]:
@@ -215,4 +217,4 @@ def children(kind: ResourceKind, parent_column: str, node: Any, description: str
         annotations["filter"] = filter_arg
         target = resolve
     target.__annotations__ = {**annotations, "order": OrderArg, "return": Connection[node]}
-    return strawberry.field(resolver=target, description=description)
+    return strawberry.field(resolver=target, description=description, metadata={LIST_OF: (kind, parent_column)})

@@ -3,6 +3,7 @@ the gateway's database role can only add audit rows."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from gateway.audit import verify_chain
@@ -122,3 +124,48 @@ def test_the_running_gateways_log_is_a_valid_chain(gateway: Gateway) -> None:
 
     report = run(check())
     assert report.broken_at is None and report.checked >= 1
+
+
+def test_the_chain_holds_when_many_connections_insert_at_once(chained: str) -> None:
+    """Ids are drawn under the chain lock, so the id order verify walks is the order rows were chained in."""
+
+    async def writer(n: int) -> None:
+        conn = await asyncpg.connect(chained)
+        try:
+            await conn.execute(f"SET ROLE {GATEWAY_ROLE}")
+            for i in range(15):
+                async with conn.transaction():
+                    await conn.execute(INSERT, uuid.uuid4(), f"w{n}-{i}-a")
+                    await conn.execute(INSERT, uuid.uuid4(), f"w{n}-{i}-b")
+        finally:
+            await conn.close()
+
+    async def all_writers() -> None:
+        await asyncio.gather(*(writer(n) for n in range(8)))
+
+    run(all_writers())
+    done = verify(chained)
+    assert done.returncode == 0, done.stdout
+    assert "246 rows verified" in done.stdout
+
+
+def test_concurrent_requests_to_the_gateway_are_all_audited_in_an_intact_chain(gateway: Gateway) -> None:
+    token = gateway.token("homecare-nurse")
+    query = '{ patients(first: 3) { edges { node { id } } } }'
+
+    async def many() -> list[str]:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"})
+                    for _ in range(24)
+                )
+            )
+        assert all(r.status_code == 200 and "errors" not in r.json() for r in responses)
+        return [r.headers["x-trace-id"] for r in responses]
+
+    traces = run(many())
+    rows = gateway.fetch("SELECT DISTINCT trace_id FROM audit_event WHERE trace_id = ANY($1::text[])", traces)
+    assert len(rows) == 24
+    done = verify(gateway.database_url)
+    assert done.returncode == 0, done.stdout

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
 
+from gateway import demo_issuer
 from gateway.dpop import access_token_hash
 from gateway.personas import PERSONAS
 from tests.conftest import Gateway, start_gateway, stop_gateway
@@ -158,3 +160,12 @@ def test_dpop_bound_tokens_need_a_fresh_proof_for_this_request_and_key(idp: tupl
         assert fragment in response.json()["errors"][0]["message"]
     bearer = call("Bearer", proof(holder, token, url))
     assert bearer.status_code == 401 and "DPoP-bound" in bearer.json()["errors"][0]["message"]
+
+
+def test_gateway_workers_starting_together_agree_on_one_demo_key(tmp_path: Path) -> None:
+    """Several workers create the key at once; none may read a half-written file."""
+    path = tmp_path / "demo-issuer" / "signing-key.json"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = list(pool.map(lambda _: demo_issuer.load_or_create_key(path), range(32)))
+    assert len({key.kid for key in keys}) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["signing-key.json"]

@@ -1,0 +1,149 @@
+"""Whole-selection reads: a query of lists and plain fields is answered by PostgreSQL's JSON in one
+statement per root list, with exactly the answer, the policy filtering and the audit records the
+resolvers give. `@include(if: true)` sends the same selection down the resolver path for comparison."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from tests.conftest import Gateway, raw_id
+
+FIELDS = """
+  id __typename nationalIdentityNumber name { family given text } gender birthDate
+  careRelations(first: 3) { edges { cursor node { id purpose period { start end } } } }
+  encounters(first: 4) {
+    __typename
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    edges { cursor node { id status class period { start end }
+      observations(first: 3) { edges { node { id status category code { system code display }
+        valueQuantity { value unit } effectiveDateTime } } }
+      diagnosticReports(first: 2) { edges { node { id status category code { code } effectiveDateTime issued
+        conclusion } } }
+    } }
+  }
+  conditions(first: 3) { edges { node { id clinicalStatus verificationStatus category code { code display }
+    onsetDate abatementDate recordedDate } } }
+  medicationStatements(first: 3) { edges { node { id status medication { system code display } dosage
+    effectivePeriod { start end } dateAsserted } } }
+  allergyIntolerances(first: 3) { edges { node { id clinicalStatus category criticality code { code }
+    reaction recordedDate } } }
+  labs: observations(first: 2, filter: {category: LABORATORY}) { edges { node { code { c: code } } } }
+"""
+WHOLE = "{ patients(first: 6) { pageInfo { hasNextPage endCursor } edges { cursor node { " + FIELDS + " } } } }"
+RESOLVED = WHOLE.replace("patients(first: 6) {", "patients(first: 6) @include(if: true) {", 1)
+OBSERVATIONS = """query($code: String!, $after: String) {
+  observations(first: 5, after: $after, filter: {code: $code}) {
+    pageInfo { hasNextPage endCursor } edges { cursor node { id effectiveDateTime valueQuantity { value } } } } }"""
+
+
+def post(gateway: Gateway, query: str, persona: str, variables: dict[str, Any] | None = None) -> Any:
+    response = gateway.post(query, persona=persona, variables=variables)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def cursor_key(cursor: str) -> list[Any]:
+    """What a cursor holds; the two paths may write the same key with different spacing."""
+    return orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))  # type: ignore[no-any-return]
+
+
+def normalized(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: normalized(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalized(v) for v in value]
+    if key in {"cursor", "startCursor", "endCursor"} and isinstance(value, str):
+        return cursor_key(value)
+    return value
+
+
+def sql_statements(response: Any) -> int:
+    return int(response.headers["x-akson-sql-statements"])
+
+
+def test_the_whole_selection_answer_equals_the_resolver_answer_for_every_field_it_covers(gateway: Gateway) -> None:
+    for persona in ("gp", "homecare-nurse", "health-secretary", "citizen"):
+        whole = post(gateway, WHOLE, persona)
+        resolved = post(gateway, RESOLVED, persona)
+        assert "errors" not in whole.json(), whole.json()
+        assert normalized(whole.json()) == normalized(resolved.json()), persona
+        assert sql_statements(whole) < sql_statements(resolved), "the whole-selection path must have been taken"
+
+
+def test_a_whole_selection_costs_one_statement_per_root_list_however_many_rows(gateway: Gateway) -> None:
+    small = post(gateway, WHOLE.replace("first: 6", "first: 1"), "gp")
+    large = post(gateway, WHOLE.replace("first: 6", "first: 40"), "gp")
+    rows = [len(r.json()["data"]["patients"]["edges"]) for r in (small, large)]
+    assert rows[1] > 5 * rows[0] > 0
+    # principal lookup + one statement for the list and everything under it + the audit insert
+    assert sql_statements(small) == sql_statements(large) <= 3
+
+
+def test_every_row_a_whole_selection_returns_is_in_the_audit_log_of_its_request(gateway: Gateway) -> None:
+    response = post(gateway, WHOLE, "gp")
+    patients = response.json()["data"]["patients"]["edges"]
+    shown: dict[str, set[str]] = {}
+    for edge in patients:
+        node = edge["node"]
+        shown.setdefault("patient", set()).add(raw_id(node["id"]))
+        for e in node["encounters"]["edges"]:
+            shown.setdefault("encounter", set()).add(raw_id(e["node"]["id"]))
+            for o in e["node"]["observations"]["edges"]:
+                shown.setdefault("observation", set()).add(raw_id(o["node"]["id"]))
+    rows = gateway.fetch(
+        "SELECT resource_kind, patient_id, resource_ids, decision, reason, action FROM audit_event "
+        "WHERE trace_id = $1",
+        response.headers["x-trace-id"],
+    )
+    audited: dict[str, set[str]] = {}
+    for row in rows:
+        assert (row["decision"], row["action"]) == ("ALLOW", "search")
+        assert row["reason"] in {"PLAN_CONDITION", "PLAN_ALWAYS_ALLOWED"}
+        audited.setdefault(row["resource_kind"], set()).update(row["resource_ids"])
+    for kind, ids in shown.items():
+        assert ids <= audited[kind], kind
+    patients_audited = {str(r["patient_id"]) for r in rows if r["resource_kind"] == "patient"}
+    assert patients_audited == shown["patient"]
+
+
+def test_a_whole_selection_shows_no_row_policy_hides(gateway: Gateway) -> None:
+    other = post(gateway, WHOLE, "nurse-other-municipality").json()
+    fjordvik = {raw_id(e["node"]["id"]) for e in post(gateway, WHOLE, "gp").json()["data"]["patients"]["edges"]}
+    seen = {raw_id(e["node"]["id"]) for e in other["data"]["patients"]["edges"]}
+    assert not seen & fjordvik
+    secretary = post(gateway, WHOLE, "health-secretary").json()
+    for edge in secretary["data"]["patients"]["edges"]:
+        assert edge["node"]["encounters"]["edges"] == [], "a health secretary sees no clinical data"
+
+
+def test_cursors_of_either_path_continue_the_same_list(gateway: Gateway) -> None:
+    first = post(gateway, OBSERVATIONS, "gp", {"code": "8480-6"}).json()["data"]["observations"]
+    assert first["pageInfo"]["hasNextPage"]
+    after = first["pageInfo"]["endCursor"]
+    whole = post(gateway, OBSERVATIONS, "gp", {"code": "8480-6", "after": after}).json()
+    resolved_query = OBSERVATIONS.replace("observations(first: 5", "observations(first: 5", 1).replace(
+        "edges { cursor", "edges @include(if: true) { cursor", 1
+    )
+    resolved = post(gateway, resolved_query, "gp", {"code": "8480-6", "after": after}).json()
+    assert normalized(whole) == normalized(resolved)
+    ids = [e["node"]["id"] for e in first["edges"]] + [e["node"]["id"] for e in whole["data"]["observations"]["edges"]]
+    assert len(ids) == len(set(ids)) == 10
+
+
+def test_bad_arguments_in_a_whole_selection_get_the_same_typed_error(gateway: Gateway) -> None:
+    body = post(gateway, "{ patients(first: 0) { edges { node { id } } } }", "gp").json()
+    assert body["data"] is None or body["data"].get("patients") is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    body = post(gateway, '{ patients(first: 2, after: "bm9wZQ") { edges { node { id } } } }', "gp").json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_fields_outside_the_whole_selection_take_the_resolver_path_and_still_answer(gateway: Gateway) -> None:
+    query = "{ patients(first: 2) { totalCount edges { node { id managingOrganization { name } } } } }"
+    body = post(gateway, query, "gp").json()
+    assert "errors" not in body, body
+    assert body["data"]["patients"]["totalCount"] >= 2
+    assert all(e["node"]["managingOrganization"]["name"] for e in body["data"]["patients"]["edges"])
