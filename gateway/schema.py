@@ -9,6 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import relay
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -100,6 +101,15 @@ class AksonSchema(strawberry.Schema):
                 log.error("unexpected error while executing", exc_info=error.original_error)
 
 
+# The limits' validation rules, built once: the validation cache keys on the rules, so rules built anew for
+# every request (as the limiter extensions do) would make every request miss it.
+LIMIT_RULES = [
+    rule
+    for limiter in (QueryDepthLimiter(max_depth=MAX_DEPTH), MaxAliasesLimiter(max_alias_count=MAX_ALIASES))
+    for rule in limiter.validation_rules
+]
+
+
 def build_schema() -> AksonSchema:
     """The schema with its extensions; one instance per process."""
     return AksonSchema(
@@ -108,9 +118,8 @@ def build_schema() -> AksonSchema:
         extensions=[
             OperationSpan,
             lambda: ParserCache(maxsize=PARSED_DOCUMENTS),
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: AddValidationRules(LIMIT_RULES),
             lambda: ValidationCache(maxsize=PARSED_DOCUMENTS),
             WholeSelectionReads,
         ],

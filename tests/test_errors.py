@@ -64,6 +64,26 @@ def test_oversized_queries_are_refused_before_execution(gateway: Gateway, query:
     assert result["errors"][0]["extensions"]["code"] == code
 
 
+def nested(levels: int) -> str:
+    """Patients -> encounters -> patient, `levels` times over: 4 + 4 * levels fields deep."""
+    return (
+        "{ patients(first: 1) { edges { node { "
+        + "encounters(first: 1) { edges { node { patient { " * levels
+        + "id"
+        + " } } } }" * levels
+        + " } } } }"
+    )
+
+
+def test_a_query_deeper_than_the_limit_is_refused_and_one_within_it_runs(gateway: Gateway) -> None:
+    within = gateway.query(nested(1), "gp")
+    assert "errors" not in within and within["data"]["patients"]["edges"]
+    too_deep = gateway.query(nested(2), "gp")
+    assert too_deep["data"] is None
+    assert too_deep["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "depth" in too_deep["errors"][0]["message"]
+
+
 def test_queries_in_the_url_are_not_accepted(gateway: Gateway) -> None:
     response = httpx.get(
         f"{gateway.base_url}/graphql",
