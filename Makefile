@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test deps schema lint policy-test bench-seed bench-audit clean
+.PHONY: run test deps schema lint policy-test bench bench-seed bench-audit clean
 
 run: deps
 	$(BIN)/akson serve --demo
@@ -45,6 +45,10 @@ policy-test: deps
 
 schema: $(PY_STAMP)
 	$(BIN)/akson schema > schema.graphql
+
+# The side-by-side benchmark (gateway, gateway without audit, PostGraphile 5, raw-SQL floor); writes bench/RESULTS.md.
+bench: deps
+	$(BIN)/python bench/run.py
 
 bench-seed: deps
 	$(BIN)/python bench/seed_time.py
