@@ -135,7 +135,6 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
             "application_name": "akson-gateway",
             "timezone": "UTC",
             "role": GATEWAY_ROLE,
-            "plan_cache_mode": "force_custom_plan",
         },
     )
     assert pool is not None

@@ -26,7 +26,6 @@ BEGIN
     NEW.prev_hash := prev;
     NEW.row_hash := audit_row_digest(prev, NEW);
     PERFORM set_config('akson.audit_chain_tail', NEW.row_hash, true);
-    PERFORM set_config('akson.audit_chain_last_id', NEW.id::text, true);
     RETURN NEW;
 END $$;
 
@@ -37,7 +36,7 @@ DECLARE
 BEGIN
     IF tail <> '' THEN
         UPDATE audit_chain_head
-           SET last_id = current_setting('akson.audit_chain_last_id')::bigint, last_hash = tail
+           SET last_id = currval('audit_event_id_seq'), last_hash = tail
          WHERE id = 1;
         PERFORM set_config('akson.audit_chain_tail', '', true);
     END IF;
