@@ -16,6 +16,8 @@ import asyncpg
 import orjson
 import uvicorn
 
+from gateway.cli import SERVER
+
 ACTIVE_AT_UNIT = (
     "EXISTS (SELECT 1 FROM care_relation cr WHERE cr.patient_id = {p} AND cr.organization_id = $1::uuid "
     "AND cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now()))"
@@ -99,16 +101,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    uvicorn.run(
-        "bench.floor:app",
-        host="127.0.0.1",
-        port=args.port,
-        workers=args.workers,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    uvicorn.run("bench.floor:app", host="127.0.0.1", port=args.port, workers=args.workers, **SERVER)
 
 
 if __name__ == "__main__":

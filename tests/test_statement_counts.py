@@ -30,6 +30,8 @@ def cost(gateway: Gateway, patients: int, purpose: str) -> tuple[int, int, int, 
     assert len(app_checks) <= 1, "the calling app's status is looked up at most once per request (and cached)"
     sql = [s for s in statements if s not in app_checks]
     cerbos = [s for s in spans if s["name"].startswith("cerbos.")]
+    assert int(response.headers["x-akson-sql-statements"]) == len(statements), "the header counts what the trace shows"
+    assert int(response.headers["x-akson-cerbos-calls"]) == len(cerbos)
     observations = sum(
         len(e["node"]["observations"]["edges"])
         for p in body["data"]["patients"]["edges"]
