@@ -124,11 +124,10 @@ class _Planner:
             if name == "edges":
                 parts.append((key, self.edges(item_type, kind, sub)))
             elif name == "pageInfo":
-                info = [(s.alias or s.name).value for s in self.fields(sub.selection_set, "PageInfo")]
-                names = [s.name.value for s in self.fields(sub.selection_set, "PageInfo")]
-                if not set(names) <= set(PAGE_INFO_FIELDS):
+                asked = [((s.alias or s.name).value, s.name.value) for s in self.fields(sub.selection_set, "PageInfo")]
+                if not {name for _, name in asked} <= set(PAGE_INFO_FIELDS):
                     raise NotWhole
-                parts.append((key, PageInfo(tuple(zip(info, names, strict=True)))))
+                parts.append((key, PageInfo(tuple(asked))))
             elif name == "__typename":
                 parts.append((key, Typename(f"{item_type}Connection")))
             else:

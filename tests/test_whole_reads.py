@@ -17,7 +17,7 @@ FIELDS = """
   encounters(first: 4) {
     __typename
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-    edges { cursor node { id status class period { start end }
+    edges { __typename cursor node { id status class period { start end }
       observations(first: 3) { edges { node { id status category code { system code display }
         valueQuantity { value unit } effectiveDateTime } } }
       diagnosticReports(first: 2) { edges { node { id status category code { code } effectiveDateTime issued
