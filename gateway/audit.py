@@ -38,6 +38,7 @@ SELECT r.request_id, r.trace_id, r.actor_kind, r.actor_id, r.actor_hpr_number,
  ORDER BY r.ordinal
 """
 
+
 @dataclass(frozen=True)
 class AuditRecord:
     """One decision about one patient's resources of one kind."""

@@ -122,7 +122,7 @@ class _Planner:
         for sub in self.fields(node.selection_set, f"{item_type}Connection"):
             key, name = (sub.alias or sub.name).value, sub.name.value
             if name == "edges":
-                parts.append((key, self.edges(item_type, kind, sub)))
+                parts.append((key, self.edges(item_type, sub)))
             elif name == "pageInfo":
                 asked = [((s.alias or s.name).value, s.name.value) for s in self.fields(sub.selection_set, "PageInfo")]
                 if not {name for _, name in asked} <= set(PAGE_INFO_FIELDS):
@@ -134,21 +134,21 @@ class _Planner:
                 raise NotWhole
         return ListSelection(kind, column, args, item_type, tuple(parts))
 
-    def edges(self, item_type: str, kind: ResourceKind, node: FieldNode) -> Edges:
+    def edges(self, item_type: str, node: FieldNode) -> Edges:
         parts: list[tuple[str, str | Typename | NodeSelection]] = []
         for sub in self.fields(node.selection_set, f"{item_type}Edge"):
             key, name = (sub.alias or sub.name).value, sub.name.value
             if name == "cursor":
                 parts.append((key, "cursor"))
             elif name == "node":
-                parts.append((key, self.node(item_type, kind, sub)))
+                parts.append((key, self.node(item_type, sub)))
             elif name == "__typename":
                 parts.append((key, Typename(f"{item_type}Edge")))
             else:
                 raise NotWhole
         return Edges(tuple(parts))
 
-    def node(self, item_type: str, kind: ResourceKind, node: FieldNode) -> NodeSelection:
+    def node(self, item_type: str, node: FieldNode) -> NodeSelection:
         shapes = SHAPES.get(item_type)
         if shapes is None:
             raise NotWhole
