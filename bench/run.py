@@ -139,7 +139,7 @@ async def prepare(url: str) -> str:
         if patients:
             raise SystemExit(f"{url} holds another journal ({patients} patients); drop database akson_bench first")
         report = await seed(conn, patients=PATIENTS, observations=OBSERVATIONS)
-        await conn.execute("ANALYZE")
+        await conn.execute("VACUUM (ANALYZE)")
         counts = ", ".join(f"{n:,} {t}" for t, n in report.counts.items() if n >= 1000)
         return f"seeded {counts} in {report.seconds:.0f}s"
     finally:
@@ -384,6 +384,7 @@ def table(query: str, results: dict[tuple[str, str, int], Measurement]) -> list[
     for (q, target, c), m in results.items():
         if q != query:
             continue
+
         def fmt(value: float | None, digits: int = 1) -> str:
             return "n/a" if value is None else f"{value:,.{digits}f}"
 

@@ -15,11 +15,12 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import grpc
+import orjson
 from cerbos.effect.v1 import effect_pb2
 from cerbos.engine.v1 import engine_pb2
 from cerbos.request.v1 import request_pb2
@@ -72,6 +73,17 @@ class SqlFilter:
     kind: Literal["all", "none", "conditional"]
     sql: str
     params: tuple[Any, ...]
+    # The plan's condition with the operands of every and/or in a fixed order: two plans that differ
+    # only in the order Cerbos wrote them admit the same rows.
+    condition_key: str = field(default="", compare=False)
+
+    def admits_the_same_rows_as(self, other: SqlFilter) -> bool:
+        """Whether both filters are the same condition, written alike or only in another order."""
+        if self.kind != other.kind:
+            return False
+        if (self.sql, self.params) == (other.sql, other.params):
+            return True
+        return bool(self.condition_key) and self.condition_key == other.condition_key
 
     def placed_after(self, values: list[Any]) -> str:
         """This filter's SQL with its parameters appended to `values` and its placeholders renumbered
@@ -89,12 +101,35 @@ class SqlFilter:
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
+def condition_key(condition: dict[str, Any]) -> str:
+    """A plan condition as text in which the operands of each `and` and `or` stand sorted, so that
+    conditions equal up to the order of those operands get the same text."""
+
+    def ordered(node: Any) -> Any:
+        if isinstance(node, dict):
+            expression = node.get("expression")
+            if isinstance(expression, dict) and expression.get("operator") in {"and", "or"}:
+                operands = [ordered(o) for o in expression.get("operands", [])]
+                operands.sort(key=lambda o: orjson.dumps(o, option=orjson.OPT_SORT_KEYS))
+                return {**node, "expression": {**expression, "operands": operands}}
+            return {k: ordered(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [ordered(v) for v in node]
+        return node
+
+    return orjson.dumps(ordered(condition), option=orjson.OPT_SORT_KEYS).decode()
+
+
 def combine_scoped(scope_sql: str, parts: list[tuple[str, SqlFilter]], national: SqlFilter) -> SqlFilter:
     """One filter from per-scope filters: each scope's rows by its own plan, all other rows by the
     national plan. Placeholders are renumbered; scope names travel as parameters too.
 
     A CASE on the row's scope looks the scope up once per row; it was a quarter of a nested read's time
-    when each branch looked it up again."""
+    when each branch looked it up again. A scope whose plan is the national one needs no branch, and
+    when no scope differs the row's scope is not looked up at all (a third of a nested read's time)."""
+    parts = [(scope, part) for scope, part in parts if not part.admits_the_same_rows_as(national)]
+    if not parts:
+        return national
     values: list[Any] = []
     branches: list[str] = []
     for scope, part in parts:
@@ -306,4 +341,4 @@ class Authorizer:
         condition = MessageToDict(response.filter.condition)
         params = Params()
         sql = Translator(kind.attributes).where(condition, params)
-        return SqlFilter("conditional", sql, tuple(params.values))
+        return SqlFilter("conditional", sql, tuple(params.values), condition_key(condition))

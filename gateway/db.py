@@ -115,6 +115,9 @@ async def ensure_database(url: str) -> None:
         await conn.close()
 
 
+MAX_CACHED_STATEMENT_BYTES = 128 * 1024
+
+
 async def _keep_connection(conn: asyncpg.Connection) -> None:
     return None
 
@@ -123,7 +126,9 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
     """The gateway's connection pool; statements run with a timeout so a stuck query fails cleanly.
 
     The gateway keeps no session state on pooled connections (no advisory locks, LISTEN, cursors or
-    SET), so the default reset round trip on every release is skipped.
+    SET), so the default reset round trip on every release is skipped. A whole-selection read is one
+    statement of 10 to 30 KB; asyncpg prepares and caches only statements up to 15 KB by default, and
+    parsing and planning such a read again on every request cost about a tenth of its time.
     """
     pool = await asyncpg.create_pool(
         url,
@@ -131,6 +136,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         max_size=max_size,
         command_timeout=30,
         reset=_keep_connection,
+        max_cacheable_statement_size=MAX_CACHED_STATEMENT_BYTES,
         server_settings={
             "application_name": "akson-gateway",
             "timezone": "UTC",

@@ -151,7 +151,7 @@ def test_the_chain_holds_when_many_connections_insert_at_once(chained: str) -> N
 
 def test_concurrent_requests_to_the_gateway_are_all_audited_in_an_intact_chain(gateway: Gateway) -> None:
     token = gateway.token("homecare-nurse")
-    query = '{ patients(first: 3) { edges { node { id } } } }'
+    query = "{ patients(first: 3) { edges { node { id } } } }"
 
     async def many() -> list[str]:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:

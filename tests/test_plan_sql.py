@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.authz import SqlFilter, combine_scoped, condition_key
 from gateway.plan_sql import Column, Params, SetOf, Translator, UntranslatablePlan
 from gateway.resources import KINDS
 from tests.conftest import PROJECT
@@ -145,3 +146,43 @@ def test_every_kind_maps_exactly_the_attributes_of_its_resource_schema() -> None
 def test_every_kind_has_a_resource_policy() -> None:
     for kind in KINDS.values():
         assert (PROJECT / "policies" / "resources" / f"{kind.name}.yaml").exists(), kind.name
+
+
+SCOPE_SQL = "(SELECT scope FROM s WHERE s.id = t.unit_id)"
+
+
+def test_scopes_whose_plan_is_the_national_one_get_no_branch_and_no_scope_lookup() -> None:
+    national = SqlFilter("conditional", "(t.category <> $1::text)", ("sensitive",))
+    combined = combine_scoped(SCOPE_SQL, [("fjordvik", national), ("haldal", national)], national)
+    assert combined == national
+
+
+def test_a_scope_with_its_own_plan_keeps_its_branch_with_renumbered_parameters() -> None:
+    national = SqlFilter("conditional", "(t.category <> $1::text)", ("sensitive",))
+    local = SqlFilter("conditional", "(t.age >= $1::integer)", (16,))
+    combined = combine_scoped(SCOPE_SQL, [("fjordvik", local), ("haldal", national)], national)
+    assert combined.sql == (
+        f"(CASE coalesce({SCOPE_SQL}, '') WHEN $1::text THEN ((t.age >= $2::integer)) "
+        "ELSE ((t.category <> $3::text)) END)"
+    )
+    assert combined.params == ("fjordvik", 16, "sensitive")
+
+
+def test_plans_that_differ_only_in_the_order_of_or_operands_count_as_the_same_plan() -> None:
+    care = expr("in", val(U1), var("units"))
+    grant = expr("eq", var("unit"), val(U2))
+    national_condition = expr("and", expr("ne", var("category"), val("sensitive")), expr("or", care, grant))
+    scoped_condition = expr("and", expr("or", grant, care), expr("ne", var("category"), val("sensitive")))
+    filters = []
+    for condition in (national_condition, scoped_condition):
+        sql, values = translate(condition)
+        filters.append(SqlFilter("conditional", sql, tuple(values), condition_key(condition)))
+    national, scoped = filters
+    assert scoped.sql != national.sql
+    assert combine_scoped(SCOPE_SQL, [("fjordvik", scoped)], national) == national
+
+
+def test_plans_with_different_operands_are_not_the_same_plan() -> None:
+    first = expr("or", expr("eq", var("unit"), val(U1)), expr("eq", var("unit"), val(U2)))
+    second = expr("or", expr("eq", var("unit"), val(U1)), expr("ne", var("unit"), val(U2)))
+    assert condition_key(first) != condition_key(second)

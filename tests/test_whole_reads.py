@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import asyncpg
 import orjson
 
-from tests.conftest import Gateway, raw_id
+from gateway.json_sql import GlobalId, shape_sql
+from tests.conftest import Gateway, raw_id, run
 
 FIELDS = """
   id __typename nationalIdentityNumber name { family given text } gender birthDate
@@ -94,8 +96,7 @@ def test_every_row_a_whole_selection_returns_is_in_the_audit_log_of_its_request(
             for o in e["node"]["observations"]["edges"]:
                 shown.setdefault("observation", set()).add(raw_id(o["node"]["id"]))
     rows = gateway.fetch(
-        "SELECT resource_kind, patient_id, resource_ids, decision, reason, action FROM audit_event "
-        "WHERE trace_id = $1",
+        "SELECT resource_kind, patient_id, resource_ids, decision, reason, action FROM audit_event WHERE trace_id = $1",
         response.headers["x-trace-id"],
     )
     audited: dict[str, set[str]] = {}
@@ -147,3 +148,20 @@ def test_fields_outside_the_whole_selection_take_the_resolver_path_and_still_ans
     assert "errors" not in body, body
     assert body["data"]["patients"]["totalCount"] >= 2
     assert all(e["node"]["managingOrganization"]["name"] for e in body["data"]["patients"]["edges"])
+
+
+def test_global_ids_built_by_postgresql_equal_strawberrys_for_every_length_of_type_name(server_url: str) -> None:
+    row_id = "0a9e7a31-0000-4000-8000-000000000011"
+    names = ["T" * n for n in range(1, 40)]
+
+    async def ids() -> list[str]:
+        conn = await asyncpg.connect(server_url)
+        try:
+            sql = ", ".join(shape_sql(GlobalId(), "r", name) for name in names)
+            row = await conn.fetchrow(f"SELECT {sql} FROM (SELECT $1::uuid AS id) AS r", row_id)
+            return list(row.values())
+        finally:
+            await conn.close()
+
+    expected = [base64.b64encode(f"{name}:{row_id}".encode()).decode() for name in names]
+    assert run(ids()) == expected
