@@ -32,7 +32,7 @@ from watchfiles import awatch
 
 from gateway.auth import Principal
 from gateway.errors import ServiceUnavailable
-from gateway.plan_sql import Params, Translator, UntranslatablePlan
+from gateway.plan_sql import Attribute, Params, Translator, UntranslatablePlan
 from gateway.resources import ResourceKind
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class SqlFilter:
     # The plan's condition with the operands of every and/or in a fixed order: two plans that differ
     # only in the order Cerbos wrote them admit the same rows.
     condition_key: str = field(default="", compare=False)
+    # The plan's condition itself, to translate it again over other attribute SQL.
+    condition: dict[str, Any] | None = field(default=None, compare=False)
 
     def admits_the_same_rows_as(self, other: SqlFilter) -> bool:
         """Whether both filters are the same condition, written alike or only in another order."""
@@ -91,6 +93,17 @@ class SqlFilter:
         offset = len(values)
         values.extend(self.params)
         return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", self.sql)
+
+    def in_patient_context(self, attributes: dict[str, Attribute], context: str) -> SqlFilter:
+        """This filter for rows that are joined to their patient's context row `context` (LEFT JOIN):
+        the same plan over `attributes`, which read the patient's part from that row, and over the
+        row's own attributes where it has no context row. Filters without a plan of their own stay."""
+        if self.kind != "conditional" or self.condition is None or not attributes:
+            return self
+        params = Params(list(self.params))
+        in_context = Translator(attributes).where(self.condition, params)
+        sql = f"(CASE WHEN {context}.id IS NULL THEN {self.sql} ELSE {in_context} END)"
+        return SqlFilter("conditional", sql, tuple(params.values), self.condition_key)
 
     @property
     def reason(self) -> str:
@@ -341,4 +354,4 @@ class Authorizer:
         condition = MessageToDict(response.filter.condition)
         params = Params()
         sql = Translator(kind.attributes).where(condition, params)
-        return SqlFilter("conditional", sql, tuple(params.values), condition_key(condition))
+        return SqlFilter("conditional", sql, tuple(params.values), condition_key(condition), condition)

@@ -7,7 +7,8 @@ Rules the translator keeps:
 - Values never enter SQL text; each becomes a `$n` parameter, cast to the attribute's type.
 - Resource attributes map to SQL through `Attribute`s that the resource kind declares: a `Column`
   (one value per row) or a `SetOf` (a subquery yielding the row's values of a list attribute, the same
-  SQL that fills the attribute for CheckResources, so plan and check cannot disagree).
+  SQL that fills the attribute for CheckResources, so plan and check cannot disagree). An `ArrayOf` is
+  a list attribute already computed into an array, as in a whole read's per-patient context.
 - An operator, variable or operand shape it does not know raises `UntranslatablePlan`: the caller
   denies. Nothing unknown ever becomes an allow.
 """
@@ -44,7 +45,16 @@ class SetOf:
     pg_type: str
 
 
-Attribute = Column | SetOf
+@dataclass(frozen=True)
+class ArrayOf:
+    """A list attribute held in an array-valued expression (never NULL), e.g. a column of a row of
+    per-patient attributes computed once for a whole read."""
+
+    sql: str
+    pg_type: str
+
+
+Attribute = Column | SetOf | ArrayOf
 
 
 @dataclass
@@ -160,6 +170,11 @@ class Translator:
                 return "FALSE"
             placeholder = params.add(_coerce(literal, right.pg_type), right.pg_type)
             return f"EXISTS (SELECT 1 FROM ({right.sql}) AS s(v) WHERE s.v = {placeholder})"
+        if left is None and isinstance(right, ArrayOf) and "value" in item:
+            literal = item["value"]
+            if _impossible(literal, right.pg_type):
+                return "FALSE"
+            return f"({params.add(_coerce(literal, right.pg_type), right.pg_type)} = ANY({right.sql}))"
         raise UntranslatablePlan("`in` needs a scalar attribute and a list, or a value and a list attribute")
 
     def _column_in_list(self, column: Column, values: list[Any], params: Params) -> str:
@@ -174,10 +189,12 @@ class Translator:
             attribute, value = self._attribute(second), first
         if not isinstance(value.get("value"), list):
             raise UntranslatablePlan("hasIntersection needs an attribute and a list value")
-        if not isinstance(attribute, SetOf):
+        if not isinstance(attribute, SetOf | ArrayOf):
             raise UntranslatablePlan("hasIntersection needs a list attribute")
         usable = [_coerce(v, attribute.pg_type) for v in value["value"] if not _impossible(v, attribute.pg_type)]
         if not usable:
             return "FALSE"
         placeholder = params.add(usable, attribute.pg_type + "[]")
+        if isinstance(attribute, ArrayOf):
+            return f"({attribute.sql} && {placeholder})"
         return f"EXISTS (SELECT 1 FROM ({attribute.sql}) AS s(v) WHERE s.v = ANY({placeholder}))"

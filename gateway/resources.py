@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.plan_sql import Attribute, Column, SetOf
+from gateway.plan_sql import ArrayOf, Attribute, Column, SetOf
 
 ACTIVE_CARE_RELATION = "cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now())"
 ACTIVE_RESTRICTION = (
@@ -51,6 +51,7 @@ class ResourceKind:
     newest_first: bool = True
     filters: dict[str, Filter] = field(default_factory=dict)
     phantom: dict[str, object] = field(default_factory=dict)
+    context_attributes: dict[str, Attribute] = field(default_factory=dict)
 
     @property
     def scope_sql(self) -> str | None:
@@ -88,39 +89,45 @@ def patient_data_attributes(
     patient_column: str = "patient_id",
     category_column: str = "data_category",
     episode_column: str | None = None,
+    context: str | None = None,
 ) -> dict[str, Attribute]:
     """The attributes every patient-data kind carries: whose data, which unit owns it, its data
     category, its FHIR category (the data category where FHIR has none; what `?category=` scopes
     narrow on), who has an active care relation with the patient, the patient's age, the patient's
-    restrictions (sperring) that reach this row, emergency grants, and the harm exception."""
+    restrictions (sperring) that reach this row, emergency grants, and the harm exception.
+
+    With `context`, the alias of the row's patient context (a row of PATIENT_CONTEXT_COLUMNS), what
+    depends on the patient alone is read from that row, and restrictions are looked up only for
+    patients who have any: a nested read then asks once per patient, not once per row."""
     patient = f"{alias}.{patient_column}"
     applies = f"(rx.target_category IS NULL OR rx.target_category = {alias}.data_category)"
     episode = f" OR (rx.scope = 'episode' AND rx.target_id = {alias}.{episode_column})" if episode_column else ""
     withheld = "FALSE" if patient_column == "id" else f"{alias}.withheld_from_patient"
-    return {
+    restricted = f"{context}.restricted AND " if context else ""
+    attributes: dict[str, Attribute] = {
         "patient_age": Column(
             f"(SELECT date_part('year', age(pt.birth_date))::integer FROM patient pt WHERE pt.id = {patient})",
             "integer",
         ),
         "withheld_from_patient": Column(withheld, "boolean"),
         "blocked": Column(
-            f"EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = {patient} AND {ACTIVE_RESTRICTION} AND "
-            f"((rx.scope = 'item' AND rx.target_id = {alias}.id) "
+            f"EXISTS (SELECT 1 FROM restriction rx WHERE {restricted}rx.patient_id = {patient} AND "
+            f"{ACTIVE_RESTRICTION} AND ((rx.scope = 'item' AND rx.target_id = {alias}.id) "
             f"OR (rx.scope = 'category' AND rx.target_category = {alias}.data_category){episode}))",
             "boolean",
         ),
         "blocked_for_guardians": Column(
-            f"EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = {patient} AND {ACTIVE_RESTRICTION} "
-            f"AND rx.scope = 'guardians' AND {applies})",
+            f"EXISTS (SELECT 1 FROM restriction rx WHERE {restricted}rx.patient_id = {patient} "
+            f"AND {ACTIVE_RESTRICTION} AND rx.scope = 'guardians' AND {applies})",
             "boolean",
         ),
         "blocked_practitioner_ids": SetOf(
-            f"SELECT rx.target_practitioner_id FROM restriction rx WHERE rx.patient_id = {patient} "
+            f"SELECT rx.target_practitioner_id FROM restriction rx WHERE {restricted}rx.patient_id = {patient} "
             f"AND {ACTIVE_RESTRICTION} AND rx.scope = 'person' AND {applies}",
             "uuid",
         ),
         "blocked_unit_ids": SetOf(
-            f"SELECT rx.target_unit_id FROM restriction rx WHERE rx.patient_id = {patient} "
+            f"SELECT rx.target_unit_id FROM restriction rx WHERE {restricted}rx.patient_id = {patient} "
             f"AND {ACTIVE_RESTRICTION} AND rx.scope = 'unit' AND {applies}",
             "uuid",
         ),
@@ -147,6 +154,53 @@ def patient_data_attributes(
             f"AND cr.practitioner_id IS NOT NULL AND {ACTIVE_CARE_RELATION}",
             "uuid",
         ),
+    }
+    if context:
+        for name in PATIENT_LEVEL:
+            value, shown = attributes[name], f"{context}.{name}"
+            attributes[name] = (ArrayOf if isinstance(value, SetOf) else Column)(shown, value.pg_type)
+    return attributes
+
+
+# The patient-data attributes that depend on the patient alone, and the row that holds them for the
+# patient `px` (FROM patient px), with whether the patient has any active restriction at all.
+PATIENT_LEVEL = (
+    "patient_age",
+    "care_unit_ids",
+    "care_practitioner_ids",
+    "emergency_practitioner_ids",
+    "life_threat_practitioner_ids",
+)
+PATIENT_CONTEXT = "_pc"
+
+
+def _patient_context_columns() -> str:
+    of_patient = patient_data_attributes("px", "id")
+    columns = ["px.id"]
+    for name in PATIENT_LEVEL:
+        value = of_patient[name]
+        columns.append(f"ARRAY({value.sql}) AS {name}" if isinstance(value, SetOf) else f"{value.sql} AS {name}")
+    active = f"EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = px.id AND {ACTIVE_RESTRICTION})"
+    columns.append(f"{active} AS restricted")
+    return ", ".join(columns)
+
+
+PATIENT_CONTEXT_COLUMNS = _patient_context_columns()
+
+
+def patient_data(
+    alias: str,
+    patient_column: str = "patient_id",
+    category_column: str = "data_category",
+    episode_column: str | None = None,
+    more: dict[str, Attribute] | None = None,
+) -> dict[str, dict[str, Attribute]]:
+    """A patient-data kind's `attributes` and `context_attributes` (the same, read through the
+    patient context PATIENT_CONTEXT), as keyword arguments of ResourceKind."""
+    shape = (alias, patient_column, category_column, episode_column)
+    return {
+        "attributes": {**patient_data_attributes(*shape), **(more or {})},
+        "context_attributes": {**patient_data_attributes(*shape, context=PATIENT_CONTEXT), **(more or {})},
     }
 
 
@@ -214,7 +268,7 @@ PATIENT = ResourceKind(
         "owning_unit_id",
     ),
     order=(("family_name", "text"), ("given_name", "text"), ("id", "uuid")),
-    attributes=patient_data_attributes("p", "id"),
+    **patient_data("p", "id"),
     patient_column="id",
     newest_first=False,
 )
@@ -226,7 +280,7 @@ CARE_RELATION = ResourceKind(
     alias="cre",
     columns=("id", "patient_id", "organization_id", "practitioner_id", "purpose", "period_start", "period_end"),
     order=_dated("period_start"),
-    attributes=patient_data_attributes("cre"),
+    **patient_data("cre"),
 )
 
 ENCOUNTER = ResourceKind(
@@ -245,7 +299,7 @@ ENCOUNTER = ResourceKind(
         "period_end",
     ),
     order=_dated("period_start"),
-    attributes=patient_data_attributes("e", episode_column="id"),
+    **patient_data("e", episode_column="id"),
     filters={
         **_range("period_start"),
         "status": Filter("status", "eq", "text"),
@@ -274,7 +328,7 @@ OBSERVATION = ResourceKind(
         "effective_at",
     ),
     order=_dated("effective_at"),
-    attributes=patient_data_attributes("ob", category_column="category", episode_column="encounter_id"),
+    **patient_data("ob", category_column="category", episode_column="encounter_id"),
     filters={
         **_range("effective_at"),
         "code": Filter("code", "eq", "text"),
@@ -304,7 +358,7 @@ DIAGNOSTIC_REPORT = ResourceKind(
         "conclusion",
     ),
     order=_dated("effective_at"),
-    attributes=patient_data_attributes("dr", category_column="category", episode_column="encounter_id"),
+    **patient_data("dr", category_column="category", episode_column="encounter_id"),
     filters={
         **_range("effective_at"),
         "code": Filter("code", "eq", "text"),
@@ -336,7 +390,7 @@ CONDITION = ResourceKind(
         "recorder_id",
     ),
     order=_dated("recorded_at"),
-    attributes=patient_data_attributes("cn", category_column="category", episode_column="encounter_id"),
+    **patient_data("cn", category_column="category", episode_column="encounter_id"),
     filters={
         **_range("recorded_at"),
         "code": Filter("code", "eq", "text"),
@@ -365,7 +419,7 @@ MEDICATION_STATEMENT = ResourceKind(
         "information_source_id",
     ),
     order=_dated("date_asserted"),
-    attributes=patient_data_attributes("ms"),
+    **patient_data("ms"),
     filters={**_range("date_asserted"), "code": Filter("code", "eq", "text"), "status": Filter("status", "eq", "text")},
 )
 
@@ -389,7 +443,7 @@ ALLERGY_INTOLERANCE = ResourceKind(
         "recorder_id",
     ),
     order=_dated("recorded_at"),
-    attributes=patient_data_attributes("al", category_column="category"),
+    **patient_data("al", category_column="category"),
     filters={
         "category": Filter("category", "eq", "text"),
         "clinical_status": Filter("clinical_status", "eq", "text"),
@@ -416,11 +470,11 @@ CLINICAL_NOTE = ResourceKind(
         "replaces_id",
     ),
     order=_dated("created_at"),
-    attributes={
-        **patient_data_attributes("nt", episode_column="encounter_id"),
-        "author_id": Column("nt.author_id", "uuid"),
-        "status": Column("nt.status", "text"),
-    },
+    **patient_data(
+        "nt",
+        episode_column="encounter_id",
+        more={"author_id": Column("nt.author_id", "uuid"), "status": Column("nt.status", "text")},
+    ),
     phantom={"status": "signed"},
     filters={**_range("created_at"), "status": Filter("status", "eq", "text")},
 )
@@ -444,7 +498,7 @@ CARE_PLAN = ResourceKind(
         "created_at",
     ),
     order=_dated("created_at"),
-    attributes=patient_data_attributes("cp"),
+    **patient_data("cp"),
     filters={"status": Filter("status", "eq", "text")},
 )
 
@@ -465,7 +519,7 @@ APPOINTMENT = ResourceKind(
         "end_at",
     ),
     order=_dated("start_at"),
-    attributes=patient_data_attributes("ap"),
+    **patient_data("ap"),
     filters={**_range("start_at"), "status": Filter("status", "eq", "text")},
 )
 
@@ -490,7 +544,7 @@ RESTRICTION = ResourceKind(
         "created_at",
     ),
     order=_dated("created_at"),
-    attributes=patient_data_attributes("rs"),
+    **patient_data("rs"),
 )
 
 KINDS: dict[str, ResourceKind] = {

@@ -416,10 +416,12 @@ class Store:
                 filters[level.kind.name] = await self._list_filter(level.kind)
             pending.extend(level.children())
 
-        def where_of(level: ListSelection, params: Params) -> list[str]:
+        def where_of(level: ListSelection, params: Params, context: str | None) -> list[str]:
             sql_filter = filters[level.kind.name]
             if sql_filter is None:
                 return ["FALSE"]
+            if context is not None:
+                sql_filter = sql_filter.in_patient_context(level.kind.context_attributes, context)
             placed = SqlFilter(sql_filter.kind, sql_filter.placed_after(params.values), ())
             return self._where(level.kind, placed, level.args, params)
 

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from gateway.json_sql import GlobalId, shape_sql
+from gateway.json_sql import GlobalId, json_object, json_value, shape_sql
 from tests.conftest import Gateway, raw_id, run
 
 FIELDS = """
@@ -164,4 +164,20 @@ def test_global_ids_built_by_postgresql_equal_strawberrys_for_every_length_of_ty
             await conn.close()
 
     expected = [base64.b64encode(f"{name}:{row_id}".encode()).decode() for name in names]
-    assert run(ids()) == expected
+    assert [orjson.loads(text) for text in run(ids())] == expected
+
+
+def test_json_text_built_by_postgresql_escapes_what_json_must_escape(server_url: str) -> None:
+    nasty = 'He said "hei" \\ then\nleft\t\u00f8\u2028 \U0001f600'
+
+    async def built() -> str:
+        conn = await asyncpg.connect(server_url)
+        try:
+            sql = json_object(
+                [("text", json_value("$1::text")), ("none", json_value("NULL::text")), ("empty", json_object([]))]
+            )
+            return str(await conn.fetchval(f"SELECT {sql}", nasty))
+        finally:
+            await conn.close()
+
+    assert orjson.loads(run(built())) == {"text": nasty, "none": None, "empty": {}}
