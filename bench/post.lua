@@ -1,6 +1,20 @@
 -- wrk script for the benchmark: POSTs the JSON body in $BODY_FILE (with `Authorization: Bearer $TOKEN` when
 -- set) and, when done, prints one machine-readable line with throughput, latency percentiles, errors and
--- the sums of the gateway's per-response work headers over all threads.
+-- the sums of the gateway's per-response work headers over all threads. With $WARMUP_SECONDS, throughput
+-- counts only the responses after the first WARMUP_SECONDS of the run: a server answering 32 concurrent
+-- requests in parallel completes its first ones only after seconds, and counting from the start would
+-- charge that ramp to its throughput.
+local ffi = require("ffi")
+ffi.cdef([[
+typedef struct { long tv_sec; long tv_nsec; } akson_timespec;
+int clock_gettime(int clock_id, akson_timespec *tp);
+]])
+local clock = ffi.new("akson_timespec")
+local function now()
+  ffi.C.clock_gettime(1, clock)
+  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) / 1e9
+end
+local warmup = tonumber(os.getenv("WARMUP_SECONDS") or "0")
 local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
@@ -11,7 +25,8 @@ if token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
 end
 
-sql, cerbos, counted, non200 = 0, 0, 0, 0
+sql, cerbos, counted, non200, steady = 0, 0, 0, 0, 0
+local counting_from = now() + warmup
 local threads = {}
 
 function setup(thread)
@@ -19,6 +34,9 @@ function setup(thread)
 end
 
 function response(status, headers, body)
+  if now() >= counting_from then
+    steady = steady + 1
+  end
   if status ~= 200 then
     non200 = non200 + 1
   end
@@ -31,7 +49,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local totals = { sql = 0, cerbos = 0, counted = 0, non200 = 0 }
+  local totals = { sql = 0, cerbos = 0, counted = 0, non200 = 0, steady = 0 }
   for _, thread in ipairs(threads) do
     for key, _ in pairs(totals) do
       totals[key] = totals[key] + thread:get(key)
@@ -41,6 +59,6 @@ function done(summary, latency, requests)
   io.write(string.format(
     "WRK requests=%d errors=%d non200=%d p50_ms=%.3f p99_ms=%.3f rps=%.3f sql=%d cerbos=%d counted=%d\n",
     summary.requests, e.connect + e.read + e.write + e.timeout, totals.non200,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests / (summary.duration / 1e6),
-    totals.sql, totals.cerbos, totals.counted))
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    totals.steady / (summary.duration / 1e6 - warmup), totals.sql, totals.cerbos, totals.counted))
 end

@@ -295,12 +295,14 @@ class Sampler:
             self.cerbos_cpu = sum(after_cerbos.get(pid, 0.0) - before_cerbos.get(pid, 0.0) for pid in after_cerbos)
 
 
-def wrk(server: Server, query: str, concurrency: int, seconds: int) -> dict[str, float]:
+def wrk(server: Server, query: str, concurrency: int, seconds: int, warmup: int) -> dict[str, float]:
+    """One wrk run of `warmup + seconds`; its throughput counts the responses after the warm-up."""
     body = WORK / f"body-{server.name}-{query}.json"
     body.write_bytes(server.bodies[query])
-    env = {**os.environ, "BODY_FILE": str(body), "TOKEN": server.token}
+    env = {**os.environ, "BODY_FILE": str(body), "TOKEN": server.token, "WARMUP_SECONDS": str(warmup)}
     command = [
-        "wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+        "wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds + warmup}s", "--timeout", "10s",
+        "--latency",
         "-s", str(ROOT / "bench" / "post.lua"), server.url(query),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -310,10 +312,10 @@ def wrk(server: Server, query: str, concurrency: int, seconds: int) -> dict[str,
     return {k: float(v) for k, v in (pair.split("=") for pair in line.split()[1:])}
 
 
-def measure(server: Server, query: str, concurrency: int, seconds: int) -> Measurement:
+def measure(server: Server, query: str, concurrency: int, seconds: int, warmup: int) -> Measurement:
     sampler = Sampler(server)
     with sampler.window():
-        figures = wrk(server, query, concurrency, seconds)
+        figures = wrk(server, query, concurrency, seconds, warmup)
     counted = figures["counted"]
     return Measurement(
         rps=figures["rps"],
@@ -328,6 +330,28 @@ def measure(server: Server, query: str, concurrency: int, seconds: int) -> Measu
         requests=int(figures["requests"]),
         cpu_ms_per_request=1000 * sampler.cpu / max(1.0, figures["requests"]),
     )
+
+
+def settle(server: Server, timeout: float = 20.0) -> None:
+    """Wait until the server and PostgreSQL have finished the requests wrk left in flight when it
+    stopped, so that their work does not weigh on the next server's window."""
+
+    def busy() -> float:
+        own, cerbos = server.processes()
+        database = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+        total = 0.0
+        for process in [*own, *cerbos, *database]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = busy()
+        time.sleep(0.25)
+        if busy() - before < 0.02:
+            return
 
 
 def median_of(rounds: list[Measurement]) -> Measurement:
@@ -400,7 +424,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured window")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per query and concurrency (median kept)")
-    parser.add_argument("--warmup", type=int, default=1, help="seconds of unrecorded load first")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of uncounted load at the start of each window")
     parser.add_argument("--workers", type=int, default=WORKERS)
     parser.add_argument("--only", help="comma-separated queries, e.g. Q2")
     parser.add_argument("--concurrency", help="comma-separated, e.g. 32")
@@ -412,7 +436,7 @@ def main() -> None:
     targets = args.targets.split(",") if args.targets else list(TARGETS)
     full = (queries, levels, targets) == (list(GATEWAY_QUERIES), list(CONCURRENCY), list(TARGETS))
     windows = len(queries) * len(levels) * len(targets)
-    expected = windows * (args.rounds * args.duration + args.warmup)
+    expected = windows * args.rounds * (args.duration + args.warmup)
     print(f"{windows} measured windows x {args.rounds} rounds: about {expected / 60:.1f} min of load", flush=True)
     ensure_wrk()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -437,11 +461,10 @@ def main() -> None:
         for query in queries:
             for c in levels:
                 rounds: dict[str, list[Measurement]] = {t: [] for t in targets}
-                for round_no in range(args.rounds):
+                for _ in range(args.rounds):
                     for target in targets:
-                        if round_no == 0 and args.warmup:
-                            wrk(servers[target], query, c, args.warmup)
-                        rounds[target].append(measure(servers[target], query, c, args.duration))
+                        rounds[target].append(measure(servers[target], query, c, args.duration, args.warmup))
+                        settle(servers[target])
                 for target in targets:
                     results[(query, target, c)] = m = median_of(rounds[target])
                     print(f"{query} c{c:<2} {target:<16} {m.rps:9.1f} req/s  p50 {m.p50_ms:8.1f} ms  "
@@ -516,7 +539,8 @@ def report(
         f"- as `{PERSONA}` through the demo vendor app, authorization and audit on (except `gateway-noaudit`)",
         f"- gateway and floor: {args.workers} uvicorn workers; PostGraphile: one Node process, pool of 10",
         f"- wrk from another process; {args.rounds} rounds of {args.duration:g} s per server, query and "
-        f"concurrency, taking turns; medians shown; {args.warmup:g} s warm-up first",
+        f"concurrency, taking turns; medians shown; each window starts with {args.warmup:g} s of load that "
+        "throughput does not count, and the next starts when the last has settled",
         "- rows at the deepest level, the same from every server: "
         + ", ".join(f"{q} {next(iter(rows[q].values())):,}" for q in queries),
         "- CPU s: CPU seconds of the server's processes during one window (the gateway's without its Cerbos PDP, "
