@@ -204,32 +204,38 @@ def _struct(values: dict[str, Any]) -> Struct:
     return struct
 
 
-def cerbos_principal(principal: Principal) -> engine_pb2.Principal:
-    """The principal with exactly the attributes the principal schema declares."""
+def principal_attributes(principal: Principal) -> dict[str, Any]:
+    """Exactly the attributes the principal schema declares, as Cerbos gets them."""
     granted = principal.grants
-    attributes = _struct(
-        {
-            "kind": principal.kind,
-            "unit_ids": list(principal.unit_ids),
-            "patient_id": principal.patient_id or "",
-            "guardian_of": list(principal.guardian_of),
-            "attorney_for": list(principal.attorney_for),
-            "purpose_of_use": principal.purpose_of_use or "",
-            "self_attested": principal.self_attested,
-            "hpr_number": principal.hpr_number or "",
-            "client_id": principal.client_id,
-            "launch_patient_id": principal.launch_patient_id or "",
-            "app_read": list(granted.read),
-            "app_search": list(granted.search),
-            "app_patient_read": list(granted.patient_read),
-            "app_patient_search": list(granted.patient_search),
-            "app_categories": {kind: list(values) for kind, values in granted.categories.items()},
-            "app_write": list(granted.write),
-            "app_patient_write": list(granted.patient_write),
-        }
-    )
+    return {
+        "kind": principal.kind,
+        "unit_ids": list(principal.unit_ids),
+        "patient_id": principal.patient_id or "",
+        "guardian_of": list(principal.guardian_of),
+        "attorney_for": list(principal.attorney_for),
+        "purpose_of_use": principal.purpose_of_use or "",
+        "self_attested": principal.self_attested,
+        "hpr_number": principal.hpr_number or "",
+        "client_id": principal.client_id,
+        "launch_patient_id": principal.launch_patient_id or "",
+        "app_read": list(granted.read),
+        "app_search": list(granted.search),
+        "app_patient_read": list(granted.patient_read),
+        "app_patient_search": list(granted.patient_search),
+        "app_categories": {kind: list(values) for kind, values in granted.categories.items()},
+        "app_write": list(granted.write),
+        "app_patient_write": list(granted.patient_write),
+    }
+
+
+def cerbos_principal(principal: Principal) -> engine_pb2.Principal:
+    """The principal as Cerbos gets it."""
+    return _as_message(principal.id, sorted(principal.roles), principal_attributes(principal))
+
+
+def _as_message(principal_id: str, roles: list[str], attributes: dict[str, Any]) -> engine_pb2.Principal:
     return engine_pb2.Principal(
-        id=principal.id, roles=sorted(principal.roles), attr=attributes.fields, policy_version=POLICY_VERSION
+        id=principal_id, roles=roles, attr=_struct(attributes).fields, policy_version=POLICY_VERSION
     )
 
 
@@ -245,6 +251,20 @@ class Authorizer:
         self.policy_version = policy_version
         self.scopes = scopes
         self._plans: dict[tuple[bytes, str, str, str, str], tuple[float, SqlFilter]] = {}
+        self._subjects: dict[bytes, engine_pb2.Principal] = {}
+
+    def subject(self, principal: Principal) -> tuple[bytes, engine_pb2.Principal]:
+        """The principal as Cerbos gets it, with a key naming exactly that content. Building the message
+        costs more than a plan lookup (protobuf's Struct is filled in Python), so messages are reused."""
+        roles = sorted(principal.roles)
+        attributes = principal_attributes(principal)
+        key = orjson.dumps([principal.id, roles, attributes], option=orjson.OPT_SORT_KEYS)
+        message = self._subjects.get(key)
+        if message is None:
+            if len(self._subjects) >= self.PLAN_CACHE_SIZE:
+                self._subjects.clear()
+            message = self._subjects[key] = _as_message(principal.id, roles, attributes)
+        return key, message
 
     def policies_changed(self, policy_version: str, scopes: frozenset[str]) -> None:
         """The policy files changed: record the new version and scopes, and forget every cached plan."""
@@ -294,7 +314,7 @@ class Authorizer:
             },
         ):
             try:
-                response = await self._client.check_resources(cerbos_principal(principal), entries)
+                response = await self._client.check_resources(self.subject(principal)[1], entries)
             except grpc.aio.AioRpcError as exc:
                 log.error("Cerbos CheckResources failed: %s", exc.code())
                 raise ServiceUnavailable("the authorization service is unavailable; no data was returned") from exc
@@ -319,8 +339,8 @@ class Authorizer:
         return combine_scoped(kind.scope_sql, parts, national)
 
     async def _cached_plan(self, principal: Principal, kind: ResourceKind, action: str, scope: str) -> SqlFilter:
-        subject = cerbos_principal(principal)
-        key = (subject.SerializeToString(deterministic=True), kind.name, action, scope, self.policy_version)
+        subject_key, subject = self.subject(principal)
+        key = (subject_key, kind.name, action, scope, self.policy_version)
         cached = self._plans.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.PLAN_CACHE_SECONDS:
             return cached[1]
