@@ -212,7 +212,7 @@ def create_app(settings: Settings | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert settings.database_url and settings.cerbos_url
-        pool = await create_pool(settings.database_url)
+        pool = await create_pool(settings.database_url, min_size=1, max_size=settings.database_pool_size)
         cerbos = AsyncCerbosClient(settings.cerbos_url.removeprefix("grpc://"), timeout_secs=5)
         key = demo_issuer.load_or_create_key(settings.demo_key_path)
         keys: RemoteJwks | StaticKeys = (

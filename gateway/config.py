@@ -41,6 +41,9 @@ class Settings:
     traces_exporter: str
     max_page_size: int = 100
     audit_disabled_for_benchmark: bool = False
+    # Connections per worker. Few statements at once keep PostgreSQL fastest when it shares the gateway's
+    # cores: on 2 cores, 3 per worker answered Q2 at c32 faster than 10 (bench/PROFILE.md).
+    database_pool_size: int = 3
 
     @property
     def demo_key_path(self) -> Path:
@@ -75,4 +78,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         claim_names=ClaimNames.from_json(env.get("AKSON_CLAIM_NAMES")),
         traces_exporter=exporter,
         audit_disabled_for_benchmark=env.get("AKSON_BENCHMARK_WITHOUT_AUDIT") == "1",
+        database_pool_size=_positive(env, "AKSON_DATABASE_POOL_SIZE", 3),
     )
+
+
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)

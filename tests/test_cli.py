@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from gateway.config import load_settings
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
 from tests.conftest import CITIZEN, PROJECT, Gateway
 
@@ -106,3 +109,11 @@ def test_policy_test_runs_the_cerbos_suites() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "BaselineRulesTestSuite" in done.stdout and "FAILED" not in done.stdout
+
+
+def test_the_database_pool_size_is_a_setting_and_nonsense_is_refused() -> None:
+    assert load_settings({}).database_pool_size == 3
+    assert load_settings({"AKSON_DATABASE_POOL_SIZE": "8"}).database_pool_size == 8
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(ValueError, match="AKSON_DATABASE_POOL_SIZE"):
+            load_settings({"AKSON_DATABASE_POOL_SIZE": bad})
