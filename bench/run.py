@@ -537,7 +537,9 @@ def report(
         "",
         f"- journal: {PATIENTS:,} patients, {OBSERVATIONS:,} observations (about 100,000 encounters)",
         f"- as `{PERSONA}` through the demo vendor app, authorization and audit on (except `gateway-noaudit`)",
-        f"- gateway and floor: {args.workers} uvicorn workers; PostGraphile: one Node process, pool of 10",
+        f"- gateway and floor: {args.workers} uvicorn workers (the gateway with its default of "
+        f"{load_settings({}).database_pool_size} PostgreSQL connections per worker, the floor up to 10); "
+        "PostGraphile: one Node process, pool of 10",
         f"- wrk from another process; {args.rounds} rounds of {args.duration:g} s per server, query and "
         f"concurrency, taking turns; medians shown; each window starts with {args.warmup:g} s of load that "
         "throughput does not count, and the next starts when the last has settled",
