@@ -11,7 +11,7 @@ import asyncpg
 import orjson
 
 from gateway.json_sql import GlobalId, json_object, json_value, shape_sql
-from tests.conftest import Gateway, raw_id, run
+from tests.conftest import CITIZEN, Gateway, raw_id, run
 
 FIELDS = """
   id __typename nationalIdentityNumber name { family given text } gender birthDate
@@ -181,3 +181,45 @@ def test_json_text_built_by_postgresql_escapes_what_json_must_escape(server_url:
             await conn.close()
 
     assert orjson.loads(run(built())) == {"text": nasty, "none": None, "empty": {}}
+
+
+NESTED = """{ patients(first: 100) { edges { node { id encounters(first: 50) { edges { node { id
+  observations(first: 50) { edges { node { id } } } } } } } } } }"""
+RESTRICT = """mutation($input: RestrictionInput!) { createRestriction(input: $input) { id } }"""
+LIFT = """mutation($id: ID!) { liftRestriction(id: $id, reason: "test over") { id } }"""
+
+
+def nested_ids(answer: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """Per patient: its encounters' ids, and per encounter its observations' ids."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for patient in answer["data"]["patients"]["edges"]:
+        encounters = found.setdefault(patient["node"]["id"], {})
+        for encounter in patient["node"]["encounters"]["edges"]:
+            encounters[encounter["node"]["id"]] = [o["node"]["id"] for o in encounter["node"]["observations"]["edges"]]
+    return found
+
+
+def test_a_restriction_hides_its_nested_rows_in_a_whole_selection_as_in_the_resolvers(gateway: Gateway) -> None:
+    before = nested_ids(post(gateway, NESTED, "homecare-nurse").json())
+    encounter, observations = next((e, o) for e, o in before[CITIZEN].items() if o)
+    made = gateway.query(
+        RESTRICT,
+        "citizen",
+        {"input": {"patientId": CITIZEN, "scope": "EPISODE", "reason": "not this stay", "targetId": encounter}},
+    )
+    restriction = made["data"]["createRestriction"]["id"]
+    try:
+        whole = post(gateway, NESTED, "homecare-nurse")
+        resolved = post(
+            gateway, NESTED.replace("patients(first: 100)", "patients(first: 100) @include(if: true)"), "homecare-nurse"
+        )
+        after = nested_ids(whole.json())
+        assert sql_statements(whole) < sql_statements(resolved), "the whole-selection path must have been taken"
+        assert after == nested_ids(resolved.json())
+        assert encounter not in after[CITIZEN]
+        shown = {o for encounters in after.values() for ids in encounters.values() for o in ids}
+        assert not shown & set(observations)
+        assert {e: o for e, o in after[CITIZEN].items()} == {e: o for e, o in before[CITIZEN].items() if e != encounter}
+    finally:
+        gateway.query(LIFT, "citizen", {"id": restriction})
+    assert nested_ids(post(gateway, NESTED, "homecare-nurse").json()) == before
