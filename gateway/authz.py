@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -252,6 +253,7 @@ class Authorizer:
         self.scopes = scopes
         self._plans: dict[tuple[bytes, str, str, str, str], tuple[float, SqlFilter]] = {}
         self._subjects: dict[bytes, engine_pb2.Principal] = {}
+        self._pending: dict[tuple[bytes, str, str, str, str], asyncio.Future[SqlFilter]] = {}
 
     def subject(self, principal: Principal) -> tuple[bytes, engine_pb2.Principal]:
         """The principal as Cerbos gets it, with a key naming exactly that content. Building the message
@@ -339,11 +341,29 @@ class Authorizer:
         return combine_scoped(kind.scope_sql, parts, national)
 
     async def _cached_plan(self, principal: Principal, kind: ResourceKind, action: str, scope: str) -> SqlFilter:
+        """A cached plan, or one PlanResources call shared by every request that asks for the same plan
+        while it is under way: when a plan expired under load, each of the requests in flight used to
+        ask Cerbos for it again (0.8 calls per request on Q2 at c32)."""
         subject_key, subject = self.subject(principal)
         key = (subject_key, kind.name, action, scope, self.policy_version)
         cached = self._plans.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.PLAN_CACHE_SECONDS:
             return cached[1]
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_plan(key, subject, kind, action, scope))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _fetch_plan(
+        self,
+        key: tuple[bytes, str, str, str, str],
+        subject: engine_pb2.Principal,
+        kind: ResourceKind,
+        action: str,
+        scope: str,
+    ) -> SqlFilter:
         result = await self._plan(subject, kind, action, scope)
         if len(self._plans) >= self.PLAN_CACHE_SIZE:
             self._plans.clear()

@@ -3,9 +3,12 @@ the number of resource kinds, never with the number of rows."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tests.conftest import Gateway
+import httpx
+
+from tests.conftest import Gateway, run
 
 NESTED = """query Nested($patients: Int!) {
   patients(first: $patients) {
@@ -52,3 +55,26 @@ def test_a_nested_query_costs_the_same_statements_and_pdp_calls_for_5_and_50_pat
     assert large_sql <= 1 + 3 + 1
     # one query plan per resource kind listed, and per municipality with local rules (Fjordvik)
     assert large_cerbos <= 3 * 2
+
+
+def test_requests_arriving_together_share_one_plan_call_per_plan(gateway: Gateway) -> None:
+    query = "{ patients(first: 3) { edges { node { id encounters(first: 2) { edges { node { id } } } } } } }"
+
+    def cerbos_calls(token: str, at_once: int) -> list[int]:
+        async def many() -> list[int]:
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:
+                responses = await asyncio.gather(
+                    *(
+                        client.post("/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"})
+                        for _ in range(at_once)
+                    )
+                )
+            assert all(r.status_code == 200 and "errors" not in r.json() for r in responses)
+            return [int(r.headers["x-akson-cerbos-calls"]) for r in responses]
+
+        return run(many())
+
+    alone = sum(cerbos_calls(gateway.token("homecare-nurse", purpose_of_use="ETREAT"), 1))
+    together = cerbos_calls(gateway.token("homecare-nurse", purpose_of_use="COC"), 16)
+    assert alone > 0, "a principal never seen before needs its plans"
+    assert sum(together) == alone, together
