@@ -353,8 +353,15 @@ class Authorizer:
         if pending is None:
             pending = asyncio.ensure_future(self._fetch_plan(key, subject, kind, action, scope))
             self._pending[key] = pending
-            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+            pending.add_done_callback(lambda done: self._fetched(key, done))
         return await asyncio.shield(pending)
+
+    def _fetched(self, key: tuple[bytes, str, str, str, str], done: asyncio.Future[SqlFilter]) -> None:
+        """Forget a finished fetch. Its error reaches every request still waiting; taking it here keeps
+        asyncio from logging it as never retrieved when all of them have gone (clients that hung up)."""
+        self._pending.pop(key, None)
+        if not done.cancelled():
+            done.exception()
 
     async def _fetch_plan(
         self,

@@ -137,13 +137,13 @@ def json_object(pairs: list[tuple[str, str]]) -> str:
 
     PostgreSQL's json_build_object looks up how to write each argument on every call; joining text
     whose values come from to_json took 40% less time for the same objects (bench/PROFILE.md)."""
+    if not pairs:
+        return "'{}'"
     pieces: list[str] = []
     separator = "{"
     for key, value in pairs:
         pieces += [f"'{separator}\"{json_key(key)}\":'", value]
         separator = ","
-    if not pairs:
-        return "'{}'"
     pieces.append("'}'")
     return "(" + " || ".join(pieces) + ")"
 
