@@ -205,6 +205,11 @@ def _struct(values: dict[str, Any]) -> Struct:
     return struct
 
 
+def _input_key(kind: str, action: str, resource_id: str, attributes: dict[str, Any], scope: str) -> bytes:
+    """Everything about a resource that a decision depends on, as bytes naming exactly that content."""
+    return orjson.dumps([kind, action, resource_id, scope, attributes], option=orjson.OPT_SORT_KEYS)
+
+
 def principal_attributes(principal: Principal) -> dict[str, Any]:
     """Exactly the attributes the principal schema declares, as Cerbos gets them."""
     granted = principal.grants
@@ -242,10 +247,15 @@ def _as_message(principal_id: str, roles: list[str], attributes: dict[str, Any])
 
 class Authorizer:
     """The gateway's only client of the PDP. Query plans are cached per principal attributes, kind,
-    action and policy version; a policy change clears the cache."""
+    action and policy version, and decisions per principal attributes and resource input; a policy
+    change clears both."""
 
     PLAN_CACHE_SIZE = 10_000
     PLAN_CACHE_SECONDS = 30.0
+    DECISION_SECONDS = 5.0
+    # Cerbos reloads the files on its own watch, which may lag ours: answers in the first seconds after a
+    # change may still come from the old policies, so none of them is kept.
+    POLICY_SETTLE_SECONDS = 5.0
 
     def __init__(self, client: AsyncCerbosClient, policy_version: str, scopes: frozenset[str] = frozenset()) -> None:
         self._client = client
@@ -254,6 +264,8 @@ class Authorizer:
         self._plans: dict[tuple[bytes, str, str, str, str], tuple[float, SqlFilter]] = {}
         self._subjects: dict[bytes, engine_pb2.Principal] = {}
         self._pending: dict[tuple[bytes, str, str, str, str], asyncio.Future[SqlFilter]] = {}
+        self._decisions: dict[tuple[bytes, str, bytes], tuple[float, Decision]] = {}
+        self._policies_changed_at = float("-inf")
 
     def subject(self, principal: Principal) -> tuple[bytes, engine_pb2.Principal]:
         """The principal as Cerbos gets it, with a key naming exactly that content. Building the message
@@ -274,7 +286,13 @@ class Authorizer:
             log.info("policies changed: version %s -> %s", self.policy_version, policy_version)
         self.policy_version = policy_version
         self.scopes = scopes
+        self._policies_changed_at = time.monotonic()
         self._plans.clear()
+        self._decisions.clear()
+
+    def _may_remember(self, now: float) -> bool:
+        """Whether the PDP's answers can be kept: not while it may still be loading changed policies."""
+        return now - self._policies_changed_at >= self.POLICY_SETTLE_SECONDS
 
     async def watch(self, policy_dir: Path) -> None:
         """Follow edits of the policy files for as long as the gateway runs (Cerbos reloads them too)."""
@@ -289,23 +307,57 @@ class Authorizer:
         resources: list[tuple[str, dict[str, Any]]],
         scopes: list[str | None] | None = None,
     ) -> list[Decision]:
-        """Decisions for (id, attributes) pairs, in order, from one CheckResources call; `scopes` gives
-        each resource's policy scope (its municipality), so local rules apply to it."""
+        """Decisions for (id, attributes) pairs, in order, from at most one CheckResources call; `scopes`
+        gives each resource's policy scope (its municipality), so local rules apply to it.
+
+        A decision depends only on the principal, the resource's attributes (read from the journal for
+        this request), its scope and the policies, so the PDP's answer for exactly the same input is
+        reused for a few seconds (and forgotten when the policies change). Any change of
+        the patient's data that policy looks at (a care relation ending, a restriction) changes the input
+        and asks the PDP again. One call per request was half of Q1's cost (bench/PROFILE.md)."""
         if not resources:
             return []
-        row_scopes = scopes or [None] * len(resources)
+        row_scopes = [scope if scope in self.scopes else "" for scope in (scopes or [None] * len(resources))]
+        subject_key, subject = self.subject(principal)
+        now = time.monotonic()
+        keys = [
+            (subject_key, self.policy_version, _input_key(kind.name, action, rid, attrs, scope))
+            for (rid, attrs), scope in zip(resources, row_scopes, strict=True)
+        ]
+        known: list[Decision | None] = []
+        for key in keys:
+            remembered = self._decisions.get(key)
+            known.append(remembered[1] if remembered and now - remembered[0] < self.DECISION_SECONDS else None)
+        asked = [i for i, decision in enumerate(known) if decision is None]
+        if asked:
+            answers = await self._check(
+                subject, kind, action, [resources[i] for i in asked], [row_scopes[i] for i in asked]
+            )
+            remember = self._may_remember(now)
+            if len(self._decisions) + len(asked) > self.PLAN_CACHE_SIZE:
+                self._decisions.clear()
+            for i, decision in zip(asked, answers, strict=True):
+                known[i] = decision
+                if remember:
+                    self._decisions[keys[i]] = (now, decision)
+        return [decision for decision in known if decision is not None]
+
+    async def _check(
+        self,
+        subject: engine_pb2.Principal,
+        kind: ResourceKind,
+        action: str,
+        resources: list[tuple[str, dict[str, Any]]],
+        scopes: list[str],
+    ) -> list[Decision]:
         entries = [
             request_pb2.CheckResourcesRequest.ResourceEntry(
                 actions=[action],
                 resource=engine_pb2.Resource(
-                    kind=kind.name,
-                    id=rid,
-                    attr=_struct(attrs).fields,
-                    policy_version=POLICY_VERSION,
-                    scope=scope if scope in self.scopes else "",
+                    kind=kind.name, id=rid, attr=_struct(attrs).fields, policy_version=POLICY_VERSION, scope=scope
                 ),
             )
-            for (rid, attrs), scope in zip(resources, row_scopes, strict=True)
+            for (rid, attrs), scope in zip(resources, scopes, strict=True)
         ]
         with tracer.start_as_current_span(
             "cerbos.CheckResources",
@@ -316,7 +368,7 @@ class Authorizer:
             },
         ):
             try:
-                response = await self._client.check_resources(self.subject(principal)[1], entries)
+                response = await self._client.check_resources(subject, entries)
             except grpc.aio.AioRpcError as exc:
                 log.error("Cerbos CheckResources failed: %s", exc.code())
                 raise ServiceUnavailable("the authorization service is unavailable; no data was returned") from exc
@@ -371,10 +423,13 @@ class Authorizer:
         action: str,
         scope: str,
     ) -> SqlFilter:
+        asked_at = time.monotonic()
         result = await self._plan(subject, kind, action, scope)
+        if not self._may_remember(asked_at):
+            return result
         if len(self._plans) >= self.PLAN_CACHE_SIZE:
             self._plans.clear()
-        self._plans[key] = (time.monotonic(), result)
+        self._plans[key] = (asked_at, result)
         return result
 
     async def _plan(self, subject: engine_pb2.Principal, kind: ResourceKind, action: str, scope: str) -> SqlFilter:

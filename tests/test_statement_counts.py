@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Gateway, run
+from gateway.personas import PERSONAS
+from tests.conftest import CITIZEN, Gateway, gid, run
 
 NESTED = """query Nested($patients: Int!) {
   patients(first: $patients) {
@@ -79,3 +80,53 @@ def test_requests_arriving_together_share_one_plan_call_per_plan(gateway: Gatewa
     together = cerbos_calls(gateway.token("nurse-other-municipality", purpose_of_use="COC"), 16)
     assert alone > 0, "a principal never seen before needs its plans"
     assert sum(together) == alone, together
+
+
+PATIENT = "query($id: ID!) { patient(id: $id) { id } }"
+RESTRICT = """mutation($input: RestrictionInput!) { createRestriction(input: $input) { id } }"""
+LIFT = """mutation($id: ID!) { liftRestriction(id: $id, reason: "patient changed their mind") { id } }"""
+
+
+def read_patient(gateway: Gateway, token: str) -> tuple[dict[str, Any], int, str, str]:
+    """The answer, its Cerbos calls, and the decision and reason its audit row records."""
+    response = gateway.post(PATIENT, token=token, variables={"id": CITIZEN})
+    assert response.status_code == 200, response.text
+    rows = gateway.fetch(
+        "SELECT decision, reason FROM audit_event WHERE trace_id = $1 AND resource_kind = 'patient'",
+        response.headers["x-trace-id"],
+    )
+    assert len(rows) == 1, rows
+    return response.json(), int(response.headers["x-akson-cerbos-calls"]), rows[0]["decision"], rows[0]["reason"]
+
+
+def test_reading_the_same_resource_again_reuses_the_pdps_decision_until_its_input_changes(gateway: Gateway) -> None:
+    token = gateway.token("homecare-nurse")
+    read_patient(gateway, token)
+    again, calls, decision, reason = read_patient(gateway, token)
+    assert again["data"]["patient"]["id"] == CITIZEN
+    assert calls == 0, "the same principal, resource attributes and policies: the PDP's answer is reused"
+    assert (decision, reason) == ("ALLOW", "CARE_RELATION"), "the reused decision keeps the rule's reason"
+
+    nurse = PERSONAS["homecare-nurse"]
+    made = gateway.query(
+        RESTRICT,
+        "citizen",
+        {
+            "input": {
+                "patientId": CITIZEN,
+                "scope": "PERSON",
+                "reason": "I know her privately",
+                "practitionerId": gid("Practitioner", nurse.entity_id),
+            }
+        },
+    )
+    restriction = made["data"]["createRestriction"]["id"]
+    try:
+        blocked, calls, decision, reason = read_patient(gateway, token)
+        assert blocked["data"]["patient"] is None
+        assert blocked["errors"][0]["extensions"]["reason"] == "PATIENT_RESTRICTION"
+        assert (calls, decision, reason) == (1, "DENY", "PATIENT_RESTRICTION"), "changed attributes: asked again"
+    finally:
+        gateway.query(LIFT, "citizen", {"id": restriction})
+    lifted, _, decision, _ = read_patient(gateway, token)
+    assert lifted["data"]["patient"]["id"] == CITIZEN and decision == "ALLOW"
