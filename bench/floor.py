@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -57,30 +58,58 @@ ARGUMENTS = {"/q1": ("patient_id",), "/q2": ("unit_id",), "/q3": ("unit_id", "co
 HEADERS = [(b"content-type", b"application/json"), (b"x-akson-sql-statements", b"1")]
 
 
+Step = Callable[[], Awaitable[None]]
+
+
+async def lifespan(receive: Any, send: Any, start: Step, stop: Step) -> None:
+    """Answer the ASGI lifespan protocol, running `start` at startup and `stop` at shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await start()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def request_body(receive: Any) -> bytes:
+    """The whole body of an HTTP request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+def server_arguments(description: str) -> argparse.Namespace:
+    """--port and --workers, as `akson serve` takes them."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    return parser.parse_args()
+
+
 class Floor:
     """The ASGI app: one pool per worker, one statement per request."""
 
     def __init__(self) -> None:
         self.pool: asyncpg.Pool | None = None
 
+    async def start(self) -> None:
+        self.pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=2, max_size=10)
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    self.pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=2, max_size=10)
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    if self.pool is not None:
-                        await self.pool.close()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await lifespan(receive, send, self.start, self.stop)
+            return
+        body = await request_body(receive)
         sql = SQL.get(scope["path"])
         if sql is None or self.pool is None:
             await send({"type": "http.response.start", "status": 404, "headers": []})
@@ -97,10 +126,7 @@ app = Floor()
 
 def main() -> None:
     """Serve the floor like `akson serve` serves the gateway."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    args = server_arguments(__doc__.splitlines()[0])
     uvicorn.run("bench.floor:app", host="127.0.0.1", port=args.port, workers=args.workers, **SERVER)
 
 

@@ -1,10 +1,11 @@
 """`make bench`: the gateway side by side with PostGraphile 5 and the raw-SQL floor, in one run, on one journal.
 
 Seeds a benchmark journal (10,000 patients, about 100,000 encounters, 1,000,000 observations) in the embedded
-PostgreSQL (or in database `akson_bench` on DATABASE_URL's server), starts four servers side by side on it:
+PostgreSQL (or in database `akson_bench` on DATABASE_URL's server), starts five servers side by side on it:
 the gateway with production settings, the same with audit off (to show the audit's cost), the floor
-(bench/floor.py: the same rows in one statement, no GraphQL, no authorization) and PostGraphile 5 (installed
-into bench/.work/). wrk drives each query at concurrency 1, 8 and 32 from its own process; the targets take
+(bench/floor.py: the same rows in one statement, no GraphQL, no authorization), Q1's duties without the
+serving stack (bench/duties.py: token, principal, PDP decision and audit, for Q1 only) and PostGraphile 5
+(installed into bench/.work/). wrk drives each query at concurrency 1, 8 and 32 from its own process; the targets take
 turns round by round, so a burst of noise on this shared machine hits them alike, and the median of the
 rounds is reported. The gateway's work per request comes from its `x-akson-sql-statements` and
 `x-akson-cerbos-calls` headers, CPU seconds and peak memory from psutil over each server's process tree.
@@ -55,7 +56,9 @@ PATIENTS, OBSERVATIONS = 10_000, 1_000_000
 CONCURRENCY = (1, 8, 32)
 CODE = "8480-6"
 PERSONA = "homecare-nurse"
-TARGETS = ("gateway", "gateway-noaudit", "postgraphile", "floor")
+TARGETS = ("gateway", "gateway-noaudit", "postgraphile", "floor", "duties")
+# bench/duties.py answers Q1 only: its point is the cost of one lawful read without the serving stack.
+ONLY = {"duties": ("Q1",)}
 
 GATEWAY_QUERIES = {
     "Q1": "query Q1($id: ID!) { patient(id: $id) { id nationalIdentityNumber name { family given } birthDate "
@@ -183,6 +186,21 @@ def start_floor(url: str, workers: int) -> Server:
     return server
 
 
+def start_duties(url: str, workers: int) -> Server:
+    data = WORK / "duties"
+    data.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "CERBOS_URL"}
+    env |= {"DATABASE_URL": url, "AKSON_DATA_DIR": str(data), "AKSON_PROJECT_DIR": str(ROOT)}
+    port = free_port()
+    command = [sys.executable, "-m", "bench.duties", "--port", str(port), "--workers", str(workers)]
+    with (WORK / "duties.log").open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server("duties", port, process, paths={"Q1": "/q1"})
+    wait_until(lambda: httpx.post(server.url("Q1"), json={}, timeout=2).status_code == 401, "duties")
+    server.token = nurse_token(data)
+    return server
+
+
 def start_postgraphile(url: str) -> Server:
     work = postgraphile_peer.install(WORK / "postgraphile")
     port = free_port()
@@ -194,6 +212,8 @@ def deepest_rows(target: str, query: str, body: Any) -> int:
     """Rows at the deepest level of an answer (patients for Q1, observations for Q2 and Q3)."""
     if target == "postgraphile":
         return postgraphile_peer.check_answer(query, body)
+    if target == "duties":
+        return 1 if body.get("patient") else 0
     if target == "floor":
         if query == "Q1":
             return 1 if body else 0
@@ -230,8 +250,10 @@ def set_bodies(servers: dict[str, Server]) -> dict[str, dict[str, int]]:
     floor_args = {"Q1": {"patient_id": patient_id}, "Q2": {"unit_id": unit}, "Q3": {"unit_id": unit, "code": CODE}}
     rows: dict[str, dict[str, int]] = {}
     for server in servers.values():
-        for query in GATEWAY_QUERIES:
-            if server.name == "floor":
+        for query in ONLY.get(server.name, GATEWAY_QUERIES):
+            if server.name == "duties":
+                payload = gateway_vars[query]
+            elif server.name == "floor":
                 payload: Any = floor_args[query]
             elif server.name == "postgraphile":
                 variables = postgraphile_peer.variables(query, patient_id, unit, CODE)
@@ -435,7 +457,7 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")] if args.concurrency else list(CONCURRENCY)
     targets = args.targets.split(",") if args.targets else list(TARGETS)
     full = (queries, levels, targets) == (list(GATEWAY_QUERIES), list(CONCURRENCY), list(TARGETS))
-    windows = len(queries) * len(levels) * len(targets)
+    windows = len(levels) * sum(query in ONLY.get(t, GATEWAY_QUERIES) for query in queries for t in targets)
     expected = windows * args.rounds * (args.duration + args.warmup)
     print(f"{windows} measured windows x {args.rounds} rounds: about {expected / 60:.1f} min of load", flush=True)
     ensure_wrk()
@@ -450,6 +472,7 @@ def main() -> None:
             "gateway-noaudit": lambda: start_gateway("gateway-noaudit", url, False, args.workers),
             "floor": lambda: start_floor(url, args.workers),
             "postgraphile": lambda: start_postgraphile(url),
+            "duties": lambda: start_duties(url, args.workers),
         }
         for name in targets:
             servers[name] = starters[name]()
@@ -460,12 +483,13 @@ def main() -> None:
         results: dict[tuple[str, str, int], Measurement] = {}
         for query in queries:
             for c in levels:
-                rounds: dict[str, list[Measurement]] = {t: [] for t in targets}
+                present = [t for t in targets if query in ONLY.get(t, GATEWAY_QUERIES)]
+                rounds: dict[str, list[Measurement]] = {t: [] for t in present}
                 for _ in range(args.rounds):
-                    for target in targets:
+                    for target in present:
                         rounds[target].append(measure(servers[target], query, c, args.duration, args.warmup))
                         settle(servers[target])
-                for target in targets:
+                for target in present:
                     results[(query, target, c)] = m = median_of(rounds[target])
                     print(f"{query} c{c:<2} {target:<16} {m.rps:9.1f} req/s  p50 {m.p50_ms:8.1f} ms  "
                           f"p99 {m.p99_ms:8.1f} ms  errors {m.errors}", flush=True)  # fmt: skip
@@ -509,6 +533,8 @@ def report(
                     ("gateway/postgraphile", ratio(results, query, c, "gateway", "postgraphile")),
                     ("gateway/floor", ratio(results, query, c, "gateway", "floor")),
                     ("audit_on/audit_off", ratio(results, query, c, "gateway", "gateway-noaudit")),
+                    ("duties/postgraphile", ratio(results, query, c, "duties", "postgraphile")),
+                    ("gateway/duties", ratio(results, query, c, "gateway", "duties")),
                 )
                 if value is not None
             ]
@@ -539,7 +565,8 @@ def report(
         f"- as `{PERSONA}` through the demo vendor app, authorization and audit on (except `gateway-noaudit`)",
         f"- gateway and floor: {args.workers} uvicorn workers (the gateway with its default of "
         f"{load_settings({}).database_pool_size} PostgreSQL connections per worker, the floor up to 10); "
-        "PostGraphile: one Node process, pool of 10",
+        "PostGraphile: one Node process, pool of 10; duties (Q1 only): the gateway's classes and settings "
+        "with its own Cerbos PDP, under the same uvicorn",
         f"- wrk from another process; {args.rounds} rounds of {args.duration:g} s per server, query and "
         f"concurrency, taking turns; medians shown; each window starts with {args.warmup:g} s of load that "
         "throughput does not count, and the next starts when the last has settled",
