@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -236,6 +237,10 @@ def create_app(settings: Settings | None = None) -> Any:
             audit_writer=AuditWriter(pool),
         )
         watcher = asyncio.create_task(app.state.runtime.authorizer.watch(settings.policy_dir))
+        # What start-up built (schema, policies, pools) lives as long as the process: kept out of the
+        # collector's full passes, which otherwise walk it all and stall requests (Q1's p99, bench/PROFILE.md).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
