@@ -32,9 +32,10 @@ from opentelemetry import trace
 from watchfiles import awatch
 
 from gateway.auth import Principal
+from gateway.declare import ResourceKind
 from gateway.errors import ServiceUnavailable
-from gateway.plan_sql import Attribute, Params, Translator, UntranslatablePlan
-from gateway.resources import ResourceKind
+from gateway.plan_sql import Attribute, Translator, UntranslatablePlan
+from gateway.sql import FALSE, TRUE, Sql, ident, join, sql, value
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -69,11 +70,10 @@ class Decision:
 
 @dataclass(frozen=True)
 class SqlFilter:
-    """The rows a principal may see, as a WHERE clause: `sql` with `params` bound to $1..$n."""
+    """The rows a principal may see, as a WHERE fragment carrying its own parameters."""
 
     kind: Literal["all", "none", "conditional"]
-    sql: str
-    params: tuple[Any, ...]
+    where: Sql
     # The plan's condition with the operands of every and/or in a fixed order: two plans that differ
     # only in the order Cerbos wrote them admit the same rows.
     condition_key: str = field(default="", compare=False)
@@ -84,16 +84,9 @@ class SqlFilter:
         """Whether both filters are the same condition, written alike or only in another order."""
         if self.kind != other.kind:
             return False
-        if (self.sql, self.params) == (other.sql, other.params):
+        if self.where == other.where:
             return True
         return bool(self.condition_key) and self.condition_key == other.condition_key
-
-    def placed_after(self, values: list[Any]) -> str:
-        """This filter's SQL with its parameters appended to `values` and its placeholders renumbered
-        to match, so it can stand in a statement that has parameters of its own."""
-        offset = len(values)
-        values.extend(self.params)
-        return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", self.sql)
 
     def in_patient_context(self, attributes: dict[str, Attribute], context: str) -> SqlFilter:
         """This filter for rows that are joined to their patient's context row `context` (LEFT JOIN):
@@ -101,10 +94,9 @@ class SqlFilter:
         row's own attributes where it has no context row. Filters without a plan of their own stay."""
         if self.kind != "conditional" or self.condition is None or not attributes:
             return self
-        params = Params(list(self.params))
-        in_context = Translator(attributes).where(self.condition, params)
-        sql = f"(CASE WHEN {context}.id IS NULL THEN {self.sql} ELSE {in_context} END)"
-        return SqlFilter("conditional", sql, tuple(params.values), self.condition_key)
+        in_context = Translator(attributes).where(self.condition)
+        where = sql("(CASE WHEN ", ident(context, "id"), " IS NULL THEN ", self.where, " ELSE ", in_context, " END)")
+        return SqlFilter("conditional", where, self.condition_key)
 
     @property
     def reason(self) -> str:
@@ -112,7 +104,8 @@ class SqlFilter:
         return {"all": "PLAN_ALWAYS_ALLOWED", "none": "PLAN_ALWAYS_DENIED", "conditional": "PLAN_CONDITION"}[self.kind]
 
 
-_PLACEHOLDER = re.compile(r"\$(\d+)")
+ALL = SqlFilter("all", TRUE)
+NONE = SqlFilter("none", FALSE)
 
 
 def condition_key(condition: dict[str, Any]) -> str:
@@ -134,9 +127,9 @@ def condition_key(condition: dict[str, Any]) -> str:
     return orjson.dumps(ordered(condition), option=orjson.OPT_SORT_KEYS).decode()
 
 
-def combine_scoped(scope_sql: str, parts: list[tuple[str, SqlFilter]], national: SqlFilter) -> SqlFilter:
+def combine_scoped(scope_sql: Sql, parts: list[tuple[str, SqlFilter]], national: SqlFilter) -> SqlFilter:
     """One filter from per-scope filters: each scope's rows by its own plan, all other rows by the
-    national plan. Placeholders are renumbered; scope names travel as parameters too.
+    national plan. Scope names travel as parameters too.
 
     A CASE on the row's scope looks the scope up once per row; it was a quarter of a nested read's time
     when each branch looked it up again. A scope whose plan is the national one needs no branch, and
@@ -144,22 +137,14 @@ def combine_scoped(scope_sql: str, parts: list[tuple[str, SqlFilter]], national:
     parts = [(scope, part) for scope, part in parts if not part.admits_the_same_rows_as(national)]
     if not parts:
         return national
-    values: list[Any] = []
-    branches: list[str] = []
-    for scope, part in parts:
-        values.append(scope)
-        branches.append(f"WHEN ${len(values)}::text THEN ({part.placed_after(values)})")
-    otherwise = national.placed_after(values)
     kinds = {part.kind for _, part in parts} | {national.kind}
-    kind: Literal["all", "none", "conditional"] = (
-        "none" if kinds == {"none"} else "all" if kinds == {"all"} else "conditional"
-    )
-    if kind == "none":
-        return SqlFilter("none", "FALSE", ())
-    if kind == "all":
-        return SqlFilter("all", "TRUE", ())
-    sql = f"(CASE coalesce({scope_sql}, '') {' '.join(branches)} ELSE ({otherwise}) END)"
-    return SqlFilter(kind, sql, tuple(values))
+    if kinds == {"none"}:
+        return NONE
+    if kinds == {"all"}:
+        return ALL
+    branches = join((sql("WHEN ", value(scope, "text"), " THEN (", part.where, ")") for scope, part in parts), " ")
+    where = sql("(CASE coalesce(", scope_sql, ", '') ", branches, " ELSE (", national.where, ") END)")
+    return SqlFilter("conditional", where)
 
 
 def policy_fingerprint(policy_dir: Path) -> str:
@@ -448,12 +433,11 @@ class Authorizer:
                 raise ServiceUnavailable("the authorization service is unavailable; no data was returned") from exc
         plan_kind = response.filter.kind
         if plan_kind == engine_pb2.PlanResourcesFilter.KIND_ALWAYS_ALLOWED:
-            return SqlFilter("all", "TRUE", ())
+            return ALL
         if plan_kind == engine_pb2.PlanResourcesFilter.KIND_ALWAYS_DENIED:
-            return SqlFilter("none", "FALSE", ())
+            return NONE
         if plan_kind != engine_pb2.PlanResourcesFilter.KIND_CONDITIONAL:
             raise UntranslatablePlan(f"unknown plan kind {plan_kind}")
         condition = MessageToDict(response.filter.condition)
-        params = Params()
-        sql = Translator(kind.attributes).where(condition, params)
-        return SqlFilter("conditional", sql, tuple(params.values), condition_key(condition), condition)
+        where = Translator(kind.attributes).where(condition)
+        return SqlFilter("conditional", where, condition_key(condition), condition)

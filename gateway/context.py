@@ -10,8 +10,8 @@ from strawberry.dataloader import DataLoader
 
 from gateway.audit import AuditTrail
 from gateway.auth import Principal
+from gateway.declare import ResourceKind
 from gateway.registry import Registry
-from gateway.resources import ResourceKind
 from gateway.store import ListArgs, Page, Row, Store
 from gateway.writes import JournalWrites
 

@@ -6,17 +6,21 @@ bench/RESULTS.md). No library compiles a GraphQL selection into PostgreSQL JSON 
 policy filters, so this is written here. Each list level is a CTE of its rows, filtered by the same
 WHERE clause the store uses for its other lists (the Cerbos plan, the client's filters and the cursor),
 cut to `first + 1` rows per parent by a LATERAL join; the JSON is then folded from the deepest level up.
-The statement also returns, per kind and patient, the ids that left, so every row is audited.
+The statement also returns, per kind and patient, the ids that left, so every row is audited. The
+response keys a client chose (aliases) travel as parameters like every other client value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.plan_sql import Params
-from gateway.resources import PATIENT_CONTEXT, PATIENT_CONTEXT_COLUMNS, ResourceKind
+from gateway.policy_attributes import PATIENT_CONTEXT, PATIENT_CONTEXT_COLUMNS
+from gateway.sql import Sql, const, ident, join, sql, value
+
+if TYPE_CHECKING:
+    from gateway.declare import ResourceKind
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class PageInfo:
 
 
 PAGE_INFO_FIELDS = ("hasNextPage", "hasPreviousPage", "startCursor", "endCursor")
+# Metadata key of a connection field in the schema: (kind, parent column or None at the top), which
+# tells whole-selection reads what a field lists.
+LIST_OF = "akson_list_of"
 
 
 @dataclass(frozen=True)
@@ -126,42 +133,43 @@ class ListSelection:
 
 
 def json_key(key: str) -> str:
-    """A JSON object key, checked to be a GraphQL name, so that nothing in it needs escaping in JSON or SQL."""
+    """A JSON object key, checked to be a GraphQL name, so that nothing in it needs escaping in JSON."""
     if not key.replace("_", "").isalnum() or not key.isascii():
         raise ValueError(f"not a GraphQL name: {key!r}")
     return key
 
 
-def json_object(pairs: list[tuple[str, str]]) -> str:
+def json_object(pairs: list[tuple[str, Sql]]) -> Sql:
     """SQL for the text of a JSON object: (key, SQL for the text of a JSON value) pairs, concatenated.
+    Keys are response keys the client chose, so each key's text travels as a parameter.
 
     PostgreSQL's json_build_object looks up how to write each argument on every call; joining text
     whose values come from to_json took 40% less time for the same objects (bench/PROFILE.md)."""
     if not pairs:
-        return "'{}'"
-    pieces: list[str] = []
+        return sql("'{}'")
+    pieces: list[Sql] = []
     separator = "{"
-    for key, value in pairs:
-        pieces += [f"'{separator}\"{json_key(key)}\":'", value]
+    for key, item in pairs:
+        pieces += [value(f'{separator}"{json_key(key)}":', "text"), item]
         separator = ","
-    pieces.append("'}'")
-    return "(" + " || ".join(pieces) + ")"
+    pieces.append(sql("'}'"))
+    return sql("(", join(pieces, " || "), ")")
 
 
-def json_value(sql: str) -> str:
+def json_value(expression: Sql) -> Sql:
     """SQL for the text of any SQL value as JSON, null included."""
-    return f"coalesce(to_json({sql})::text, 'null')"
+    return sql("coalesce(to_json(", expression, ")::text, 'null')")
 
 
-def json_string(sql: str) -> str:
+def json_string(expression: Sql) -> Sql:
     """SQL for the text of a JSON string whose characters need no escaping (base64, names), or null."""
-    return f"coalesce('\"' || {sql} || '\"', 'null')"
+    return sql("coalesce('\"' || ", expression, " || '\"', 'null')")
 
 
-def json_literal(value: str) -> str:
-    """SQL for the text of a constant JSON string that needs no escaping (a type name)."""
-    json_key(value)
-    return f"'\"{value}\"'"
+def json_literal(name: str) -> Sql:
+    """SQL for the text of a constant JSON string that needs no escaping (a declared type name)."""
+    json_key(name)
+    return const(f'"{name}"')
 
 
 # PostgreSQL's base64 breaks a line after every 57 bytes of input; removing the breaks with translate()
@@ -170,74 +178,77 @@ BASE64_LINE_BYTES = 57
 UUID_TEXT_BYTES = 36
 
 
-def _b64url(sql: str) -> str:
-    return f"translate(encode(convert_to({sql}, 'UTF8'), 'base64'), E'+/=\\n', '-_')"
+def _b64url(expression: Sql) -> Sql:
+    return sql("translate(encode(convert_to(", expression, ", 'UTF8'), 'base64'), E'+/=\\n', '-_')")
 
 
-def shape_sql(shape: Shape, alias: str, type_name: str) -> str:
+def shape_sql(shape: Shape, alias: str, type_name: str) -> Sql:
     """SQL for the text of a field's JSON value for the row `alias`."""
     if isinstance(shape, Value):
         built = json_object([(k, shape_sql(s, alias, type_name)) for k, s in shape.fields.items()])
         if shape.null_unless is None:
             return built
-        return f"CASE WHEN {alias}.{shape.null_unless} IS NULL THEN 'null' ELSE {built} END"
+        return sql("CASE WHEN ", ident(alias, shape.null_unless), " IS NULL THEN 'null' ELSE ", built, " END")
     if isinstance(shape, Column):
-        return json_value(f"{alias}.{shape.column}")
+        return json_value(ident(alias, shape.column))
     if isinstance(shape, FloatColumn):
-        return json_value(f"{alias}.{shape.column}::float8")
+        return json_value(sql(ident(alias, shape.column), "::float8"))
     if isinstance(shape, EnumColumn):
-        return json_value(f"upper(replace({alias}.{shape.column}, '-', '_'))")
+        return json_value(sql("upper(replace(", ident(alias, shape.column), ", '-', '_'))"))
     if isinstance(shape, Words):
-        return json_value(f"coalesce(regexp_split_to_array(nullif(trim({alias}.{shape.column}), ''), '\\s+'), '{{}}')")
+        return json_value(
+            sql("coalesce(regexp_split_to_array(nullif(trim(", ident(alias, shape.column), "), ''), '\\s+'), '{}')")
+        )
     if isinstance(shape, Joined):
-        return json_value(f"concat_ws(' ', {', '.join(f'{alias}.{c}' for c in shape.columns)})")
+        return json_value(sql("concat_ws(' ', ", join(ident(alias, c) for c in shape.columns), ")"))
     json_key(type_name)
-    encoded = f"encode(convert_to('{type_name}:' || {alias}.id::text, 'UTF8'), 'base64')"
+    encoded = sql(
+        "encode(convert_to(", const(f"{type_name}:"), " || ", ident(alias, "id"), "::text, 'UTF8'), 'base64')"
+    )
     if len(type_name.encode()) + 1 + UUID_TEXT_BYTES >= BASE64_LINE_BYTES:
-        encoded = f"translate({encoded}, E'\\n', '')"
+        encoded = sql("translate(", encoded, ", E'\\n', '')")
     return json_string(encoded)
 
 
-# The WHERE conditions of one level (policy filter, client filters, cursor), adding to the parameters;
-# the third argument names the joined patient context row, if the level has one.
-WhereOf = Callable[[ListSelection, Params, str | None], list[str]]
+# The WHERE conditions of one level (policy filter, client filters, cursor); the second argument names
+# the joined patient context row, if the level has one.
+WhereOf = Callable[[ListSelection, str | None], list[Sql]]
 # The ORDER BY of one level, over the kind's alias.
-OrderOf = Callable[[ListSelection], str]
+OrderOf = Callable[[ListSelection], Sql]
 
 
-@dataclass
-class JsonStatement:
-    """One statement answering a top-level list and everything nested in it.
-
-    `sql` returns two columns: `data`, the connection as JSON text, and `audit`, JSON text of
-    [kind, patient id, [ids]] for every kind and patient with rows in the answer."""
-
-    sql: str
-    params: list[Any]
-
-
-def compile_list(selection: ListSelection, where_of: WhereOf, order_of: OrderOf) -> JsonStatement:
-    """The statement for a top-level list selection."""
+def compile_list(selection: ListSelection, where_of: WhereOf, order_of: OrderOf) -> Sql:
+    """The statement for a top-level list selection. It returns two columns: `data`, the connection as
+    JSON text, and `audit`, JSON text of [kind, patient id, [ids]] for every kind and patient with rows
+    in the answer."""
     builder = _Builder(where_of, order_of)
     rows = builder.rows(selection, None)
     grouped = builder.grouped(selection, rows)
     data = builder.connection(selection, grouped)
-    audit = " UNION ALL ".join(builder.audit) or "SELECT 0, 0::bigint, NULL::uuid, NULL::json WHERE FALSE"
-    sql = (
-        f"WITH {', '.join(builder.ctes)} "
-        f"SELECT (SELECT {data} FROM (SELECT 1) AS _one LEFT JOIN {grouped} ON TRUE) AS data, "
-        f"(SELECT coalesce(json_agg(j ORDER BY n, pos, p), '[]') FROM ({audit}) AS a(n, pos, p, j))::text AS audit"
+    audit = (
+        join(builder.audit, " UNION ALL ")
+        if builder.audit
+        else sql("SELECT 0, 0::bigint, NULL::uuid, NULL::json WHERE FALSE")
     )
-    return JsonStatement(sql, builder.params.values)
+    return sql(
+        "WITH ",
+        join(builder.ctes),
+        " SELECT (SELECT ",
+        data,
+        " FROM (SELECT 1) AS _one LEFT JOIN ",
+        ident(grouped),
+        " ON TRUE) AS data, (SELECT coalesce(json_agg(j ORDER BY n, pos, p), '[]') FROM (",
+        audit,
+        ") AS a(n, pos, p, j))::text AS audit",
+    )
 
 
 @dataclass
 class _Builder:
     where_of: WhereOf
     order_of: OrderOf
-    params: Params = field(default_factory=Params)
-    ctes: list[str] = field(default_factory=list)
-    audit: list[str] = field(default_factory=list)
+    ctes: list[Sql] = field(default_factory=list)
+    audit: list[Sql] = field(default_factory=list)
     counter: int = 0
 
     def _name(self, stem: str) -> str:
@@ -246,38 +257,102 @@ class _Builder:
 
     def rows(self, sel: ListSelection, parent: tuple[str, ListSelection] | None) -> str:
         """A CTE of this level's rows, `first + 1` per parent, numbered in order; returns its name."""
-        kind, a = sel.kind, sel.kind.alias
+        kind, a = sel.kind, ident(sel.kind.alias)
         name = self._name("rows")
+        here = ident(name)
         context = self.patient_context(sel, parent)
-        where = self.where_of(sel, self.params, PATIENT_CONTEXT if context else None)
+        where = join(self.where_of(sel, PATIENT_CONTEXT if context else None), " AND ")
         order = self.order_of(sel)
-        limit = self.params.add(sel.args.first + 1, "integer")
-        numbered = f"row_number() OVER (ORDER BY {order}) AS _rn"
+        limit = value(sel.args.first + 1, "integer")
+        numbered = sql("row_number() OVER (ORDER BY ", order, ") AS _rn")
         if parent is None:
-            body = (
-                f"SELECT {a}.*, NULL::uuid AS _parent, {numbered} FROM {kind.table} {a} "
-                f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {limit}"
+            body = sql(
+                "SELECT ",
+                a,
+                ".*, NULL::uuid AS _parent, ",
+                numbered,
+                " FROM ",
+                kind.table_sql,
+                " WHERE ",
+                where,
+                " ORDER BY ",
+                order,
+                " LIMIT ",
+                limit,
             )
         else:
-            up, up_sel = parent
+            up_name, up_sel = parent
+            up = ident(up_name)
             joined = (
-                f"LEFT JOIN {context} AS {PATIENT_CONTEXT} ON {PATIENT_CONTEXT}.id = {a}.{kind.patient_column} "
+                sql(
+                    "LEFT JOIN ",
+                    ident(context),
+                    " AS ",
+                    ident(PATIENT_CONTEXT),
+                    " ON ",
+                    ident(PATIENT_CONTEXT, "id"),
+                    " = ",
+                    kind.col(kind.patient_column or "id"),
+                    " ",
+                )
                 if context
-                else ""
+                else sql()
             )
-            body = (
-                f"SELECT _t.* FROM {up} CROSS JOIN LATERAL (SELECT {a}.*, {up}.id AS _parent, {numbered} "
-                f"FROM {kind.table} {a} {joined}WHERE {a}.{sel.parent_column} = {up}.id AND {' AND '.join(where)} "
-                f"ORDER BY {order} LIMIT {limit}) AS _t WHERE {up}._rn <= {up_sel.args.first}"
+            body = sql(
+                "SELECT _t.* FROM ",
+                up,
+                " CROSS JOIN LATERAL (SELECT ",
+                a,
+                ".*, ",
+                up,
+                ".id AS _parent, ",
+                numbered,
+                " FROM ",
+                kind.table_sql,
+                " ",
+                joined,
+                "WHERE ",
+                kind.col(sel.parent_column or "id"),
+                " = ",
+                up,
+                ".id AND ",
+                where,
+                " ORDER BY ",
+                order,
+                " LIMIT ",
+                limit,
+                ") AS _t WHERE ",
+                up,
+                "._rn <= ",
+                value(up_sel.args.first, "integer"),
             )
-        self.ctes.append(f"{name} AS MATERIALIZED ({body})")
+        self.ctes.append(sql(here, " AS MATERIALIZED (", body, ")"))
         if kind.patient_column:
-            patient = f"{name}.{kind.patient_column}"
-            ids = f"array_agg({name}.id ORDER BY {name}._rn, {name}._parent)"
+            patient = ident(name, kind.patient_column)
+            ids = sql("array_agg(", here, ".id ORDER BY ", here, "._rn, ", here, "._parent)")
             self.audit.append(
-                f"SELECT {len(self.audit)}, min({name}._rn), {patient}, "
-                f"json_build_array('{kind.name}'::text, {patient}, {ids}) "
-                f"FROM {name} WHERE {name}._rn <= {sel.args.first} GROUP BY {patient}"
+                sql(
+                    "SELECT ",
+                    value(len(self.audit), "integer"),
+                    ", min(",
+                    here,
+                    "._rn), ",
+                    patient,
+                    ", json_build_array(",
+                    const(kind.name),
+                    "::text, ",
+                    patient,
+                    ", ",
+                    ids,
+                    ") FROM ",
+                    here,
+                    " WHERE ",
+                    here,
+                    "._rn <= ",
+                    value(sel.args.first, "integer"),
+                    " GROUP BY ",
+                    patient,
+                )
             )
         return name
 
@@ -286,92 +361,139 @@ class _Builder:
         data: its policy then reads them once per patient instead of looking them up for every row."""
         if parent is None or not sel.kind.context_attributes or not sel.kind.patient_column:
             return None
-        up, up_sel = parent
+        up_name, up_sel = parent
         if not up_sel.kind.patient_column:
             return None
+        up = ident(up_name)
         name = self._name("patients")
         self.ctes.append(
-            f"{name} AS MATERIALIZED (SELECT {PATIENT_CONTEXT_COLUMNS} FROM patient px WHERE px.id IN "
-            f"(SELECT {up}.{up_sel.kind.patient_column} FROM {up} WHERE {up}._rn <= {up_sel.args.first}))"
+            sql(
+                ident(name),
+                " AS MATERIALIZED (SELECT ",
+                PATIENT_CONTEXT_COLUMNS,
+                " FROM patient px WHERE px.id IN ",
+                "(SELECT ",
+                ident(up_name, up_sel.kind.patient_column),
+                " FROM ",
+                up,
+                " WHERE ",
+                up,
+                "._rn <= ",
+                value(up_sel.args.first, "integer"),
+                "))",
+            )
         )
         return name
 
     def grouped(self, sel: ListSelection, rows: str) -> str:
         """A CTE with one row per parent: each edges list as JSON, the row count, the end cursors."""
-        a, first = sel.kind.alias, sel.args.first
-        columns = [f"{a}._parent", "count(*) AS _n"]
-        joins: list[str] = []
+        a, first = ident(sel.kind.alias), value(sel.args.first, "integer")
+        columns = [sql(a, "._parent"), sql("count(*) AS _n")]
+        joins: list[Sql] = []
         cursor = self.cursor(sel)
         for index, (_, part) in enumerate(sel.parts):
             if isinstance(part, Edges):
                 edge = self.edge(sel, part, rows, joins)
                 columns.append(
-                    f"'[' || coalesce(string_agg({edge}, ',' ORDER BY {a}._rn) FILTER (WHERE {a}._rn <= {first}), '') "
-                    f"|| ']' AS _e{index}"
+                    sql(
+                        "'[' || coalesce(string_agg(",
+                        edge,
+                        ", ',' ORDER BY ",
+                        a,
+                        "._rn) FILTER (WHERE ",
+                        a,
+                        "._rn <= ",
+                        first,
+                        "), '') || ']' AS ",
+                        ident(f"_e{index}"),
+                    )
                 )
             elif isinstance(part, PageInfo):
                 wanted = {name for _, name in part.fields}
                 if "startCursor" in wanted:
-                    columns.append(f"(array_agg({cursor} ORDER BY {a}._rn))[1] AS _start")
+                    columns.append(sql("(array_agg(", cursor, " ORDER BY ", a, "._rn))[1] AS _start"))
                 if "endCursor" in wanted:
                     columns.append(
-                        f"(array_agg({cursor} ORDER BY {a}._rn DESC) FILTER (WHERE {a}._rn <= {first}))[1] AS _end"
+                        sql(
+                            "(array_agg(",
+                            cursor,
+                            " ORDER BY ",
+                            a,
+                            "._rn DESC) FILTER (WHERE ",
+                            a,
+                            "._rn <= ",
+                            first,
+                            "))[1] AS _end",
+                        )
                     )
         name = self._name("json")
         self.ctes.append(
-            f"{name} AS (SELECT {', '.join(columns)} FROM {rows} AS {a} {' '.join(joins)} GROUP BY {a}._parent)"
+            sql(
+                ident(name),
+                " AS (SELECT ",
+                join(columns),
+                " FROM ",
+                ident(rows),
+                " AS ",
+                a,
+                " ",
+                join(joins, " "),
+                " GROUP BY ",
+                a,
+                "._parent)",
+            )
         )
         return name
 
-    def edge(self, sel: ListSelection, edges: Edges, rows: str, joins: list[str]) -> str:
-        pairs: list[tuple[str, str]] = []
+    def edge(self, sel: ListSelection, edges: Edges, rows: str, joins: list[Sql]) -> Sql:
+        pairs: list[tuple[str, Sql]] = []
         for key, part in edges.fields:
             if part == "cursor":
-                value = json_string(self.cursor(sel))
+                item = json_string(self.cursor(sel))
             elif isinstance(part, Typename):
-                value = json_literal(part.name)
+                item = json_literal(part.name)
             else:
                 assert isinstance(part, NodeSelection)
-                value = self.node(sel, part, rows, joins)
-            pairs.append((key, value))
+                item = self.node(sel, part, rows, joins)
+            pairs.append((key, item))
         return json_object(pairs)
 
-    def node(self, sel: ListSelection, node: NodeSelection, rows: str, joins: list[str]) -> str:
-        a = sel.kind.alias
-        pairs: list[tuple[str, str]] = []
+    def node(self, sel: ListSelection, node: NodeSelection, rows: str, joins: list[Sql]) -> Sql:
+        a = ident(sel.kind.alias)
+        pairs: list[tuple[str, Sql]] = []
         for key, part in node.fields:
             if isinstance(part, Typename):
-                value = json_literal(part.name)
+                item = json_literal(part.name)
             elif isinstance(part, ListSelection):
                 child = self.grouped(part, self.rows(part, (rows, sel)))
-                joins.append(f"LEFT JOIN {child} ON {child}._parent = {a}.id")
-                value = self.connection(part, child)
+                joins.append(sql("LEFT JOIN ", ident(child), " ON ", ident(child, "_parent"), " = ", a, ".id"))
+                item = self.connection(part, child)
             else:
-                value = shape_sql(part, a, sel.type_name)
-            pairs.append((key, value))
+                item = shape_sql(part, sel.kind.alias, sel.type_name)
+            pairs.append((key, item))
         return json_object(pairs)
 
-    def cursor(self, sel: ListSelection) -> str:
-        a = sel.kind.alias
-        keys = ", ".join(f"{a}.{column}" for column, _ in sel.kind.order)
-        return _b64url(f"json_build_array('v1', '{sel.kind.name}', {keys})::text")
+    def cursor(self, sel: ListSelection) -> Sql:
+        keys = join(sel.kind.col(column) for column, _ in sel.kind.order)
+        return _b64url(sql("json_build_array('v1', ", const(sel.kind.name), ", ", keys, ")::text"))
 
-    def connection(self, sel: ListSelection, grouped: str) -> str:
+    def connection(self, sel: ListSelection, grouped: str) -> Sql:
         """The text of the connection's JSON from its grouped row (NULL columns when the parent has no rows)."""
-        pairs: list[tuple[str, str]] = []
+        here = ident(grouped)
+        pairs: list[tuple[str, Sql]] = []
         for index, (key, part) in enumerate(sel.parts):
             if isinstance(part, Edges):
-                value = f"coalesce({grouped}._e{index}, '[]')"
+                item = sql("coalesce(", here, ".", ident(f"_e{index}"), ", '[]')")
             elif isinstance(part, PageInfo):
-                more = f"coalesce({grouped}._n, 0) > {sel.args.first}"
+                more = sql("coalesce(", here, "._n, 0) > ", value(sel.args.first, "integer"))
                 info = {
-                    "hasNextPage": f"CASE WHEN {more} THEN 'true' ELSE 'false' END",
-                    "hasPreviousPage": "'true'" if sel.args.after is not None else "'false'",
-                    "startCursor": json_string(f"{grouped}._start"),
-                    "endCursor": json_string(f"{grouped}._end"),
+                    "hasNextPage": sql("CASE WHEN ", more, " THEN 'true' ELSE 'false' END"),
+                    "hasPreviousPage": sql("'true'") if sel.args.after is not None else sql("'false'"),
+                    "startCursor": json_string(sql(here, "._start")),
+                    "endCursor": json_string(sql(here, "._end")),
                 }
-                value = json_object([(k, info[n]) for k, n in part.fields])
+                item = json_object([(k, info[n]) for k, n in part.fields])
             else:
-                value = json_literal(part.name)
-            pairs.append((key, value))
+                item = json_literal(part.name)
+            pairs.append((key, item))
         return json_object(pairs)

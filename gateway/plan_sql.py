@@ -1,10 +1,11 @@
-"""Cerbos query plans -> parameterized SQL WHERE clauses.
+"""Cerbos query plans -> SQL WHERE fragments.
 
 Hand-written because no library does this for asyncpg: the PyPI adapter `cerbos-sqlalchemy` targets
 SQLAlchemy and lacks `hasIntersection` and `in` over a list attribute, which our policies need.
 
 Rules the translator keeps:
-- Values never enter SQL text; each becomes a `$n` parameter, cast to the attribute's type.
+- Values never enter SQL text; each becomes a parameter of the fragment (gateway/sql.py), cast to the
+  attribute's type.
 - Resource attributes map to SQL through `Attribute`s that the resource kind declares: a `Column`
   (one value per row) or a `SetOf` (a subquery yielding the row's values of a list attribute, the same
   SQL that fills the attribute for CheckResources, so plan and check cannot disagree). An `ArrayOf` is
@@ -16,13 +17,22 @@ Rules the translator keeps:
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from gateway.sql import FALSE, TRUE, Sql, join, sql, value
 
 ATTR_PREFIX = "request.resource.attr."
 
-_COMPARISONS = {"eq": "=", "ne": "<>", "lt": "<", "gt": ">", "le": "<=", "ge": ">="}
-_FLIPPED = {"=": "=", "<>": "<>", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+_COMPARISONS: dict[str, Sql] = {
+    "eq": sql(" = "),
+    "ne": sql(" <> "),
+    "lt": sql(" < "),
+    "gt": sql(" > "),
+    "le": sql(" <= "),
+    "ge": sql(" >= "),
+}
+_FLIPPED = {"eq": "eq", "ne": "ne", "lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}
 
 
 class UntranslatablePlan(Exception):
@@ -33,7 +43,7 @@ class UntranslatablePlan(Exception):
 class Column:
     """A scalar attribute stored in a NOT NULL column (NULL would drop rows Cerbos would keep)."""
 
-    sql: str
+    sql: Sql
     pg_type: str
 
 
@@ -41,7 +51,7 @@ class Column:
 class SetOf:
     """A list attribute: `sql` is a subquery selecting one column of `pg_type` for the current row."""
 
-    sql: str
+    sql: Sql
     pg_type: str
 
 
@@ -50,47 +60,36 @@ class ArrayOf:
     """A list attribute held in an array-valued expression (never NULL), e.g. a column of a row of
     per-patient attributes computed once for a whole read."""
 
-    sql: str
+    sql: Sql
     pg_type: str
 
 
 Attribute = Column | SetOf | ArrayOf
 
 
-@dataclass
-class Params:
-    """Collects query parameters and hands out their `$n` placeholders."""
-
-    values: list[Any] = field(default_factory=list)
-
-    def add(self, value: Any, pg_type: str) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}::{pg_type}"
-
-
-def _impossible(value: Any, pg_type: str) -> bool:
+def _impossible(literal: Any, pg_type: str) -> bool:
     """A value that can never equal a value of the column's type (so `=` is false, `<>` true)."""
     if pg_type == "uuid":
-        if not isinstance(value, str):
+        if not isinstance(literal, str):
             return True
         try:
-            uuid.UUID(value)
+            uuid.UUID(literal)
         except ValueError:
             return True
         return False
     if pg_type == "text":
-        return not isinstance(value, str)
+        return not isinstance(literal, str)
     if pg_type in {"integer", "bigint", "numeric"}:
-        return isinstance(value, bool) or not isinstance(value, int | float)
+        return isinstance(literal, bool) or not isinstance(literal, int | float)
     if pg_type == "boolean":
-        return not isinstance(value, bool)
+        return not isinstance(literal, bool)
     return False
 
 
-def _coerce(value: Any, pg_type: str) -> Any:
-    if pg_type in {"integer", "bigint"} and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+def _coerce(literal: Any, pg_type: str) -> Any:
+    if pg_type in {"integer", "bigint"} and isinstance(literal, float) and literal.is_integer():
+        return int(literal)
+    return literal
 
 
 class Translator:
@@ -99,19 +98,19 @@ class Translator:
     def __init__(self, attributes: dict[str, Attribute]) -> None:
         self._attributes = attributes
 
-    def where(self, condition: dict[str, Any], params: Params) -> str:
-        """SQL for the condition (a dict as `MessageToDict` gives it), adding values to `params`."""
-        return self._operand(condition, params)
+    def where(self, condition: dict[str, Any]) -> Sql:
+        """The condition (a dict as `MessageToDict` gives it) as a fragment carrying its values."""
+        return self._operand(condition)
 
-    def _operand(self, node: dict[str, Any], params: Params) -> str:
+    def _operand(self, node: dict[str, Any]) -> Sql:
         if "expression" in node:
-            return self._expression(node["expression"], params)
+            return self._expression(node["expression"])
         if "value" in node and isinstance(node["value"], bool):
-            return "TRUE" if node["value"] else "FALSE"
+            return TRUE if node["value"] else FALSE
         if "variable" in node:
             attribute = self._attribute(node)
             if isinstance(attribute, Column) and attribute.pg_type == "boolean":
-                return f"({attribute.sql})"
+                return sql("(", attribute.sql, ")")
         raise UntranslatablePlan(f"a bare operand is not a condition: {sorted(node)}")
 
     def _attribute(self, node: dict[str, Any]) -> Attribute | None:
@@ -125,76 +124,74 @@ class Translator:
             raise UntranslatablePlan(f"attribute {name!r} has no SQL mapping")
         return attribute
 
-    def _expression(self, expr: dict[str, Any], params: Params) -> str:
+    def _expression(self, expr: dict[str, Any]) -> Sql:
         operator = expr.get("operator")
         operands = expr.get("operands", [])
         if operator in {"and", "or"}:
             if not operands:
                 raise UntranslatablePlan(f"{operator} without operands")
-            joiner = " AND " if operator == "and" else " OR "
-            return "(" + joiner.join(self._operand(o, params) for o in operands) + ")"
+            joined = join((self._operand(o) for o in operands), " AND " if operator == "and" else " OR ")
+            return sql("(", joined, ")")
         if operator == "not":
             if len(operands) != 1:
                 raise UntranslatablePlan("not takes one operand")
-            return f"(NOT {self._operand(operands[0], params)})"
+            return sql("(NOT ", self._operand(operands[0]), ")")
         if operator in _COMPARISONS and len(operands) == 2:
-            return self._comparison(_COMPARISONS[operator], operands[0], operands[1], params)
+            return self._comparison(operator, operands[0], operands[1])
         if operator == "in" and len(operands) == 2:
-            return self._membership(operands[0], operands[1], params)
+            return self._membership(operands[0], operands[1])
         if operator == "hasIntersection" and len(operands) == 2:
-            return self._intersection(operands[0], operands[1], params)
+            return self._intersection(operands[0], operands[1])
         raise UntranslatablePlan(f"operator {operator!r} with {len(operands)} operands is not supported")
 
-    def _comparison(self, op: str, left: dict[str, Any], right: dict[str, Any], params: Params) -> str:
-        attribute, value = self._attribute(left), right
+    def _comparison(self, op: str, left: dict[str, Any], right: dict[str, Any]) -> Sql:
+        attribute, other = self._attribute(left), right
         if attribute is None:
-            attribute, value, op = self._attribute(right), left, _FLIPPED[op]
-        if not isinstance(attribute, Column) or "value" not in value:
+            attribute, other, op = self._attribute(right), left, _FLIPPED[op]
+        if not isinstance(attribute, Column) or "value" not in other:
             raise UntranslatablePlan("a comparison needs a scalar attribute and a value")
-        literal = value["value"]
+        literal = other["value"]
         if _impossible(literal, attribute.pg_type):
-            if op == "=":
-                return "FALSE"
-            if op == "<>":
-                return "TRUE"
+            if op == "eq":
+                return FALSE
+            if op == "ne":
+                return TRUE
             raise UntranslatablePlan(f"cannot order {attribute.pg_type} against {literal!r}")
-        return f"({attribute.sql} {op} {params.add(_coerce(literal, attribute.pg_type), attribute.pg_type)})"
+        placeholder = value(_coerce(literal, attribute.pg_type), attribute.pg_type)
+        return sql("(", attribute.sql, _COMPARISONS[op], placeholder, ")")
 
-    def _membership(self, item: dict[str, Any], container: dict[str, Any], params: Params) -> str:
+    def _membership(self, item: dict[str, Any], container: dict[str, Any]) -> Sql:
         left, right = self._attribute(item), self._attribute(container)
         if isinstance(left, Column) and right is None and isinstance(container.get("value"), list):
-            return self._column_in_list(left, container["value"], params)
-        if left is None and isinstance(right, SetOf) and "value" in item:
+            return self._column_in_list(left, container["value"])
+        if left is None and isinstance(right, SetOf | ArrayOf) and "value" in item:
             literal = item["value"]
             if _impossible(literal, right.pg_type):
-                return "FALSE"
-            placeholder = params.add(_coerce(literal, right.pg_type), right.pg_type)
-            return f"EXISTS (SELECT 1 FROM ({right.sql}) AS s(v) WHERE s.v = {placeholder})"
-        if left is None and isinstance(right, ArrayOf) and "value" in item:
-            literal = item["value"]
-            if _impossible(literal, right.pg_type):
-                return "FALSE"
-            return f"({params.add(_coerce(literal, right.pg_type), right.pg_type)} = ANY({right.sql}))"
+                return FALSE
+            placeholder = value(_coerce(literal, right.pg_type), right.pg_type)
+            if isinstance(right, ArrayOf):
+                return sql("(", placeholder, " = ANY(", right.sql, "))")
+            return sql("EXISTS (SELECT 1 FROM (", right.sql, ") AS s(v) WHERE s.v = ", placeholder, ")")
         raise UntranslatablePlan("`in` needs a scalar attribute and a list, or a value and a list attribute")
 
-    def _column_in_list(self, column: Column, values: list[Any], params: Params) -> str:
+    def _column_in_list(self, column: Column, values: list[Any]) -> Sql:
         usable = [_coerce(v, column.pg_type) for v in values if not _impossible(v, column.pg_type)]
         if not usable:
-            return "FALSE"
-        return f"({column.sql} = ANY({params.add(usable, column.pg_type + '[]')}))"
+            return FALSE
+        return sql("(", column.sql, " = ANY(", value(usable, column.pg_type + "[]"), "))")
 
-    def _intersection(self, first: dict[str, Any], second: dict[str, Any], params: Params) -> str:
-        attribute, value = self._attribute(first), second
+    def _intersection(self, first: dict[str, Any], second: dict[str, Any]) -> Sql:
+        attribute, other = self._attribute(first), second
         if attribute is None:
-            attribute, value = self._attribute(second), first
-        if not isinstance(value.get("value"), list):
+            attribute, other = self._attribute(second), first
+        if not isinstance(other.get("value"), list):
             raise UntranslatablePlan("hasIntersection needs an attribute and a list value")
         if not isinstance(attribute, SetOf | ArrayOf):
             raise UntranslatablePlan("hasIntersection needs a list attribute")
-        usable = [_coerce(v, attribute.pg_type) for v in value["value"] if not _impossible(v, attribute.pg_type)]
+        usable = [_coerce(v, attribute.pg_type) for v in other["value"] if not _impossible(v, attribute.pg_type)]
         if not usable:
-            return "FALSE"
-        placeholder = params.add(usable, attribute.pg_type + "[]")
+            return FALSE
+        placeholder = value(usable, attribute.pg_type + "[]")
         if isinstance(attribute, ArrayOf):
-            return f"({attribute.sql} && {placeholder})"
-        return f"EXISTS (SELECT 1 FROM ({attribute.sql}) AS s(v) WHERE s.v = ANY({placeholder}))"
+            return sql("(", attribute.sql, " && ", placeholder, ")")
+        return sql("EXISTS (SELECT 1 FROM (", attribute.sql, ") AS s(v) WHERE s.v = ANY(", placeholder, "))")

@@ -24,12 +24,13 @@ from google.protobuf.json_format import MessageToDict
 
 from gateway import demo_issuer
 from gateway.auth import Authenticator
-from gateway.authz import POLICY_VERSION, _struct, cerbos_principal, choose_reason, policy_fingerprint
+from gateway.authz import POLICY_VERSION, _struct, cerbos_principal, choose_reason, policy_fingerprint, policy_scopes
 from gateway.components import CerbosProcess, start_database
 from gateway.config import Settings
+from gateway.declare import ResourceKind
 from gateway.personas import PERSONAS
-from gateway.resources import KINDS, ResourceKind
-from gateway.store import _attributes
+from gateway.resources import KINDS
+from gateway.store import attributes_of, fetch, rows_by_id
 
 
 def run_policy_tests(settings: Settings) -> int:
@@ -67,18 +68,14 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
     try:
         claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
         principal = await Authenticator(None, pool, settings.claim_names, None).principal_for(claims)  # type: ignore[arg-type]
-        id_column = "client_id" if kind.name == "app" else "id"
-        scope_select = f", {kind.scope_sql} AS _scope" if kind.scope_sql else ", NULL::text AS _scope"
-        row = await pool.fetchrow(
-            f"SELECT {kind.attribute_select()}{scope_select} FROM {kind.table} {kind.alias} "
-            f"WHERE {kind.alias}.{id_column} = $1" + ("" if id_column == "client_id" else "::uuid"),
-            rid,
-        )
+        rows = await fetch(pool, rows_by_id(kind, [rid]))
     finally:
         await pool.close()
-    if row is None:
+    if not rows:
         raise SystemExit(f"no {kind.type_name} {rid} in the journal")
-    attributes = _attributes(kind, row)
+    [row] = rows
+    attributes = attributes_of(kind, row)
+    scope = row["_scope"] if kind.scope_sql and row["_scope"] in policy_scopes(settings.policy_dir) else ""
     request = request_pb2.CheckResourcesRequest(
         request_id=str(uuid.uuid4()),
         include_meta=True,
@@ -87,7 +84,7 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
             request_pb2.CheckResourcesRequest.ResourceEntry(
                 actions=[args.action],
                 resource=engine_pb2.Resource(
-                    kind=kind.name, id=rid, attr=_struct(attributes).fields, policy_version=POLICY_VERSION
+                    kind=kind.name, id=rid, attr=_struct(attributes).fields, policy_version=POLICY_VERSION, scope=scope
                 ),
             )
         ],

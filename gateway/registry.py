@@ -23,9 +23,10 @@ from gateway.audit import AuditRecord, AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer
 from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
-from gateway.plan_sql import Params
 from gateway.resources import APP, KINDS
 from gateway.scopes import InvalidScope, parse_scopes
+from gateway.sql import join, sql, value
+from gateway.store import fetch
 
 CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,62}")
 TRANSITIONS = {
@@ -34,7 +35,7 @@ TRANSITIONS = {
     "revoke": {"pending", "approved", "suspended"},
 }
 OUTCOME = {"approve": "approved", "suspend": "suspended", "revoke": "revoked"}
-_COLUMNS = ", ".join(f"a.{c}" for c in APP.columns)
+_COLUMNS, _ = APP.select_list().render()
 
 
 class AppStatus:
@@ -231,17 +232,19 @@ class Registry:
         sql_filter = await self._authorizer.plan(self._principal, APP, "search")
         if sql_filter.kind == "none":
             return []
-        params = Params(list(sql_filter.params))
-        where = [sql_filter.sql]
+        where = [sql_filter.where]
         if status is not None:
-            where.append(f"a.status = {params.add(status, 'text')}")
-        limit = params.add(first, "integer")
-        return list(
-            await self._pool.fetch(
-                f"SELECT {_COLUMNS} FROM app a WHERE {' AND '.join(where)} "
-                f"ORDER BY a.registered_at DESC, a.client_id DESC LIMIT {limit}",
-                *params.values,
-            )
+            where.append(sql("a.status = ", value(status, "text")))
+        return await fetch(
+            self._pool,
+            sql(
+                "SELECT ",
+                APP.select_list(),
+                " FROM app a WHERE ",
+                join(where, " AND "),
+                " ORDER BY a.registered_at DESC, a.client_id DESC LIMIT ",
+                value(first, "integer"),
+            ),
         )
 
 

@@ -1,232 +1,185 @@
-"""Resource kinds as policy, SQL and the API see them: table, columns, sort key, filters, and each
-policy attribute's SQL.
+"""Every resource kind, declared once: table, fields as the API shows them, filters, policy attributes
+and what a write may set (the vocabulary is gateway/declare.py).
 
-One declaration serves every direction: the store selects the attribute expressions to fill resource
-attributes for CheckResources, the plan translator filters on the same expressions for lists, and the
-keyset pagination and filters are built from the same column list. A care relation counts while its
-period includes now.
+The store reads and filters rows from these declarations, Cerbos decides on the attributes they
+declare, resolvers/types.py builds the GraphQL types and inputs from them, and gateway/json_sql.py the
+whole-selection JSON. The database columns behind them are made by the migrations; a test checks that
+every declared column exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
-from gateway.plan_sql import ArrayOf, Attribute, Column, SetOf
-
-ACTIVE_CARE_RELATION = "cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now())"
-ACTIVE_RESTRICTION = (
-    "rx.period_start <= now() AND (rx.period_end IS NULL OR rx.period_end > now()) AND rx.lifted_at IS NULL"
+from gateway.declare import (
+    Choice,
+    Coded,
+    Day,
+    EnumType,
+    Filter,
+    Flag,
+    Instant,
+    Many,
+    Measured,
+    Named,
+    Ref,
+    ResourceKind,
+    Span,
+    Text,
 )
-ACTIVE_GRANT = "eg.granted_at <= now() AND eg.expires_at > now()"
+from gateway.plan_sql import Column
+from gateway.policy_attributes import ACTIVE_RESTRICTION, patient_data
+from gateway.sql import sql
 
-FilterOp = Literal["eq", "ge", "lt", "set", "has"]
-
-
-@dataclass(frozen=True)
-class Filter:
-    """A filter an API argument maps to: `column op value`."""
-
-    column: str
-    op: FilterOp
-    pg_type: str
-
-
-@dataclass(frozen=True)
-class ResourceKind:
-    """A kind of journal resource: its Cerbos name, GraphQL type, table and policy attributes.
-
-    `order` is the keyset: sort columns with their types, the id last. `newest_first` says which way
-    the default order runs. `patient_column` is None for directory kinds, which are not patient data.
-    """
-
-    name: str
-    type_name: str
-    table: str
-    alias: str
-    columns: tuple[str, ...]
-    order: tuple[tuple[str, str], ...]
-    attributes: dict[str, Attribute]
-    patient_column: str | None = "patient_id"
-    newest_first: bool = True
-    filters: dict[str, Filter] = field(default_factory=dict)
-    phantom: dict[str, object] = field(default_factory=dict)
-    context_attributes: dict[str, Attribute] = field(default_factory=dict)
-
-    @property
-    def scope_sql(self) -> str | None:
-        """SQL for the policy scope of a row: the scope of the municipality owning it (patient data only)."""
-        if "owning_unit_id" not in self.attributes:
-            return None
-        return (
-            "(SELECT m.policy_scope FROM organization o JOIN municipality m ON m.id = o.municipality_id "
-            f"WHERE o.id = {self.alias}.owning_unit_id)"
-        )
-
-    @property
-    def is_patient_data(self) -> bool:
-        return self.patient_column is not None
-
-    def select_list(self) -> str:
-        """The columns of a row, qualified by the alias."""
-        return ", ".join(f"{self.alias}.{c}" for c in self.columns)
-
-    def attribute_select(self) -> str:
-        """SELECT-list entries that load every policy attribute, named `attr_<name>`."""
-        parts = []
-        for name, attribute in self.attributes.items():
-            if isinstance(attribute, SetOf):
-                parts.append(f"ARRAY({attribute.sql})::text[] AS attr_{name}")
-            elif attribute.pg_type in {"boolean", "integer"}:
-                parts.append(f"{attribute.sql} AS attr_{name}")
-            else:
-                parts.append(f"{attribute.sql}::text AS attr_{name}")
-        return ", ".join(parts)
-
-
-def patient_data_attributes(
-    alias: str,
-    patient_column: str = "patient_id",
-    category_column: str = "data_category",
-    episode_column: str | None = None,
-    context: str | None = None,
-) -> dict[str, Attribute]:
-    """The attributes every patient-data kind carries: whose data, which unit owns it, its data
-    category, its FHIR category (the data category where FHIR has none; what `?category=` scopes
-    narrow on), who has an active care relation with the patient, the patient's age, the patient's
-    restrictions (sperring) that reach this row, emergency grants, and the harm exception.
-
-    With `context`, the alias of the row's patient context (a row of PATIENT_CONTEXT_COLUMNS), what
-    depends on the patient alone is read from that row, and restrictions are looked up only for
-    patients who have any: a nested read then asks once per patient, not once per row."""
-    patient = f"{alias}.{patient_column}"
-    applies = f"(rx.target_category IS NULL OR rx.target_category = {alias}.data_category)"
-    episode = f" OR (rx.scope = 'episode' AND rx.target_id = {alias}.{episode_column})" if episode_column else ""
-    withheld = "FALSE" if patient_column == "id" else f"{alias}.withheld_from_patient"
-    restricted = f"{context}.restricted AND " if context else ""
-    attributes: dict[str, Attribute] = {
-        "patient_age": Column(
-            f"(SELECT date_part('year', age(pt.birth_date))::integer FROM patient pt WHERE pt.id = {patient})",
-            "integer",
-        ),
-        "withheld_from_patient": Column(withheld, "boolean"),
-        "blocked": Column(
-            f"EXISTS (SELECT 1 FROM restriction rx WHERE {restricted}rx.patient_id = {patient} AND "
-            f"{ACTIVE_RESTRICTION} AND ((rx.scope = 'item' AND rx.target_id = {alias}.id) "
-            f"OR (rx.scope = 'category' AND rx.target_category = {alias}.data_category){episode}))",
-            "boolean",
-        ),
-        "blocked_for_guardians": Column(
-            f"EXISTS (SELECT 1 FROM restriction rx WHERE {restricted}rx.patient_id = {patient} "
-            f"AND {ACTIVE_RESTRICTION} AND rx.scope = 'guardians' AND {applies})",
-            "boolean",
-        ),
-        "blocked_practitioner_ids": SetOf(
-            f"SELECT rx.target_practitioner_id FROM restriction rx WHERE {restricted}rx.patient_id = {patient} "
-            f"AND {ACTIVE_RESTRICTION} AND rx.scope = 'person' AND {applies}",
-            "uuid",
-        ),
-        "blocked_unit_ids": SetOf(
-            f"SELECT rx.target_unit_id FROM restriction rx WHERE {restricted}rx.patient_id = {patient} "
-            f"AND {ACTIVE_RESTRICTION} AND rx.scope = 'unit' AND {applies}",
-            "uuid",
-        ),
-        "emergency_practitioner_ids": SetOf(
-            f"SELECT eg.practitioner_id FROM emergency_grant eg WHERE eg.patient_id = {patient} AND {ACTIVE_GRANT}",
-            "uuid",
-        ),
-        "life_threat_practitioner_ids": SetOf(
-            f"SELECT eg.practitioner_id FROM emergency_grant eg WHERE eg.patient_id = {patient} AND {ACTIVE_GRANT} "
-            "AND eg.life_or_health_at_risk",
-            "uuid",
-        ),
-        "patient_id": Column(patient, "uuid"),
-        "owning_unit_id": Column(f"{alias}.owning_unit_id", "uuid"),
-        "data_category": Column(f"{alias}.data_category", "text"),
-        "category": Column(f"{alias}.{category_column}", "text"),
-        "care_unit_ids": SetOf(
-            f"SELECT cr.organization_id FROM care_relation cr "
-            f"WHERE cr.patient_id = {patient} AND {ACTIVE_CARE_RELATION}",
-            "uuid",
-        ),
-        "care_practitioner_ids": SetOf(
-            f"SELECT cr.practitioner_id FROM care_relation cr WHERE cr.patient_id = {patient} "
-            f"AND cr.practitioner_id IS NOT NULL AND {ACTIVE_CARE_RELATION}",
-            "uuid",
-        ),
-    }
-    if context:
-        for name in PATIENT_LEVEL:
-            value, shown = attributes[name], f"{context}.{name}"
-            attributes[name] = (ArrayOf if isinstance(value, SetOf) else Column)(shown, value.pg_type)
-    return attributes
-
-
-# The patient-data attributes that depend on the patient alone, and the row that holds them for the
-# patient `px` (FROM patient px), with whether the patient has any active restriction at all.
-PATIENT_LEVEL = (
-    "patient_age",
-    "care_unit_ids",
-    "care_practitioner_ids",
-    "emergency_practitioner_ids",
-    "life_threat_practitioner_ids",
-)
-PATIENT_CONTEXT = "_pc"
-
-
-def _patient_context_columns() -> str:
-    of_patient = patient_data_attributes("px", "id")
-    columns = ["px.id"]
-    for name in PATIENT_LEVEL:
-        value = of_patient[name]
-        columns.append(f"ARRAY({value.sql}) AS {name}" if isinstance(value, SetOf) else f"{value.sql} AS {name}")
-    active = f"EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = px.id AND {ACTIVE_RESTRICTION})"
-    columns.append(f"{active} AS restricted")
-    return ", ".join(columns)
-
-
-PATIENT_CONTEXT_COLUMNS = _patient_context_columns()
-
-
-def patient_data(
-    alias: str,
-    patient_column: str = "patient_id",
-    category_column: str = "data_category",
-    episode_column: str | None = None,
-    more: dict[str, Attribute] | None = None,
-) -> dict[str, dict[str, Attribute]]:
-    """A patient-data kind's `attributes` and `context_attributes` (the same, read through the
-    patient context PATIENT_CONTEXT), as keyword arguments of ResourceKind."""
-    shape = (alias, patient_column, category_column, episode_column)
-    return {
-        "attributes": {**patient_data_attributes(*shape), **(more or {})},
-        "context_attributes": {**patient_data_attributes(*shape, context=PATIENT_CONTEXT), **(more or {})},
-    }
+LOINC = "http://loinc.org"
+ICPC2 = "urn:oid:2.16.578.1.12.4.1.1.7170"
+ICD10 = "urn:oid:2.16.578.1.12.4.1.1.7110"
+ATC = "http://www.whocc.no/atc"
+ALLERGENS = "urn:akson:codes:allergen"
 
 
 def _dated(column: str) -> tuple[tuple[str, str], ...]:
     return ((column, "timestamptz"), ("id", "uuid"))
 
 
-def _range(column: str, pg_type: str = "timestamptz") -> dict[str, Filter]:
-    stem = column.removesuffix("_at").removesuffix("_start")
-    return {f"{stem}_from": Filter(column, "ge", pg_type), f"{stem}_to": Filter(column, "lt", pg_type)}
+def _range(column: str, stem: str, start: str, end: str) -> tuple[Filter, Filter]:
+    return (
+        Filter(f"{stem}_from", column, "ge", "timestamptz", start),
+        Filter(f"{stem}_to", column, "lt", "timestamptz", end),
+    )
 
+
+def _status(enum: EnumType) -> Filter:
+    return Filter("status", "status", "eq", "text", "Only this status.", enum)
+
+
+def _patient(description: str = "The patient.") -> Ref:
+    return Ref(
+        name="patient",
+        target="Patient",
+        column="patient_id",
+        description=description,
+        create="optional",
+        input_description="The patient's global id (or give patientNationalIdentityNumber).",
+    )
+
+
+# ---- enums -------------------------------------------------------------------------------------------
+
+UNIT_TYPE = EnumType(
+    "UnitType",
+    "The kind of municipal health service a unit provides.",
+    ("legevakt", "fastlegekontor", "hjemmetjeneste", "sykehjem", "helsestasjon"),
+)
+ROLE_CODE = EnumType(
+    "PractitionerRoleCode",
+    "What a practitioner does in a unit.",
+    ("doctor", "nurse", "health_secretary", "physiotherapist", "public_health_nurse", "care_worker"),
+)
+GENDER = EnumType("AdministrativeGender", "FHIR AdministrativeGender.", ("male", "female", "other", "unknown"))
+ENCOUNTER_STATUS = EnumType(
+    "EncounterStatus",
+    "Where an encounter stands (FHIR EncounterStatus).",
+    ("planned", "in-progress", "finished", "cancelled"),
+)
+ENCOUNTER_CLASS = EnumType(
+    "EncounterClass", "The setting of an encounter (FHIR v3 ActEncounterCode).", ("AMB", "HH", "EMER", "VR", "IMP")
+)
+OBSERVATION_CATEGORY = EnumType(
+    "ObservationCategory", "Kind of observation (FHIR observation-category).", ("vital-signs", "laboratory")
+)
+OBSERVATION_STATUS = EnumType(
+    "ObservationStatus",
+    "Status of an observation result (FHIR ObservationStatus).",
+    ("preliminary", "final", "amended", "cancelled"),
+)
+REPORT_CATEGORY = EnumType("DiagnosticReportCategory", "Kind of diagnostic report.", ("laboratory", "radiology"))
+REPORT_STATUS = EnumType(
+    "DiagnosticReportStatus",
+    "Status of a diagnostic report (FHIR DiagnosticReportStatus).",
+    ("registered", "partial", "preliminary", "final", "amended", "cancelled"),
+)
+CONDITION_CATEGORY = EnumType(
+    "ConditionCategory",
+    "Where a condition is recorded (FHIR condition-category).",
+    ("problem-list-item", "encounter-diagnosis"),
+)
+CONDITION_CLINICAL = EnumType(
+    "ConditionClinicalStatus",
+    "Clinical status of a condition (FHIR condition-clinical).",
+    ("active", "recurrence", "relapse", "inactive", "remission", "resolved"),
+)
+CONDITION_VERIFICATION = EnumType(
+    "ConditionVerificationStatus",
+    "Verification status of a condition (FHIR condition-ver-status).",
+    ("unconfirmed", "provisional", "differential", "confirmed", "refuted"),
+)
+MEDICATION_STATUS = EnumType(
+    "MedicationStatementStatus",
+    "Status of a medication statement (FHIR MedicationStatementStatus).",
+    ("active", "completed", "entered-in-error", "intended", "stopped", "on-hold"),
+)
+ALLERGY_CATEGORY = EnumType(
+    "AllergyCategory",
+    "Kind of allergen (FHIR allergy-intolerance-category).",
+    ("food", "medication", "environment", "biologic"),
+)
+ALLERGY_CRITICALITY = EnumType(
+    "AllergyCriticality",
+    "How dangerous a reaction could be (FHIR allergy-intolerance-criticality).",
+    ("low", "high", "unable-to-assess"),
+)
+ALLERGY_CLINICAL = EnumType(
+    "AllergyClinicalStatus",
+    "Clinical status of an allergy (FHIR allergyintolerance-clinical).",
+    ("active", "inactive", "resolved"),
+)
+NOTE_STATUS = EnumType(
+    "ClinicalNoteStatus",
+    "A clinical note's state: drafts can be edited by their author, signed notes never.",
+    ("draft", "signed", "entered-in-error"),
+)
+CARE_PLAN_STATUS = EnumType(
+    "CarePlanStatus",
+    "Status of a care plan (FHIR RequestStatus).",
+    ("draft", "active", "on-hold", "revoked", "completed"),
+)
+APPOINTMENT_STATUS = EnumType(
+    "AppointmentStatus",
+    "Status of an appointment (FHIR AppointmentStatus).",
+    ("proposed", "booked", "arrived", "fulfilled", "cancelled", "noshow"),
+)
+RESTRICTION_SCOPE = EnumType(
+    "RestrictionScope",
+    "What a restriction (sperring) blocks; GUARDIANS is a child (12 to 17) restricting their parents.",
+    ("item", "category", "episode", "person", "unit", "guardians"),
+)
+
+# ---- the directory -----------------------------------------------------------------------------------
 
 ORGANIZATION = ResourceKind(
     name="organization",
     type_name="Organization",
     table="organization",
     alias="o",
-    columns=("id", "municipality_id", "org_number", "name", "unit_type"),
+    description="A municipal health service unit (FHIR Organization).",
+    fields=(
+        Text(name="name", column="name", description="The unit's name."),
+        Text(
+            name="org_number",
+            column="org_number",
+            description="Organization number in the Central Coordinating Register.",
+        ),
+        Choice(name="unit_type", column="unit_type", enum=UNIT_TYPE, description="The service the unit provides."),
+    ),
+    extra_columns=("municipality_id",),
     order=(("name", "text"), ("id", "uuid")),
-    attributes={"municipality_id": Column("o.municipality_id", "uuid")},
+    attributes={"municipality_id": Column(sql("o.municipality_id"), "uuid")},
     patient_column=None,
     newest_first=False,
-    filters={
-        "unit_type": Filter("unit_type", "eq", "text"),
-        "municipality_id": Filter("municipality_id", "eq", "uuid"),
-    },
+    filters=(
+        Filter("unit_type", "unit_type", "eq", "text", "Only units of this type.", UNIT_TYPE),
+        Filter("municipality_id", "municipality_id", "eq", "uuid", exposed=False),
+    ),
+    filter_description="Narrows a list of units.",
 )
 
 PRACTITIONER = ResourceKind(
@@ -234,7 +187,25 @@ PRACTITIONER = ResourceKind(
     type_name="Practitioner",
     table="practitioner",
     alias="pr",
-    columns=("id", "hpr_number", "family_name", "given_name"),
+    description="A person working in the municipality's health services (FHIR Practitioner).",
+    fields=(
+        Named(name="name", family="family_name", given="given_name", description="The practitioner's name."),
+        Text(
+            name="hpr_number",
+            column="hpr_number",
+            nullable=True,
+            description="Number in the Health Personnel Register (HPR); null for non-health personnel.",
+        ),
+        Many(
+            name="roles",
+            target="PractitionerRole",
+            parent_column="practitioner_id",
+            description="The practitioner's roles in units, latest first.",
+            filtered=False,
+            ordered=False,
+            default_first=20,
+        ),
+    ),
     order=(("family_name", "text"), ("given_name", "text"), ("id", "uuid")),
     attributes={},
     patient_column=None,
@@ -246,27 +217,118 @@ PRACTITIONER_ROLE = ResourceKind(
     type_name="PractitionerRole",
     table="practitioner_role",
     alias="rl",
-    columns=("id", "practitioner_id", "organization_id", "role", "period_start", "period_end"),
+    description="A practitioner's role in a unit for a period (FHIR PractitionerRole).",
+    fields=(
+        Choice(name="role", column="role", enum=ROLE_CODE, description="What the practitioner does in the unit."),
+        Span(name="period", start="period_start", end="period_end", dates=True, description="When the role applies."),
+        Ref(
+            name="practitioner",
+            target="Practitioner",
+            column="practitioner_id",
+            description="The practitioner in this role.",
+        ),
+        Ref(
+            name="organization", target="Organization", column="organization_id", description="The unit the role is in."
+        ),
+    ),
     order=(("period_start", "date"), ("id", "uuid")),
-    attributes={"organization_id": Column("rl.organization_id", "uuid")},
+    attributes={"organization_id": Column(sql("rl.organization_id"), "uuid")},
     patient_column=None,
 )
+
+# ---- the journal -------------------------------------------------------------------------------------
 
 PATIENT = ResourceKind(
     name="patient",
     type_name="Patient",
     table="patient",
     alias="p",
-    columns=(
-        "id",
-        "national_id",
-        "family_name",
-        "given_name",
-        "birth_date",
-        "gender",
-        "municipality_id",
-        "owning_unit_id",
+    description="A person receiving care in the municipality (FHIR Patient), with their journal. Every list "
+    "holds only what policy lets you read; a hidden item and a missing one look the same.",
+    fields=(
+        Text(
+            name="national_identity_number",
+            column="national_id",
+            description="Norwegian national identity number (fødselsnummer; synthetic in the demo journal).",
+            create="required",
+        ),
+        Named(
+            name="name",
+            family="family_name",
+            given="given_name",
+            description="The patient's official name.",
+            create="required",
+        ),
+        Choice(name="gender", column="gender", enum=GENDER, description="Administrative gender.", create="required"),
+        Day(name="birth_date", column="birth_date", description="Date of birth.", create="required"),
+        Ref(
+            name="managing_organization",
+            target="Organization",
+            column="owning_unit_id",
+            description="The unit responsible for the patient's record (the GP office).",
+        ),
+        Many(
+            name="care_relations",
+            target="CareRelation",
+            parent_column="patient_id",
+            description="The patient's care relations with units and practitioners, newest first.",
+            filtered=False,
+        ),
+        Many(
+            name="encounters", target="Encounter", parent_column="patient_id", description="Encounters, newest first."
+        ),
+        Many(
+            name="observations",
+            target="Observation",
+            parent_column="patient_id",
+            description="Observations (vital signs and lab results), newest first.",
+        ),
+        Many(
+            name="diagnostic_reports",
+            target="DiagnosticReport",
+            parent_column="patient_id",
+            description="Lab and radiology reports, newest first.",
+        ),
+        Many(
+            name="conditions",
+            target="Condition",
+            parent_column="patient_id",
+            description="Problems and diagnoses, most recently recorded first.",
+        ),
+        Many(
+            name="medication_statements",
+            target="MedicationStatement",
+            parent_column="patient_id",
+            description="Medicines taken now or before, most recently recorded first.",
+        ),
+        Many(
+            name="allergy_intolerances",
+            target="AllergyIntolerance",
+            parent_column="patient_id",
+            description="Allergies and intolerances (critical information), most recent first.",
+        ),
+        Many(
+            name="clinical_notes",
+            target="ClinicalNote",
+            parent_column="patient_id",
+            description="Clinical notes, newest first.",
+        ),
+        Many(name="care_plans", target="CarePlan", parent_column="patient_id", description="Care plans, newest first."),
+        Many(
+            name="appointments",
+            target="Appointment",
+            parent_column="patient_id",
+            description="Appointments, latest start first.",
+        ),
+        Many(
+            name="restrictions",
+            target="Restriction",
+            parent_column="patient_id",
+            description="The patient's restrictions (sperring), newest first.",
+            filtered=False,
+        ),
     ),
+    extra_columns=("municipality_id",),
     order=(("family_name", "text"), ("given_name", "text"), ("id", "uuid")),
     **patient_data("p", "id"),
     patient_column="id",
@@ -278,7 +340,41 @@ CARE_RELATION = ResourceKind(
     type_name="CareRelation",
     table="care_relation",
     alias="cre",
-    columns=("id", "patient_id", "organization_id", "practitioner_id", "purpose", "period_start", "period_end"),
+    description="A treatment relationship between a patient and a unit or practitioner: the basis "
+    "of personnel's work-related need to read the patient's journal.",
+    fields=(
+        Text(
+            name="purpose",
+            column="purpose",
+            description="Why the relation exists (e.g. fastlege, hjemmesykepleie).",
+            create="required",
+            patch=True,
+        ),
+        Span(
+            name="period",
+            start="period_start",
+            end="period_end",
+            description="When the relation is in force.",
+            create="required",
+            patch=True,
+        ),
+        _patient(),
+        Ref(
+            name="organization",
+            target="Organization",
+            column="organization_id",
+            description="The unit caring for the patient.",
+            create="required",
+        ),
+        Ref(
+            name="practitioner",
+            target="Practitioner",
+            column="practitioner_id",
+            description="The practitioner personally responsible, if any (e.g. the GP).",
+            create="optional",
+            patch=True,
+        ),
+    ),
     order=_dated("period_start"),
     **patient_data("cre"),
 )
@@ -288,23 +384,78 @@ ENCOUNTER = ResourceKind(
     type_name="Encounter",
     table="encounter",
     alias="e",
-    columns=(
-        "id",
-        "patient_id",
-        "owning_unit_id",
-        "practitioner_id",
-        "class_code",
-        "status",
-        "period_start",
-        "period_end",
+    description="A contact between a patient and a unit: a visit, a home visit, an emergency (FHIR Encounter).",
+    fields=(
+        Choice(
+            name="status",
+            column="status",
+            enum=ENCOUNTER_STATUS,
+            description="Where the encounter stands.",
+            create="optional",
+            patch=True,
+            default="in-progress",
+        ),
+        Choice(
+            name="class_code",
+            graphql_name="class",
+            column="class_code",
+            enum=ENCOUNTER_CLASS,
+            description="The setting.",
+            create="required",
+            patch=True,
+        ),
+        Span(
+            name="period",
+            start="period_start",
+            end="period_end",
+            description="When it took place.",
+            create="required",
+            patch=True,
+        ),
+        _patient(),
+        Ref(
+            name="service_provider",
+            target="Organization",
+            column="owning_unit_id",
+            description="The unit that provided the encounter.",
+        ),
+        Ref(
+            name="participant",
+            target="Practitioner",
+            column="practitioner_id",
+            description="The practitioner who met the patient.",
+            create="optional",
+            patch=True,
+            writer=True,
+            input_description="The practitioner who met the patient; yourself when left out.",
+        ),
+        Many(
+            name="observations",
+            target="Observation",
+            parent_column="encounter_id",
+            description="Observations made during the encounter, newest first.",
+        ),
+        Many(
+            name="notes",
+            target="ClinicalNote",
+            parent_column="encounter_id",
+            description="Clinical notes written for the encounter, newest first.",
+        ),
+        Many(
+            name="diagnostic_reports",
+            target="DiagnosticReport",
+            parent_column="encounter_id",
+            description="Diagnostic reports ordered in the encounter, newest first.",
+        ),
     ),
     order=_dated("period_start"),
     **patient_data("e", episode_column="id"),
-    filters={
-        **_range("period_start"),
-        "status": Filter("status", "eq", "text"),
-        "class_code": Filter("class_code", "eq", "text"),
-    },
+    filters=(
+        *_range("period_start", "period", "Started at or after.", "Started before."),
+        _status(ENCOUNTER_STATUS),
+        Filter("class_code", "class_code", "eq", "text", "Only this setting.", ENCOUNTER_CLASS),
+    ),
+    filter_description="Narrows a list of encounters. Ranges include the start and exclude the end.",
 )
 
 OBSERVATION = ResourceKind(
@@ -312,29 +463,71 @@ OBSERVATION = ResourceKind(
     type_name="Observation",
     table="observation",
     alias="ob",
-    columns=(
-        "id",
-        "patient_id",
-        "encounter_id",
-        "diagnostic_report_id",
-        "owning_unit_id",
-        "category",
-        "status",
-        "code_system",
-        "code",
-        "code_display",
-        "value_quantity",
-        "value_unit",
-        "effective_at",
+    description="A measurement or lab result (FHIR Observation): vital signs and laboratory values.",
+    fields=(
+        Choice(
+            name="status",
+            column="status",
+            enum=OBSERVATION_STATUS,
+            description="Status of the result.",
+            create="optional",
+            patch=True,
+            default="final",
+        ),
+        Choice(
+            name="category",
+            column="category",
+            enum=OBSERVATION_CATEGORY,
+            description="Vital signs or laboratory.",
+            create="optional",
+            input_description="Vital signs or laboratory; follows from the code when left out.",
+        ),
+        Coded(
+            name="code",
+            description="What was observed (LOINC).",
+            systems=(LOINC,),
+            concepts=("vital-sign", "lab"),
+            create="required",
+        ),
+        Measured(
+            name="value_quantity",
+            value_column="value_quantity",
+            unit_column="value_unit",
+            description="The measured value.",
+            create="optional",
+            patch=True,
+        ),
+        Instant(
+            name="effective_date_time",
+            column="effective_at",
+            description="When it was observed.",
+            create="required",
+            patch=True,
+        ),
+        _patient(),
+        Ref(
+            name="encounter",
+            target="Encounter",
+            column="encounter_id",
+            description="The encounter the observation was made in.",
+            create="optional",
+        ),
+        Ref(
+            name="diagnostic_report",
+            target="DiagnosticReport",
+            column="diagnostic_report_id",
+            description="The diagnostic report the result belongs to, if any.",
+        ),
     ),
     order=_dated("effective_at"),
     **patient_data("ob", category_column="category", episode_column="encounter_id"),
-    filters={
-        **_range("effective_at"),
-        "code": Filter("code", "eq", "text"),
-        "category": Filter("category", "eq", "text"),
-        "status": Filter("status", "eq", "text"),
-    },
+    filters=(
+        *_range("effective_at", "effective", "Taken at or after.", "Taken before."),
+        Filter("code", "code", "eq", "text", "Only this code (e.g. LOINC 8480-6)."),
+        Filter("category", "category", "eq", "text", "Only this category.", OBSERVATION_CATEGORY),
+        _status(OBSERVATION_STATUS),
+    ),
+    filter_description="Narrows a list of observations. Ranges include the start and exclude the end.",
 )
 
 DIAGNOSTIC_REPORT = ResourceKind(
@@ -342,29 +535,88 @@ DIAGNOSTIC_REPORT = ResourceKind(
     type_name="DiagnosticReport",
     table="diagnostic_report",
     alias="dr",
-    columns=(
-        "id",
-        "patient_id",
-        "encounter_id",
-        "owning_unit_id",
-        "category",
-        "status",
-        "code_system",
-        "code",
-        "code_display",
-        "effective_at",
-        "issued_at",
-        "performer_id",
-        "conclusion",
+    description="The result of a lab panel or an imaging study, with its observations (FHIR DiagnosticReport).",
+    fields=(
+        Choice(
+            name="status",
+            column="status",
+            enum=REPORT_STATUS,
+            description="Status of the report.",
+            create="optional",
+            patch=True,
+            default="final",
+        ),
+        Choice(
+            name="category",
+            column="category",
+            enum=REPORT_CATEGORY,
+            description="Laboratory or radiology.",
+            create="required",
+        ),
+        Coded(
+            name="code",
+            description="What was examined (LOINC).",
+            systems=(LOINC,),
+            concepts=("lab-panel", "radiology", "lab"),
+            create="required",
+        ),
+        Instant(
+            name="effective_date_time",
+            column="effective_at",
+            description="When the specimen or images were taken.",
+            create="required",
+            patch=True,
+        ),
+        Instant(
+            name="issued",
+            column="issued_at",
+            description="When the report was released.",
+            create="optional",
+            patch=True,
+            input_description="When the report was released; now when left out.",
+        ),
+        Text(
+            name="conclusion",
+            column="conclusion",
+            nullable=True,
+            description="The clinical conclusion, if any.",
+            create="optional",
+            patch=True,
+            max_length=10_000,
+        ),
+        _patient(),
+        Ref(
+            name="encounter",
+            target="Encounter",
+            column="encounter_id",
+            description="The encounter the report was ordered in.",
+            create="optional",
+        ),
+        Ref(
+            name="performer",
+            target="Practitioner",
+            column="performer_id",
+            description="Who produced the report.",
+            create="optional",
+            patch=True,
+        ),
+        Many(
+            name="results",
+            target="Observation",
+            parent_column="diagnostic_report_id",
+            description="The report's individual results.",
+            filtered=False,
+        ),
     ),
     order=_dated("effective_at"),
     **patient_data("dr", category_column="category", episode_column="encounter_id"),
-    filters={
-        **_range("effective_at"),
-        "code": Filter("code", "eq", "text"),
-        "category": Filter("category", "eq", "text"),
-        "status": Filter("status", "eq", "text"),
-    },
+    filters=(
+        *_range("effective_at", "effective", "Taken at or after.", "Taken before."),
+        Filter("code", "code", "eq", "text", "Only this code (LOINC)."),
+        Filter("category", "category", "eq", "text", "Lab or radiology.", REPORT_CATEGORY),
+        _status(REPORT_STATUS),
+    ),
+    filter_description="Narrows a list of diagnostic reports.",
 )
 
 CONDITION = ResourceKind(
@@ -372,31 +624,78 @@ CONDITION = ResourceKind(
     type_name="Condition",
     table="condition",
     alias="cn",
-    columns=(
-        "id",
-        "patient_id",
-        "encounter_id",
-        "owning_unit_id",
-        "data_category",
-        "category",
-        "clinical_status",
-        "verification_status",
-        "code_system",
-        "code",
-        "code_display",
-        "onset_date",
-        "abatement_date",
-        "recorded_at",
-        "recorder_id",
+    description="A problem or diagnosis (FHIR Condition), coded in ICPC-2 or ICD-10.",
+    fields=(
+        Choice(
+            name="clinical_status",
+            column="clinical_status",
+            enum=CONDITION_CLINICAL,
+            description="Whether it is active.",
+            create="optional",
+            patch=True,
+            default="active",
+        ),
+        Choice(
+            name="verification_status",
+            column="verification_status",
+            enum=CONDITION_VERIFICATION,
+            description="How certain it is.",
+            create="optional",
+            patch=True,
+            default="confirmed",
+        ),
+        Choice(
+            name="category",
+            column="category",
+            enum=CONDITION_CATEGORY,
+            description="Problem list item or encounter diagnosis.",
+            create="optional",
+            patch=True,
+            default="problem-list-item",
+        ),
+        Coded(
+            name="code",
+            description="The diagnosis.",
+            systems=(ICPC2, ICD10),
+            concepts=("diagnosis",),
+            create="required",
+        ),
+        Day(
+            name="onset_date",
+            column="onset_date",
+            nullable=True,
+            description="When it began.",
+            create="optional",
+            patch=True,
+        ),
+        Day(
+            name="abatement_date",
+            column="abatement_date",
+            nullable=True,
+            description="When it resolved.",
+            create="optional",
+            patch=True,
+        ),
+        Instant(name="recorded_date", column="recorded_at", description="When it was recorded."),
+        _patient(),
+        Ref(
+            name="encounter",
+            target="Encounter",
+            column="encounter_id",
+            description="The encounter where it was diagnosed, if any.",
+            create="optional",
+        ),
+        Ref(name="recorder", target="Practitioner", column="recorder_id", description="Who recorded it.", writer=True),
     ),
     order=_dated("recorded_at"),
     **patient_data("cn", category_column="category", episode_column="encounter_id"),
-    filters={
-        **_range("recorded_at"),
-        "code": Filter("code", "eq", "text"),
-        "category": Filter("category", "eq", "text"),
-        "clinical_status": Filter("clinical_status", "eq", "text"),
-    },
+    filters=(
+        *_range("recorded_at", "recorded", "Recorded at or after.", "Recorded before."),
+        Filter("code", "code", "eq", "text", "Only this code (ICPC-2 or ICD-10)."),
+        Filter("category", "category", "eq", "text", "Problem list or diagnosis.", CONDITION_CATEGORY),
+        Filter("clinical_status", "clinical_status", "eq", "text", "Only this status.", CONDITION_CLINICAL),
+    ),
+    filter_description="Narrows a list of conditions.",
 )
 
 MEDICATION_STATEMENT = ResourceKind(
@@ -404,23 +703,52 @@ MEDICATION_STATEMENT = ResourceKind(
     type_name="MedicationStatement",
     table="medication_statement",
     alias="ms",
-    columns=(
-        "id",
-        "patient_id",
-        "owning_unit_id",
-        "status",
-        "code_system",
-        "code",
-        "code_display",
-        "dosage",
-        "effective_start",
-        "effective_end",
-        "date_asserted",
-        "information_source_id",
+    description="A medicine the patient takes or took (FHIR MedicationStatement), coded in ATC.",
+    fields=(
+        Choice(
+            name="status",
+            column="status",
+            enum=MEDICATION_STATUS,
+            description="Whether it is taken now.",
+            create="optional",
+            patch=True,
+            default="active",
+        ),
+        Coded(
+            name="medication",
+            description="The medicine (ATC).",
+            systems=(ATC,),
+            concepts=("medication",),
+            create="required",
+        ),
+        Text(name="dosage", column="dosage", description="How it is taken, as written.", create="required", patch=True),
+        Span(
+            name="effective_period",
+            start="effective_start",
+            end="effective_end",
+            dates=True,
+            description="When it is or was taken.",
+            create="required",
+            patch=True,
+        ),
+        Instant(name="date_asserted", column="date_asserted", description="When this was recorded."),
+        _patient(),
+        Ref(
+            name="information_source",
+            target="Practitioner",
+            column="information_source_id",
+            description="Who recorded it.",
+            writer=True,
+        ),
     ),
     order=_dated("date_asserted"),
     **patient_data("ms"),
-    filters={**_range("date_asserted"), "code": Filter("code", "eq", "text"), "status": Filter("status", "eq", "text")},
+    filters=(
+        *_range("date_asserted", "date_asserted", "Asserted at or after.", "Asserted before."),
+        Filter("code", "code", "eq", "text", "Only this ATC code."),
+        _status(MEDICATION_STATUS),
+    ),
+    filter_description="Narrows a list of medication statements.",
 )
 
 ALLERGY_INTOLERANCE = ResourceKind(
@@ -428,27 +756,61 @@ ALLERGY_INTOLERANCE = ResourceKind(
     type_name="AllergyIntolerance",
     table="allergy_intolerance",
     alias="al",
-    columns=(
-        "id",
-        "patient_id",
-        "owning_unit_id",
-        "clinical_status",
-        "category",
-        "criticality",
-        "code_system",
-        "code",
-        "code_display",
-        "reaction",
-        "recorded_at",
-        "recorder_id",
+    description="An allergy or intolerance: critical information (FHIR AllergyIntolerance).",
+    fields=(
+        Choice(
+            name="clinical_status",
+            column="clinical_status",
+            enum=ALLERGY_CLINICAL,
+            description="Whether it is active.",
+            create="optional",
+            patch=True,
+            default="active",
+        ),
+        Choice(
+            name="category",
+            column="category",
+            enum=ALLERGY_CATEGORY,
+            description="Kind of allergen.",
+            create="required",
+            patch=True,
+        ),
+        Choice(
+            name="criticality",
+            column="criticality",
+            enum=ALLERGY_CRITICALITY,
+            description="How dangerous a reaction could be.",
+            create="optional",
+            patch=True,
+            default="unable-to-assess",
+        ),
+        Coded(
+            name="code",
+            description="The allergen.",
+            systems=(ATC, ALLERGENS),
+            concepts=("allergen-medication", "allergen-food", "allergen-environment", "allergen-biologic"),
+            create="required",
+        ),
+        Text(
+            name="reaction",
+            column="reaction",
+            nullable=True,
+            description="The reaction seen, as written.",
+            create="optional",
+            patch=True,
+        ),
+        Instant(name="recorded_date", column="recorded_at", description="When it was recorded."),
+        _patient(),
     ),
+    extra_columns=("recorder_id",),
     order=_dated("recorded_at"),
     **patient_data("al", category_column="category"),
-    filters={
-        "category": Filter("category", "eq", "text"),
-        "clinical_status": Filter("clinical_status", "eq", "text"),
-        "criticality": Filter("criticality", "eq", "text"),
-    },
+    filters=(
+        Filter("category", "category", "eq", "text", "Only this kind of allergen.", ALLERGY_CATEGORY),
+        Filter("clinical_status", "clinical_status", "eq", "text", "Only this status.", ALLERGY_CLINICAL),
+        Filter("criticality", "criticality", "eq", "text", "Only this criticality.", ALLERGY_CRITICALITY),
+    ),
+    filter_description="Narrows a list of allergies and intolerances.",
 )
 
 CLINICAL_NOTE = ResourceKind(
@@ -456,27 +818,50 @@ CLINICAL_NOTE = ResourceKind(
     type_name="ClinicalNote",
     table="clinical_note",
     alias="nt",
-    columns=(
-        "id",
-        "patient_id",
-        "encounter_id",
-        "owning_unit_id",
-        "status",
-        "author_id",
-        "title",
-        "text",
-        "created_at",
-        "signed_at",
-        "replaces_id",
+    description="A clinical note (journalnotat): a draft its author may edit, or a signed, immutable "
+    "note; corrections are new versions that point back.",
+    fields=(
+        Choice(name="status", column="status", enum=NOTE_STATUS, description="Draft, signed or entered in error."),
+        Text(name="title", column="title", description="The note's heading."),
+        Instant(name="created", column="created_at", description="When it was written."),
+        Instant(
+            name="signed_at", column="signed_at", nullable=True, description="When it was signed; null for a draft."
+        ),
+        _patient(),
+        Ref(
+            name="encounter",
+            target="Encounter",
+            column="encounter_id",
+            description="The encounter the note belongs to.",
+        ),
+        Ref(name="author", target="Practitioner", column="author_id", description="Who wrote the note."),
+        Text(
+            name="text",
+            column="text",
+            nullable=True,
+            permission="read_text",
+            description="The note itself. Reading it is a separate permission (`read_text`): a role may see that "
+            "a note exists without reading it, and then gets null with a FORBIDDEN error here.",
+        ),
+        Ref(
+            name="replaces",
+            target="ClinicalNote",
+            column="replaces_id",
+            description="The earlier version this note corrects, if any.",
+        ),
     ),
     order=_dated("created_at"),
     **patient_data(
         "nt",
         episode_column="encounter_id",
-        more={"author_id": Column("nt.author_id", "uuid"), "status": Column("nt.status", "text")},
+        more={"author_id": Column(sql("nt.author_id"), "uuid"), "status": Column(sql("nt.status"), "text")},
     ),
     phantom={"status": "signed"},
-    filters={**_range("created_at"), "status": Filter("status", "eq", "text")},
+    filters=(
+        *_range("created_at", "created", "Written at or after.", "Written before."),
+        Filter("status", "status", "eq", "text", "Drafts or signed notes.", NOTE_STATUS),
+    ),
+    filter_description="Narrows a list of clinical notes.",
 )
 
 CARE_PLAN = ResourceKind(
@@ -484,22 +869,46 @@ CARE_PLAN = ResourceKind(
     type_name="CarePlan",
     table="care_plan",
     alias="cp",
-    columns=(
-        "id",
-        "patient_id",
-        "owning_unit_id",
-        "status",
-        "intent",
-        "title",
-        "description",
-        "period_start",
-        "period_end",
-        "author_id",
-        "created_at",
+    description="A plan for the patient's care, e.g. a home-care plan (FHIR CarePlan).",
+    fields=(
+        Choice(
+            name="status",
+            column="status",
+            enum=CARE_PLAN_STATUS,
+            description="Whether the plan is in force.",
+            create="optional",
+            patch=True,
+            default="active",
+        ),
+        Text(name="intent", column="intent", description="FHIR intent; always `plan` here."),
+        Text(
+            name="title", column="title", description="The plan's title.", create="required", patch=True, max_length=200
+        ),
+        Text(
+            name="description",
+            column="description",
+            description="What the plan says.",
+            create="required",
+            patch=True,
+            max_length=20_000,
+        ),
+        Span(
+            name="period",
+            start="period_start",
+            end="period_end",
+            dates=True,
+            description="When the plan applies.",
+            create="required",
+            patch=True,
+        ),
+        Instant(name="created", column="created_at", description="When the plan was written."),
+        _patient(),
+        Ref(name="author", target="Practitioner", column="author_id", description="Who wrote the plan.", writer=True),
     ),
     order=_dated("created_at"),
     **patient_data("cp"),
-    filters={"status": Filter("status", "eq", "text")},
+    filters=(_status(CARE_PLAN_STATUS),),
+    filter_description="Narrows a list of care plans.",
 )
 
 APPOINTMENT = ResourceKind(
@@ -507,20 +916,57 @@ APPOINTMENT = ResourceKind(
     type_name="Appointment",
     table="appointment",
     alias="ap",
-    columns=(
-        "id",
-        "patient_id",
-        "owning_unit_id",
-        "practitioner_id",
-        "status",
-        "service_type",
-        "description",
-        "start_at",
-        "end_at",
+    description="A booked visit (FHIR Appointment).",
+    fields=(
+        Choice(
+            name="status",
+            column="status",
+            enum=APPOINTMENT_STATUS,
+            description="Where the appointment stands.",
+            create="optional",
+            patch=True,
+            default="booked",
+        ),
+        Text(
+            name="service_type",
+            column="service_type",
+            description="What the appointment is for.",
+            create="required",
+            patch=True,
+            max_length=200,
+        ),
+        Text(
+            name="description",
+            column="description",
+            description="Details shown to the patient.",
+            create="required",
+            patch=True,
+        ),
+        Instant(name="start", column="start_at", description="When it starts.", create="required", patch=True),
+        Instant(name="end", column="end_at", description="When it ends.", create="required", patch=True),
+        _patient(),
+        Ref(
+            name="organization",
+            target="Organization",
+            column="owning_unit_id",
+            description="The unit the appointment is with.",
+        ),
+        Ref(
+            name="practitioner",
+            target="Practitioner",
+            column="practitioner_id",
+            description="The practitioner the appointment is with, if any.",
+            create="optional",
+            patch=True,
+        ),
     ),
     order=_dated("start_at"),
     **patient_data("ap"),
-    filters={**_range("start_at"), "status": Filter("status", "eq", "text")},
+    filters=(
+        *_range("start_at", "start", "Starting at or after.", "Starting before."),
+        _status(APPOINTMENT_STATUS),
+    ),
+    filter_description="Narrows a list of appointments.",
 )
 
 RESTRICTION = ResourceKind(
@@ -528,23 +974,183 @@ RESTRICTION = ResourceKind(
     type_name="Restriction",
     table="restriction",
     alias="rs",
-    columns=(
-        "id",
-        "patient_id",
-        "owning_unit_id",
-        "scope",
-        "target_kind",
-        "target_id",
-        "target_category",
-        "target_practitioner_id",
-        "target_unit_id",
-        "reason",
-        "period_start",
-        "period_end",
-        "created_at",
+    description="A patient's block (sperring) on part of their journal against people or units.",
+    fields=(
+        Choice(
+            name="scope",
+            column="scope",
+            enum=RESTRICTION_SCOPE,
+            description="What is blocked: an item, a category, an episode, a person or a unit.",
+        ),
+        Text(
+            name="target_kind",
+            column="target_kind",
+            nullable=True,
+            description="For an item or episode block: the kind of resource.",
+        ),
+        Text(
+            name="target_category",
+            column="target_category",
+            nullable=True,
+            description="For a category block: the data category.",
+        ),
+        Text(name="reason", column="reason", description="The patient's stated reason."),
+        Span(name="period", start="period_start", end="period_end", description="When the block is in force."),
+        Instant(name="created", column="created_at", description="When it was made."),
+        _patient(),
+        Ref(
+            name="target_practitioner",
+            target="Practitioner",
+            column="target_practitioner_id",
+            description="For a person block: the practitioner blocked.",
+        ),
+        Ref(
+            name="target_organization",
+            target="Organization",
+            column="target_unit_id",
+            description="For a unit block: the unit blocked.",
+        ),
     ),
+    extra_columns=("owning_unit_id", "target_id"),
     order=_dated("created_at"),
     **patient_data("rs"),
+)
+
+EMERGENCY_GRANT = ResourceKind(
+    name="emergency_grant",
+    type_name="EmergencyGrant",
+    table="emergency_grant",
+    alias="eg2",
+    description="Emergency access to a patient's record without a care relation: time-limited, "
+    "flagged in the audit log, reviewed afterwards and shown to the patient.",
+    fields=(
+        Text(name="reason", column="reason", description="The reason the practitioner stated."),
+        Flag(
+            name="life_or_health_at_risk",
+            column="life_or_health_at_risk",
+            description="A life-or-health emergency: only then does the grant pierce the patient's restrictions.",
+        ),
+        Instant(name="granted_at", column="granted_at", description="When access was opened."),
+        Instant(name="expires_at", column="expires_at", description="When it closes by itself."),
+        Instant(
+            name="reviewed_at",
+            column="reviewed_at",
+            nullable=True,
+            description="When it was reviewed; null while pending.",
+        ),
+        Text(
+            name="review_conclusion",
+            column="review_conclusion",
+            nullable=True,
+            description="What the review concluded.",
+        ),
+        Ref(name="patient", target="Patient", column="patient_id", description="The patient whose record was opened."),
+        Ref(
+            name="practitioner",
+            target="Practitioner",
+            column="practitioner_id",
+            description="The practitioner who opened it.",
+        ),
+    ),
+    extra_columns=("reviewed_by",),
+    order=(("granted_at", "timestamptz"), ("id", "uuid")),
+    attributes={
+        "patient_id": Column(sql("eg2.patient_id"), "uuid"),
+        "practitioner_id": Column(sql("eg2.practitioner_id"), "uuid"),
+        "reviewed": Column(sql("(eg2.reviewed_at IS NOT NULL)"), "boolean"),
+    },
+    filters=(Filter("reviewed", "reviewed_at", "set", "boolean", "Only reviewed (true) or pending (false)."),),
+    filter_description="Narrows a list of emergency grants.",
+)
+
+# ---- the platform: apps and the audit log (not nodes) ------------------------------------------------
+
+APP = ResourceKind(
+    name="app",
+    type_name="App",
+    table="app",
+    alias="a",
+    id_column="client_id",
+    extra_columns=(
+        "name",
+        "vendor_org_number",
+        "kind",
+        "redirect_uris",
+        "jwks_uri",
+        "requested_scopes",
+        "status",
+        "status_reason",
+        "registered_by",
+        "registered_at",
+        "decided_by",
+        "decided_at",
+    ),
+    order=(("registered_at", "timestamptz"), ("client_id", "text")),
+    attributes={
+        "client_id": Column(sql("a.client_id"), "text"),
+        "status": Column(sql("a.status"), "text"),
+        "kind": Column(sql("a.kind"), "text"),
+        "registered_by": Column(sql("a.registered_by"), "text"),
+    },
+    patient_column=None,
+    node=False,
+)
+
+AUDIT_EVENT = ResourceKind(
+    name="audit_event",
+    type_name="AuditEvent",
+    table="audit_event",
+    alias="ae",
+    extra_columns=(
+        "recorded_at",
+        "actor_kind",
+        "actor_id",
+        "actor_hpr_number",
+        "actor_unit_ids",
+        "client_id",
+        "resource_kind",
+        "resource_ids",
+        "action",
+        "purpose_of_use",
+        "self_attested",
+        "emergency",
+        "decision",
+        "reason",
+        "policy_version",
+        "trace_id",
+    ),
+    order=(("recorded_at", "timestamptz"), ("id", "bigint")),
+    attributes={
+        "patient_id": Column(sql("coalesce(ae.patient_id::text, '')"), "text"),
+        "patient_age": Column(
+            sql(
+                "coalesce((SELECT date_part('year', age(pt.birth_date))::integer FROM patient pt "
+                "WHERE pt.id = ae.patient_id), 0)"
+            ),
+            "integer",
+        ),
+        "blocked_for_guardians": Column(
+            sql(
+                "EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = ae.patient_id AND ",
+                ACTIVE_RESTRICTION,
+                " AND rx.scope = 'guardians' AND rx.target_category IS NULL)",
+            ),
+            "boolean",
+        ),
+    },
+    patient_column="patient_id",
+    filters=(
+        Filter("recorded_from", "recorded_at", "ge", "timestamptz"),
+        Filter("recorded_to", "recorded_at", "lt", "timestamptz"),
+        Filter("client_id", "client_id", "eq", "text"),
+        Filter("actor_id", "actor_id", "eq", "text"),
+        Filter("decision", "decision", "eq", "text"),
+        Filter("emergency", "emergency", "eq", "boolean"),
+        Filter("resource_kind", "resource_kind", "eq", "text"),
+        Filter("patient_id", "patient_id", "eq", "uuid"),
+        Filter("unit_id", "actor_unit_ids", "has", "uuid"),
+    ),
+    node=False,
 )
 
 KINDS: dict[str, ResourceKind] = {
@@ -565,117 +1171,7 @@ KINDS: dict[str, ResourceKind] = {
         CARE_PLAN,
         APPOINTMENT,
         RESTRICTION,
+        EMERGENCY_GRANT,
+        AUDIT_EVENT,
     )
 }
-
-APP = ResourceKind(
-    name="app",
-    type_name="App",
-    table="app",
-    alias="a",
-    columns=(
-        "client_id",
-        "name",
-        "vendor_org_number",
-        "kind",
-        "redirect_uris",
-        "jwks_uri",
-        "requested_scopes",
-        "status",
-        "status_reason",
-        "registered_by",
-        "registered_at",
-        "decided_by",
-        "decided_at",
-    ),
-    order=(("registered_at", "timestamptz"), ("client_id", "text")),
-    attributes={
-        "client_id": Column("a.client_id", "text"),
-        "status": Column("a.status", "text"),
-        "kind": Column("a.kind", "text"),
-        "registered_by": Column("a.registered_by", "text"),
-    },
-    patient_column=None,
-)
-
-EMERGENCY_GRANT = ResourceKind(
-    name="emergency_grant",
-    type_name="EmergencyGrant",
-    table="emergency_grant",
-    alias="eg2",
-    columns=(
-        "id",
-        "patient_id",
-        "practitioner_id",
-        "reason",
-        "life_or_health_at_risk",
-        "granted_at",
-        "expires_at",
-        "reviewed_at",
-        "reviewed_by",
-        "review_conclusion",
-    ),
-    order=(("granted_at", "timestamptz"), ("id", "uuid")),
-    attributes={
-        "patient_id": Column("eg2.patient_id", "uuid"),
-        "practitioner_id": Column("eg2.practitioner_id", "uuid"),
-        "reviewed": Column("(eg2.reviewed_at IS NOT NULL)", "boolean"),
-    },
-    filters={"reviewed": Filter("reviewed_at", "set", "boolean")},
-)
-
-KINDS[EMERGENCY_GRANT.type_name] = EMERGENCY_GRANT
-
-AUDIT_EVENT = ResourceKind(
-    name="audit_event",
-    type_name="AuditEvent",
-    table="audit_event",
-    alias="ae",
-    columns=(
-        "id",
-        "recorded_at",
-        "actor_kind",
-        "actor_id",
-        "actor_hpr_number",
-        "actor_unit_ids",
-        "client_id",
-        "patient_id",
-        "resource_kind",
-        "resource_ids",
-        "action",
-        "purpose_of_use",
-        "self_attested",
-        "emergency",
-        "decision",
-        "reason",
-        "policy_version",
-        "trace_id",
-    ),
-    order=(("recorded_at", "timestamptz"), ("id", "bigint")),
-    attributes={
-        "patient_id": Column("coalesce(ae.patient_id::text, '')", "text"),
-        "patient_age": Column(
-            "coalesce((SELECT date_part('year', age(pt.birth_date))::integer FROM patient pt "
-            "WHERE pt.id = ae.patient_id), 0)",
-            "integer",
-        ),
-        "blocked_for_guardians": Column(
-            f"EXISTS (SELECT 1 FROM restriction rx WHERE rx.patient_id = ae.patient_id AND {ACTIVE_RESTRICTION} "
-            "AND rx.scope = 'guardians' AND rx.target_category IS NULL)",
-            "boolean",
-        ),
-    },
-    patient_column="patient_id",
-    filters={
-        "recorded_from": Filter("recorded_at", "ge", "timestamptz"),
-        "recorded_to": Filter("recorded_at", "lt", "timestamptz"),
-        "client_id": Filter("client_id", "eq", "text"),
-        "actor_id": Filter("actor_id", "eq", "text"),
-        "decision": Filter("decision", "eq", "text"),
-        "emergency": Filter("emergency", "eq", "boolean"),
-        "resource_kind": Filter("resource_kind", "eq", "text"),
-        "patient_id": Filter("patient_id", "eq", "uuid"),
-        "unit_id": Filter("actor_unit_ids", "has", "uuid"),
-    },
-)
-KINDS[AUDIT_EVENT.type_name] = AUDIT_EVENT

@@ -20,15 +20,14 @@ from strawberry.types import ExecutionContext
 
 from gateway import resources as K
 from gateway.errors import as_client_error
+from gateway.json_sql import LIST_OF
 from gateway.telemetry import OperationSpan
 from gateway.whole_reads import WholeSelectionReads
 from resolvers.access import AccessMutations, EmergencyGrant, NoteMutations, emergency_grants
 from resolvers.apps import App, AppMutations, app, apps
 from resolvers.audit_log import AuditEvent, DenialCount, ReviewMutations, access_log, denial_report
-from resolvers.common import LIST_OF, Connection
-from resolvers.directory import Organization
-from resolvers.journal import Observation
-from resolvers.patients import Patient, node, observations, organizations, patient, patients
+from resolvers.common import Connection
+from resolvers.patients import Observation, Organization, Patient, node, observations, organizations, patient, patients
 
 log = logging.getLogger(__name__)
 

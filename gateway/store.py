@@ -15,22 +15,26 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import Enum
 from typing import Any
 
 import asyncpg
 import orjson
+from strawberry import UNSET
 
 from gateway.audit import AuditRecord, AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer, SqlFilter
+from gateway.declare import ResourceKind
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.json_sql import ListSelection, compile_list
-from gateway.plan_sql import Params, SetOf, UntranslatablePlan
-from gateway.resources import AUDIT_EVENT, ResourceKind
+from gateway.plan_sql import SetOf, UntranslatablePlan
+from gateway.resources import AUDIT_EVENT
+from gateway.sql import EMPTY, Sql, join, sql, value
 
 READ = "read"
 SEARCH = "search"
-_SQL_OP = {"eq": "=", "ge": ">=", "lt": "<"}
+_SQL_OP = {"eq": sql(" = "), "ge": sql(" >= "), "lt": sql(" < ")}
 
 Row = asyncpg.Record
 
@@ -47,6 +51,19 @@ class ListArgs:
 
     def descending(self, kind: ResourceKind) -> bool:
         return kind.newest_first if self.newest_first is None else self.newest_first
+
+    @classmethod
+    def of(cls, first: int, after: str | None, filter: object = None, order: Enum | None = None) -> ListArgs:
+        """List arguments from a connection field's arguments: the filter input's fields that were given
+        (enum members as their stored codes), and the order (`newest_first` or `oldest_first`)."""
+        filters: list[tuple[str, Any]] = []
+        if filter is not None:
+            for name, item in vars(filter).items():
+                if item is None or item is UNSET:
+                    continue
+                filters.append((name, item.value if isinstance(item, Enum) else item))
+        newest = None if order is None else order.value == "newest_first"
+        return cls(first=first, after=after, filters=tuple(filters), newest_first=newest)
 
 
 @dataclass(frozen=True)
@@ -109,19 +126,46 @@ def parse_id(raw: str, what: str) -> uuid.UUID:
         raise BadUserInput(f"{what} id {raw!r} is not a valid id") from exc
 
 
-def _attributes(kind: ResourceKind, row: Row) -> dict[str, Any]:
+_PHANTOM_SCALARS: dict[str, Any] = {"boolean": False, "integer": 0}
+
+
+def scope_select(kind: ResourceKind) -> Sql:
+    """SELECT-list entry for a row's policy scope, when the kind has one."""
+    return sql(", ", kind.scope_sql, " AS _scope") if kind.scope_sql else EMPTY
+
+
+def attributes_of(kind: ResourceKind, row: Row) -> dict[str, Any]:
+    """A row's policy attributes as Cerbos gets them, from the `attr_<name>` columns `attribute_select` made."""
     return {
         name: list(row[f"attr_{name}"]) if isinstance(attr, SetOf) else row[f"attr_{name}"]
         for name, attr in kind.attributes.items()
     }
 
 
-_PHANTOM_SCALARS: dict[str, Any] = {"boolean": False, "integer": 0}
+def rows_by_id(kind: ResourceKind, ids: list[str], extra: Sql = EMPTY) -> Sql:
+    """SELECT of rows by id with their policy attributes and scope (`extra`: more SELECT-list entries)."""
+    selected = [kind.select_list()]
+    if kind.attributes:
+        selected.append(kind.attribute_select())
+    return sql(
+        "SELECT ",
+        join(selected),
+        extra,
+        scope_select(kind),
+        " FROM ",
+        kind.table_sql,
+        " WHERE ",
+        kind.col(kind.id_column),
+        " = ANY(",
+        value(ids, kind.id_type + "[]"),
+        ")",
+    )
 
 
-def _scope(kind: ResourceKind) -> str:
-    """SELECT-list entry for a row's policy scope, when the kind has one."""
-    return f", {kind.scope_sql} AS _scope" if kind.scope_sql else ""
+async def fetch(pool: asyncpg.Pool | asyncpg.Connection, statement: Sql) -> list[Row]:
+    """The rows of a statement built from fragments."""
+    text, values = statement.render()
+    return list(await pool.fetch(text, *values))
 
 
 def _phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
@@ -186,11 +230,7 @@ class Store:
                 wanted.append(str(parse_id(raw, kind.type_name)))
             except BadUserInput as exc:
                 results[raw] = exc
-        rows = await self._pool.fetch(
-            f"SELECT {kind.select_list()}{', ' if kind.attributes else ''}{kind.attribute_select()}{_scope(kind)} "
-            f"FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = ANY($1::uuid[])",
-            wanted,
-        )
+        rows = await fetch(self._pool, rows_by_id(kind, wanted))
         found = {str(r["id"]): r for r in rows}
         unique = list(dict.fromkeys(wanted))
         decisions = await self._authorizer.check(
@@ -198,7 +238,7 @@ class Store:
             kind,
             READ,
             [
-                (rid, _attributes(kind, found[rid]) if rid in found else _phantom_attributes(kind, rid))
+                (rid, attributes_of(kind, found[rid]) if rid in found else _phantom_attributes(kind, rid))
                 for rid in unique
             ],
             [self._scope_of(kind, found.get(rid)) for rid in unique],
@@ -244,18 +284,15 @@ class Store:
     async def permitted(self, kind: ResourceKind, action: str, ids: Sequence[str]) -> list[bool | Exception]:
         """Whether a field-level action (e.g. `read_text`) is allowed on rows the caller already has:
         True, or the Forbidden error to show in the field's place. One statement and one PDP call."""
-        rows = await self._pool.fetch(
-            f"SELECT {kind.alias}.id, {kind.alias}.{kind.patient_column} AS _patient, {kind.attribute_select()}"
-            f"{_scope(kind)} FROM {kind.table} {kind.alias} WHERE {kind.alias}.id = ANY($1::uuid[])",
-            list(ids),
-        )
+        patient = kind.col(kind.patient_column or kind.id_column)
+        rows = await fetch(self._pool, rows_by_id(kind, list(ids), sql(", ", patient, " AS _patient")))
         found = {str(r["id"]): r for r in rows}
         present = [i for i in ids if i in found]
         decisions = await self._authorizer.check(
             self._principal,
             kind,
             action,
-            [(i, _attributes(kind, found[i])) for i in present],
+            [(i, attributes_of(kind, found[i])) for i in present],
             [found[i]["_scope"] if kind.scope_sql else None for i in present],
         )
         outcome: dict[str, bool | Exception] = {}
@@ -315,37 +352,41 @@ class Store:
                 f"`first` must be between 1 and {self._max_page_size}, got {args.first}", argument="first"
             )
         ranges: dict[str, dict[str, Any]] = {}
-        for name, value in args.filters:
-            spec = kind.filters.get(name)
+        filters = kind.filter_map
+        for name, item in args.filters:
+            spec = filters.get(name)
             if spec is None:
                 raise BadUserInput(f"{kind.type_name} lists cannot be filtered by {name}", argument="filter")
             if spec.op in {"ge", "lt"}:
-                ranges.setdefault(spec.column, {})[spec.op] = value
+                ranges.setdefault(spec.column, {})[spec.op] = item
         for column, bounds in ranges.items():
             if "ge" in bounds and "lt" in bounds and bounds["ge"] >= bounds["lt"]:
                 raise BadUserInput(f"the {column} range is empty: its start is not before its end", argument="filter")
 
-    def _where(self, kind: ResourceKind, sql_filter: SqlFilter, args: ListArgs, params: Params) -> list[str]:
-        alias = kind.alias
-        where = [sql_filter.sql]
-        for name, value in args.filters:
-            spec = kind.filters[name]
+    def _where(self, kind: ResourceKind, sql_filter: SqlFilter, args: ListArgs) -> list[Sql]:
+        where = [sql_filter.where]
+        filters = kind.filter_map
+        for name, item in args.filters:
+            spec = filters[name]
+            column = kind.col(spec.column)
             if spec.op == "set":
-                where.append(f"(({alias}.{spec.column} IS NOT NULL) = {params.add(value, 'boolean')})")
+                where.append(sql("((", column, " IS NOT NULL) = ", value(item, "boolean"), ")"))
             elif spec.op == "has":
-                where.append(f"({params.add(value, spec.pg_type)} = ANY({alias}.{spec.column}))")
+                where.append(sql("(", value(item, spec.pg_type), " = ANY(", column, "))"))
             else:
-                where.append(f"{alias}.{spec.column} {_SQL_OP[spec.op]} {params.add(value, spec.pg_type)}")
+                where.append(sql(column, _SQL_OP[spec.op], value(item, spec.pg_type)))
         if args.after is not None:
             key = decode_cursor(kind, args.after)
-            columns = ", ".join(f"{alias}.{column}" for column, _ in kind.order)
-            placeholders = ", ".join(params.add(v, t) for v, (_, t) in zip(key, kind.order, strict=True))
-            where.append(f"({columns}) {'<' if args.descending(kind) else '>'} ({placeholders})")
+            columns = join(kind.col(column) for column, _ in kind.order)
+            placeholders = join(value(v, t) for v, (_, t) in zip(key, kind.order, strict=True))
+            where.append(
+                sql("(", columns, ") ", sql("<") if args.descending(kind) else sql(">"), " (", placeholders, ")")
+            )
         return where
 
-    def _order_by(self, kind: ResourceKind, args: ListArgs) -> str:
-        direction = "DESC" if args.descending(kind) else "ASC"
-        return ", ".join(f"{kind.alias}.{column} {direction}" for column, _ in kind.order)
+    def _order_by(self, kind: ResourceKind, args: ListArgs) -> Sql:
+        direction = sql(" DESC") if args.descending(kind) else sql(" ASC")
+        return join(sql(kind.col(column), direction) for column, _ in kind.order)
 
     async def _list_filter(self, kind: ResourceKind) -> SqlFilter | None:
         sql_filter = await self._filter(kind, SEARCH)
@@ -365,13 +406,20 @@ class Store:
         sql_filter = await self._list_filter(kind)
         if sql_filter is None:
             return Page([], False)
-        params = Params(list(sql_filter.params))
-        where = self._where(kind, sql_filter, args, params)
-        limit = params.add(args.first + 1, "integer")
-        rows = await self._pool.fetch(
-            f"SELECT {kind.select_list()} FROM {kind.table} {kind.alias} WHERE {' AND '.join(where)} "
-            f"ORDER BY {self._order_by(kind, args)} LIMIT {limit}",
-            *params.values,
+        rows = await fetch(
+            self._pool,
+            sql(
+                "SELECT ",
+                kind.select_list(),
+                " FROM ",
+                kind.table_sql,
+                " WHERE ",
+                join(self._where(kind, sql_filter, args), " AND "),
+                " ORDER BY ",
+                self._order_by(kind, args),
+                " LIMIT ",
+                value(args.first + 1, "integer"),
+            ),
         )
         page = self._page(kind, rows, args.first)
         self._audit_rows(kind, [row for _, row in page.items], sql_filter.reason)
@@ -385,16 +433,24 @@ class Store:
         sql_filter = await self._list_filter(kind)
         if sql_filter is None:
             return [Page([], False) for _ in parent_ids]
-        params = Params(list(sql_filter.params))
-        where = self._where(kind, sql_filter, args, params)
-        keys = params.add([str(p) for p in parent_ids], "uuid[]")
-        limit = params.add(args.first + 1, "integer")
-        where.append(f"{kind.alias}.{parent_column} = k.parent")
-        rows = await self._pool.fetch(
-            f"SELECT k.parent AS _parent, t.* FROM unnest({keys}) AS k(parent) CROSS JOIN LATERAL ("
-            f"SELECT {kind.select_list()} FROM {kind.table} {kind.alias} WHERE {' AND '.join(where)} "
-            f"ORDER BY {self._order_by(kind, args)} LIMIT {limit}) AS t",
-            *params.values,
+        where = [*self._where(kind, sql_filter, args), sql(kind.col(parent_column), " = k.parent")]
+        rows = await fetch(
+            self._pool,
+            sql(
+                "SELECT k.parent AS _parent, t.* FROM unnest(",
+                value([str(p) for p in parent_ids], "uuid[]"),
+                ") AS k(parent) CROSS JOIN LATERAL (SELECT ",
+                kind.select_list(),
+                " FROM ",
+                kind.table_sql,
+                " WHERE ",
+                join(where, " AND "),
+                " ORDER BY ",
+                self._order_by(kind, args),
+                " LIMIT ",
+                value(args.first + 1, "integer"),
+                ") AS t",
+            ),
         )
         grouped: dict[uuid.UUID, list[Row]] = {}
         for row in rows:
@@ -416,17 +472,16 @@ class Store:
                 filters[level.kind.name] = await self._list_filter(level.kind)
             pending.extend(level.children())
 
-        def where_of(level: ListSelection, params: Params, context: str | None) -> list[str]:
+        def where_of(level: ListSelection, context: str | None) -> list[Sql]:
             sql_filter = filters[level.kind.name]
             if sql_filter is None:
-                return ["FALSE"]
+                return [sql("FALSE")]
             if context is not None:
                 sql_filter = sql_filter.in_patient_context(level.kind.context_attributes, context)
-            placed = SqlFilter(sql_filter.kind, sql_filter.placed_after(params.values), ())
-            return self._where(level.kind, placed, level.args, params)
+            return self._where(level.kind, sql_filter, level.args)
 
-        statement = compile_list(selection, where_of, lambda level: self._order_by(level.kind, level.args))
-        row = await self._pool.fetchrow(statement.sql, *statement.params)
+        text, values = compile_list(selection, where_of, lambda level: self._order_by(level.kind, level.args)).render()
+        row = await self._pool.fetchrow(text, *values)
         emergency = self._principal.emergency_patient_ids
         for kind_name, patient, ids in orjson.loads(row["audit"]):
             sql_filter = filters[kind_name]
@@ -448,19 +503,27 @@ class Store:
         sql_filter = await self._list_filter(kind)
         if sql_filter is None:
             return [0 for _ in parent_ids]
-        params = Params(list(sql_filter.params))
-        where = self._where(kind, sql_filter, ListArgs(first=1, filters=args.filters), params)
+        where = join(self._where(kind, sql_filter, ListArgs(first=1, filters=args.filters)), " AND ")
         if parent_column is None:
-            value = await self._pool.fetchval(
-                f"SELECT count(*) FROM {kind.table} {kind.alias} WHERE {' AND '.join(where)}", *params.values
-            )
-            return [int(value)]
-        keys = params.add([str(p) for p in parent_ids], "uuid[]")
-        rows = await self._pool.fetch(
-            f"SELECT {kind.alias}.{parent_column} AS parent, count(*) AS n FROM {kind.table} {kind.alias} "
-            f"WHERE {kind.alias}.{parent_column} = ANY({keys}) AND {' AND '.join(where)} "
-            f"GROUP BY {kind.alias}.{parent_column}",
-            *params.values,
+            [row] = await fetch(self._pool, sql("SELECT count(*) AS n FROM ", kind.table_sql, " WHERE ", where))
+            return [int(row["n"])]
+        parent = kind.col(parent_column)
+        rows = await fetch(
+            self._pool,
+            sql(
+                "SELECT ",
+                parent,
+                " AS parent, count(*) AS n FROM ",
+                kind.table_sql,
+                " WHERE ",
+                parent,
+                " = ANY(",
+                value([str(p) for p in parent_ids], "uuid[]"),
+                ") AND ",
+                where,
+                " GROUP BY ",
+                parent,
+            ),
         )
         counts = {r["parent"]: int(r["n"]) for r in rows}
-        return [counts.get(parent, 0) for parent in parent_ids]
+        return [counts.get(parent_id, 0) for parent_id in parent_ids]

@@ -2,8 +2,9 @@
 
 A schema extension, so that the resolvers stay the one definition of the API: before graphql-core
 executes an operation, this looks at its selection. When every root field is a list of journal data
-and everything under it is a plain field (resolvers/shapes.py), a nested list, a cursor or pageInfo,
-the store answers each root field with one statement that builds the JSON (gateway/json_sql.py),
+and everything under it is a plain field (its JSON shape comes from the kind's declaration), a nested
+list, a cursor or pageInfo, the store answers each root field with one statement that builds the JSON
+(gateway/json_sql.py),
 filtered per level by the same query plans and audited row by row, and execution is skipped. Anything
 else (a reference, a count, a field with its own permission, a directive, a mutation) runs through
 the resolvers as before. Bad arguments also take the resolver path, which explains them field by field.
@@ -34,8 +35,10 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
+from gateway.declare import ResourceKind
 from gateway.errors import AksonError
 from gateway.json_sql import (
+    LIST_OF,
     PAGE_INFO_FIELDS,
     Edges,
     ListSelection,
@@ -45,9 +48,8 @@ from gateway.json_sql import (
     Typename,
     Value,
 )
-from gateway.resources import ResourceKind
-from resolvers.common import LIST_OF, list_args
-from resolvers.shapes import SHAPES
+from gateway.resources import KINDS
+from gateway.store import ListArgs
 
 
 class NotWhole(Exception):
@@ -111,7 +113,7 @@ class _Planner:
         graphql_type = self.context.schema._schema.get_type(type_name)
         raw = get_argument_values(graphql_type.fields[node.name.value], node, self.variables)  # type: ignore[union-attr]
         schema = self.context.schema
-        args = list_args(
+        args = ListArgs.of(
             **convert_arguments(raw, field.arguments, schema.schema_converter.scalar_registry, schema.config)
         )
         return self.connection(kind, column, args, node)
@@ -149,9 +151,10 @@ class _Planner:
         return Edges(tuple(parts))
 
     def node(self, item_type: str, node: FieldNode) -> NodeSelection:
-        shapes = SHAPES.get(item_type)
-        if shapes is None:
+        kind = KINDS.get(item_type)
+        if kind is None or not kind.node:
             raise NotWhole
+        shapes = kind.shapes
         parts: list[tuple[str, Shape | Typename | ListSelection]] = []
         for sub in self.fields(node.selection_set, item_type):
             key, name = (sub.alias or sub.name).value, sub.name.value

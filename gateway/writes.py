@@ -13,9 +13,10 @@ import asyncpg
 from gateway.audit import AuditRecord, AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer
+from gateway.declare import ResourceKind
 from gateway.errors import BadUserInput, Forbidden, NotFound
-from gateway.resources import CLINICAL_NOTE, EMERGENCY_GRANT, KINDS, PATIENT, RESTRICTION, ResourceKind
-from gateway.store import _attributes, _scope
+from gateway.resources import CLINICAL_NOTE, EMERGENCY_GRANT, KINDS, PATIENT, RESTRICTION
+from gateway.store import attributes_of, fetch, rows_by_id
 
 EMERGENCY_ACCESS_HOURS = 4
 DATA_CATEGORIES = {
@@ -50,14 +51,10 @@ class JournalWrites:
 
     async def _attributes(self, kind: ResourceKind, rid: str) -> tuple[dict[str, Any], str | None] | None:
         """A row's policy attributes and policy scope (its municipality), as reads load them."""
-        row = await self._pool.fetchrow(
-            f"SELECT {kind.attribute_select()}{_scope(kind)} FROM {kind.table} {kind.alias} "
-            f"WHERE {kind.alias}.id = $1::uuid",
-            rid,
-        )
-        if row is None:
+        rows = await fetch(self._pool, rows_by_id(kind, [rid]))
+        if not rows:
             return None
-        return _attributes(kind, row), (row["_scope"] if kind.scope_sql else None)
+        return attributes_of(kind, rows[0]), (rows[0]["_scope"] if kind.scope_sql else None)
 
     async def _decide(
         self,

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry import relay
 
 from gateway import resources as K
-from gateway.store import Row
-from resolvers.common import AfterArg, Connection, FirstArg, Info, node_type, parse_global_id, to_one, top_list
+from resolvers.common import AfterArg, Connection, FirstArg, Info, parse_global_id, top_list
 from resolvers.common import list_args as _list_args
-from resolvers.directory import Practitioner
-from resolvers.journal import ClinicalNote, Restriction, RestrictionScope
+from resolvers.types import ENUMS, TYPES, filter_of
 
 if TYPE_CHECKING:
     from resolvers.patients import Patient
@@ -22,60 +18,21 @@ if TYPE_CHECKING:
 PatientRef = Annotated["Patient", strawberry.lazy("resolvers.patients")]
 
 
-@node_type(K.EMERGENCY_GRANT)
-@strawberry.type(
-    description="Emergency access to a patient's record without a care relation: time-limited, "
-    "flagged in the audit log, reviewed afterwards and shown to the patient."
-)
-class EmergencyGrant(relay.Node):
-    id: relay.NodeID[str]
-    reason: str = strawberry.field(description="The reason the practitioner stated.")
-    life_or_health_at_risk: bool = strawberry.field(
-        description="A life-or-health emergency: only then does the grant pierce the patient's restrictions."
-    )
-    granted_at: datetime = strawberry.field(description="When access was opened.")
-    expires_at: datetime = strawberry.field(description="When it closes by itself.")
-    reviewed_at: datetime | None = strawberry.field(description="When it was reviewed; null while pending.")
-    review_conclusion: str | None = strawberry.field(description="What the review concluded.")
-    patient_id: strawberry.Private[uuid.UUID]
-    practitioner_id: strawberry.Private[uuid.UUID]
-
-    @classmethod
-    def from_row(cls, row: Row) -> EmergencyGrant:
-        return cls(
-            id=str(row["id"]),
-            reason=row["reason"],
-            life_or_health_at_risk=row["life_or_health_at_risk"],
-            granted_at=row["granted_at"],
-            expires_at=row["expires_at"],
-            reviewed_at=row["reviewed_at"],
-            review_conclusion=row["review_conclusion"],
-            patient_id=row["patient_id"],
-            practitioner_id=row["practitioner_id"],
-        )
-
-    @strawberry.field(description="The patient whose record was opened.")
-    async def patient(self, info: Info) -> PatientRef | None:
-        return await to_one(info, K.PATIENT, self.patient_id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="The practitioner who opened it.")
-    async def practitioner(self, info: Info) -> Practitioner | None:
-        return await to_one(info, K.PRACTITIONER, self.practitioner_id)  # type: ignore[no-any-return]
-
-
-@strawberry.input(description="Narrows a list of emergency grants.")
-class EmergencyGrantFilter:
-    reviewed: bool | None = strawberry.field(default=None, description="Only reviewed (true) or pending (false).")
+EmergencyGrant = TYPES["EmergencyGrant"]
+ClinicalNote = TYPES["ClinicalNote"]
+Restriction = TYPES["Restriction"]
+RestrictionScope = ENUMS["RestrictionScope"]
+EmergencyGrantFilterArg = Annotated[
+    filter_of(K.EMERGENCY_GRANT) | None, strawberry.argument(description="Only grants matching this.")
+]
 
 
 async def emergency_grants(
     info: Info,
     first: FirstArg,
     after: AfterArg = None,
-    filter: Annotated[
-        EmergencyGrantFilter | None, strawberry.argument(description="Only grants matching this.")
-    ] = None,
-) -> Connection[EmergencyGrant]:
+    filter: EmergencyGrantFilterArg = None,  # type: ignore[valid-type]
+) -> Connection[EmergencyGrant]:  # type: ignore[valid-type]
     """Emergency grants you may see, newest first: on your own record, your own, or all for reviewers."""
     return await top_list(info, K.EMERGENCY_GRANT, _list_args(first, after, filter))  # type: ignore[no-any-return]
 

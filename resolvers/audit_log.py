@@ -15,17 +15,20 @@ from gateway.errors import BadUserInput
 from gateway.store import ListArgs, Row
 from resolvers.access import EmergencyGrant
 from resolvers.common import (
+    NODE_TYPES,
     AfterArg,
     Connection,
     FirstArg,
     Info,
     global_id,
-    node_type,
     parse_global_id,
     to_one,
     top_list,
 )
-from resolvers.directory import Organization, Practitioner
+from resolvers.types import TYPES
+
+Organization = TYPES["Organization"]
+Practitioner = TYPES["Practitioner"]
 
 MAX_SPAN = timedelta(days=366)
 
@@ -36,7 +39,6 @@ class Decision(Enum):
     DENY = "DENY"
 
 
-@node_type(K.AUDIT_EVENT)
 @strawberry.type(
     description="One audit record (FHIR AuditEvent-like): who accessed which of a patient's data, "
     "when, from which unit and app, why, and what the policy decided."
@@ -93,6 +95,9 @@ class AuditEvent:
     @strawberry.field(description="The patient's global id, if the access concerned a patient.")
     def patient_id_global(self) -> strawberry.ID | None:
         return None if self.patient_id is None else strawberry.ID(str(global_id(K.PATIENT, self.patient_id)))
+
+
+NODE_TYPES[K.AUDIT_EVENT.type_name] = AuditEvent
 
 
 @strawberry.input(description="Which part of the log. A bounded time range is required (at most a year).")

@@ -13,9 +13,10 @@ import strawberry
 from strawberry import relay
 
 from gateway.context import Context
+from gateway.declare import ResourceKind
 from gateway.errors import BadUserInput
-from gateway.resources import KINDS, ResourceKind
-from gateway.store import ListArgs, Page, Row
+from gateway.resources import KINDS
+from gateway.store import ListArgs, Page
 
 Info = strawberry.Info[Context, None]
 T = TypeVar("T")
@@ -25,19 +26,8 @@ AfterArg = Annotated[
     str | None, strawberry.argument(description="The `endCursor` of the previous page, to continue after it.")
 ]
 
+# The GraphQL type of each node kind, by type name (filled by resolvers/types.py).
 NODE_TYPES: dict[str, Any] = {}
-# Field metadata of a connection field: (kind, parent column or None at the top), for whole-selection reads.
-LIST_OF = "akson_list_of"
-
-
-def node_type(kind: ResourceKind) -> Callable[[type[T]], type[T]]:
-    """Register a GraphQL type as the API face of a resource kind (for `node(id)` and lists)."""
-
-    def register(cls: type[T]) -> type[T]:
-        NODE_TYPES[kind.type_name] = cls
-        return cls
-
-    return register
 
 
 @strawberry.enum(description="Which end of a list comes first.")
@@ -101,11 +91,6 @@ class Connection(Generic[T]):
         return await self.count()
 
 
-def coding(row: Row, prefix: str = "code") -> Coding:
-    """A Coding from the `<prefix>_system`, `<prefix>`, `<prefix>_display` columns."""
-    return Coding(system=row[f"{prefix}_system"], code=row[prefix], display=row[f"{prefix}_display"])
-
-
 def global_id(kind: ResourceKind, raw_id: uuid.UUID | str) -> relay.GlobalID:
     """The opaque id clients see for a resource."""
     return relay.GlobalID(kind.type_name, str(raw_id))
@@ -131,14 +116,7 @@ def parse_global_id(value: str, expected: ResourceKind | None = None) -> tuple[R
 
 def list_args(first: int, after: str | None, filter: Any = None, order: SortOrder | None = None) -> ListArgs:
     """Store list arguments from a resolver's arguments; filter inputs map field names to store filters."""
-    filters: list[tuple[str, Any]] = []
-    if filter is not None:
-        for name, value in vars(filter).items():
-            if value is None or value is strawberry.UNSET:
-                continue
-            filters.append((name, value.value if isinstance(value, Enum) else value))
-    newest = None if order is None else order is SortOrder.NEWEST_FIRST
-    return ListArgs(first=first, after=after, filters=tuple(filters), newest_first=newest)
+    return ListArgs.of(first, after, filter, order)
 
 
 def to_connection(kind: ResourceKind, page: Page, args: ListArgs, count: Callable[[], Awaitable[int]]) -> Any:
@@ -188,33 +166,3 @@ async def by_global_id(info: Info, value: str, expected: ResourceKind | None = N
 
 
 OrderArg = Annotated[SortOrder, strawberry.argument(description="Newest first unless asked otherwise.")]
-
-
-def children(kind: ResourceKind, parent_column: str, node: Any, description: str, filter_arg: Any = None) -> Any:
-    """A connection field for a parent's children of one kind: `first`, `after`, an optional filter and
-    the order, batched with the same list of every other parent in the query (one statement per level)."""
-
-    async def resolve(
-        self: Any,
-        info: Info,
-        first: int,
-        after: str | None = None,
-        filter: Any = None,
-        order: SortOrder = SortOrder.NEWEST_FIRST,
-    ) -> Any:
-        return await child_list(info, kind, parent_column, self.db_id, list_args(first, after, filter, order))
-
-    annotations: dict[str, Any] = {"info": Info, "first": FirstArg, "after": AfterArg}
-    if filter_arg is None:
-
-        async def resolve_unfiltered(
-            self: Any, info: Info, first: int, after: str | None = None, order: SortOrder = SortOrder.NEWEST_FIRST
-        ) -> Any:
-            return await resolve(self, info, first, after, None, order)
-
-        target: Any = resolve_unfiltered
-    else:
-        annotations["filter"] = filter_arg
-        target = resolve
-    target.__annotations__ = {**annotations, "order": OrderArg, "return": Connection[node]}
-    return strawberry.field(resolver=target, description=description, metadata={LIST_OF: (kind, parent_column)})

@@ -8,18 +8,19 @@ from typing import Any
 import pytest
 
 from gateway.authz import SqlFilter, combine_scoped, condition_key
-from gateway.plan_sql import Column, Params, SetOf, Translator, UntranslatablePlan
+from gateway.plan_sql import Column, SetOf, Translator, UntranslatablePlan
 from gateway.resources import KINDS
+from gateway.sql import sql, value
 from tests.conftest import PROJECT
 
 U1 = "0a9e7a31-0000-4000-8000-000000000011"
 U2 = "0a9e7a31-0000-4000-8000-000000000012"
 ATTRS = {
-    "unit": Column("t.unit_id", "uuid"),
-    "category": Column("t.category", "text"),
-    "age": Column("t.age", "integer"),
-    "units": SetOf("SELECT x.unit_id FROM x WHERE x.t_id = t.id", "uuid"),
-    "blocked": Column("EXISTS (SELECT 1 FROM b WHERE b.t_id = t.id)", "boolean"),
+    "unit": Column(sql("t.unit_id"), "uuid"),
+    "category": Column(sql("t.category"), "text"),
+    "age": Column(sql("t.age"), "integer"),
+    "units": SetOf(sql("SELECT x.unit_id FROM x WHERE x.t_id = t.id"), "uuid"),
+    "blocked": Column(sql("EXISTS (SELECT 1 FROM b WHERE b.t_id = t.id)"), "boolean"),
 }
 
 
@@ -36,8 +37,7 @@ def expr(op: str, *operands: dict[str, Any]) -> dict[str, Any]:
 
 
 def translate(condition: dict[str, Any]) -> tuple[str, list[Any]]:
-    params = Params()
-    return Translator(ATTRS).where(condition, params), params.values
+    return Translator(ATTRS).where(condition).render()
 
 
 def test_a_cerbos_care_relation_plan_becomes_two_exists_clauses_with_parameters() -> None:
@@ -148,24 +148,24 @@ def test_every_kind_has_a_resource_policy() -> None:
         assert (PROJECT / "policies" / "resources" / f"{kind.name}.yaml").exists(), kind.name
 
 
-SCOPE_SQL = "(SELECT scope FROM s WHERE s.id = t.unit_id)"
+SCOPE_TEXT = "(SELECT scope FROM s WHERE s.id = t.unit_id)"
+SCOPE_SQL = sql("(SELECT scope FROM s WHERE s.id = t.unit_id)")
+NATIONAL = SqlFilter("conditional", sql("(t.category <> ", value("sensitive", "text"), ")"))
 
 
 def test_scopes_whose_plan_is_the_national_one_get_no_branch_and_no_scope_lookup() -> None:
-    national = SqlFilter("conditional", "(t.category <> $1::text)", ("sensitive",))
-    combined = combine_scoped(SCOPE_SQL, [("fjordvik", national), ("haldal", national)], national)
-    assert combined == national
+    combined = combine_scoped(SCOPE_SQL, [("fjordvik", NATIONAL), ("haldal", NATIONAL)], NATIONAL)
+    assert combined == NATIONAL
 
 
-def test_a_scope_with_its_own_plan_keeps_its_branch_with_renumbered_parameters() -> None:
-    national = SqlFilter("conditional", "(t.category <> $1::text)", ("sensitive",))
-    local = SqlFilter("conditional", "(t.age >= $1::integer)", (16,))
-    combined = combine_scoped(SCOPE_SQL, [("fjordvik", local), ("haldal", national)], national)
-    assert combined.sql == (
-        f"(CASE coalesce({SCOPE_SQL}, '') WHEN $1::text THEN ((t.age >= $2::integer)) "
-        "ELSE ((t.category <> $3::text)) END)"
+def test_a_scope_with_its_own_plan_keeps_its_branch_and_every_value_stays_a_parameter() -> None:
+    local = SqlFilter("conditional", sql("(t.age >= ", value(16, "integer"), ")"))
+    combined = combine_scoped(SCOPE_SQL, [("fjordvik", local), ("haldal", NATIONAL)], NATIONAL)
+    assert combined.where.render() == (
+        f"(CASE coalesce({SCOPE_TEXT}, '') WHEN $1::text THEN ((t.age >= $2::integer)) "
+        "ELSE ((t.category <> $3::text)) END)",
+        ["fjordvik", 16, "sensitive"],
     )
-    assert combined.params == ("fjordvik", 16, "sensitive")
 
 
 def test_plans_that_differ_only_in_the_order_of_or_operands_count_as_the_same_plan() -> None:
@@ -173,12 +173,12 @@ def test_plans_that_differ_only_in_the_order_of_or_operands_count_as_the_same_pl
     grant = expr("eq", var("unit"), val(U2))
     national_condition = expr("and", expr("ne", var("category"), val("sensitive")), expr("or", care, grant))
     scoped_condition = expr("and", expr("or", grant, care), expr("ne", var("category"), val("sensitive")))
-    filters = []
-    for condition in (national_condition, scoped_condition):
-        sql, values = translate(condition)
-        filters.append(SqlFilter("conditional", sql, tuple(values), condition_key(condition)))
+    filters = [
+        SqlFilter("conditional", Translator(ATTRS).where(condition), condition_key(condition))
+        for condition in (national_condition, scoped_condition)
+    ]
     national, scoped = filters
-    assert scoped.sql != national.sql
+    assert scoped.where != national.where
     assert combine_scoped(SCOPE_SQL, [("fjordvik", scoped)], national) == national
 
 

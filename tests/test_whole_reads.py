@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 
 from gateway.json_sql import GlobalId, json_object, json_value, shape_sql
+from gateway.sql import join, sql, value
 from tests.conftest import CITIZEN, Gateway, raw_id, run
 
 FIELDS = """
@@ -165,8 +166,15 @@ def test_global_ids_built_by_postgresql_equal_strawberrys_for_every_length_of_ty
     async def ids() -> list[str]:
         conn = await asyncpg.connect(server_url)
         try:
-            sql = ", ".join(shape_sql(GlobalId(), "r", name) for name in names)
-            row = await conn.fetchrow(f"SELECT {sql} FROM (SELECT $1::uuid AS id) AS r", row_id)
+            statement = sql(
+                "SELECT ",
+                join(shape_sql(GlobalId(), "r", name) for name in names),
+                " FROM (SELECT ",
+                value(row_id, "uuid"),
+                " AS id) AS r",
+            )
+            text, values = statement.render()
+            row = await conn.fetchrow(text, *values)
             return list(row.values())
         finally:
             await conn.close()
@@ -181,10 +189,15 @@ def test_json_text_built_by_postgresql_escapes_what_json_must_escape(server_url:
     async def built() -> str:
         conn = await asyncpg.connect(server_url)
         try:
-            sql = json_object(
-                [("text", json_value("$1::text")), ("none", json_value("NULL::text")), ("empty", json_object([]))]
+            built = json_object(
+                [
+                    ("text", json_value(value(nasty, "text"))),
+                    ("none", json_value(sql("NULL::text"))),
+                    ("empty", json_object([])),
+                ]
             )
-            return str(await conn.fetchval(f"SELECT {sql}", nasty))
+            text, values = sql("SELECT ", built).render()
+            return str(await conn.fetchval(text, *values))
         finally:
             await conn.close()
 
