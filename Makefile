@@ -18,6 +18,7 @@ LOCAL_PG ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 test: deps
 	$(BIN)/ruff check gateway resolvers tests bench examples
+	$(BIN)/mypy gateway resolvers tests bench examples
 	$(MAKE) --no-print-directory policy-test
 	env -u DATABASE_URL $(BIN)/pytest -q
 	@url="$${TEST_DATABASE_URL:-$(LOCAL_PG)}"; \

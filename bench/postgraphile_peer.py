@@ -108,7 +108,8 @@ def post(port: int, query: str, variables: dict[str, Any] | None = None, timeout
     try:
         body = json.dumps({"query": query, "variables": variables or {}})
         connection.request("POST", "/graphql", body, {"Content-Type": "application/json"})
-        return json.loads(connection.getresponse().read())
+        answer: dict[str, Any] = json.loads(connection.getresponse().read())
+        return answer
     finally:
         connection.close()
 
@@ -199,7 +200,8 @@ def check_answer(name: str, body: dict[str, Any]) -> int:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _pick(database_url: str) -> tuple[str, str]:

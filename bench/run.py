@@ -251,10 +251,11 @@ def set_bodies(servers: dict[str, Server]) -> dict[str, dict[str, int]]:
     rows: dict[str, dict[str, int]] = {}
     for server in servers.values():
         for query in ONLY.get(server.name, GATEWAY_QUERIES):
+            payload: dict[str, Any]
             if server.name == "duties":
                 payload = gateway_vars[query]
             elif server.name == "floor":
-                payload: Any = floor_args[query]
+                payload = floor_args[query]
             elif server.name == "postgraphile":
                 variables = postgraphile_peer.variables(query, patient_id, unit, CODE)
                 payload = {"query": postgraphile_peer.QUERIES[query], "variables": variables}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import httpx
 
@@ -32,7 +33,7 @@ query Journal($id: ID!) {
 """
 
 
-def nodes(connection: dict) -> list[dict]:
+def nodes(connection: dict[str, Any]) -> list[dict[str, Any]]:
     return [edge["node"] for edge in connection["edges"]]
 
 

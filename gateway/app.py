@@ -58,6 +58,7 @@ from gateway.schema import schema
 from gateway.store import Store
 from gateway.telemetry import setup_logging, setup_tracing, traced
 from gateway.token_endpoint import TokenEndpoint
+from gateway.write_path import JournalWriter
 from gateway.writes import JournalWrites
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class GraphQLView(GraphQL[Context, None]):
             loaders=Loaders(store),
             registry=registry,
             writes=writes,
+            journal=JournalWriter(runtime.pool, runtime.authorizer, principal, audit),
         )
 
     async def execute_operation(self, **kwargs: Any) -> Any:  # type: ignore[override]

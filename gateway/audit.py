@@ -21,36 +21,33 @@ import orjson
 from opentelemetry import trace
 
 from gateway.auth import Principal
+from gateway.sql import ident, join, sql, value
 
 # The rows travel as one JSON document: encoding seventeen parameter arrays element by element was the
 # larger part of the gateway's own audit cost (py-spy, bench/PROFILE.md).
 _COLUMNS = (
-    ("request_id", "uuid"),
-    ("trace_id", "text"),
-    ("actor_kind", "text"),
-    ("actor_id", "text"),
-    ("actor_hpr_number", "text"),
-    ("actor_unit_ids", "uuid[]"),
-    ("client_id", "text"),
-    ("purpose_of_use", "text"),
-    ("self_attested", "boolean"),
-    ("emergency", "boolean"),
-    ("policy_version", "text"),
-    ("patient_id", "uuid"),
-    ("resource_kind", "text"),
-    ("resource_ids", "text[]"),
-    ("action", "text"),
-    ("decision", "text"),
-    ("reason", "text"),
+    ("request_id", sql("uuid")),
+    ("trace_id", sql("text")),
+    ("actor_kind", sql("text")),
+    ("actor_id", sql("text")),
+    ("actor_hpr_number", sql("text")),
+    ("actor_unit_ids", sql("uuid[]")),
+    ("client_id", sql("text")),
+    ("purpose_of_use", sql("text")),
+    ("self_attested", sql("boolean")),
+    ("emergency", sql("boolean")),
+    ("policy_version", sql("text")),
+    ("patient_id", sql("uuid")),
+    ("resource_kind", sql("text")),
+    ("resource_ids", sql("text[]")),
+    ("action", sql("text")),
+    ("decision", sql("text")),
+    ("reason", sql("text")),
 )
-_NAMES = ", ".join(name for name, _ in _COLUMNS)
-_INSERT = f"""
-INSERT INTO audit_event ({_NAMES})
-SELECT {_NAMES}
-  FROM ROWS FROM (json_to_recordset($1::json) AS ({", ".join(f"{name} {kind}" for name, kind in _COLUMNS)}))
-       WITH ORDINALITY AS r({_NAMES}, ordinal)
- ORDER BY r.ordinal
-"""
+_NAMES = join(ident(name) for name, _ in _COLUMNS)
+_TYPED = join(sql(ident(name), " ", pg_type) for name, pg_type in _COLUMNS)
+
+AuditRow = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -98,6 +95,11 @@ class AuditTrail:
             return 0
         pending = _grouped(self.records)
         self.records = []
+        await writer.write(self.rows(pending))
+        return len(pending)
+
+    def rows(self, records: list[AuditRecord]) -> list[AuditRow]:
+        """The audit rows of `records`: who asked, through which app, why, and the policy version."""
         context = trace.get_current_span().get_span_context()
         trace_id = f"{context.trace_id:032x}" if context.is_valid else None
         p = self.principal
@@ -113,25 +115,37 @@ class AuditTrail:
             "self_attested": p.self_attested,
             "policy_version": self.policy_version,
         }
-        await writer.write(
-            [
-                {
-                    **head,
-                    "emergency": r.emergency,
-                    "patient_id": r.patient_id,
-                    "resource_kind": r.resource_kind,
-                    "resource_ids": r.resource_ids,
-                    "action": r.action,
-                    "decision": "ALLOW" if r.allowed else "DENY",
-                    "reason": r.reason,
-                }
-                for r in pending
-            ]
-        )
-        return len(pending)
+        return [
+            {
+                **head,
+                "emergency": r.emergency,
+                "patient_id": r.patient_id,
+                "resource_kind": r.resource_kind,
+                "resource_ids": r.resource_ids,
+                "action": r.action,
+                "decision": "ALLOW" if r.allowed else "DENY",
+                "reason": r.reason,
+            }
+            for r in records
+        ]
 
 
-AuditRow = dict[str, Any]
+async def insert_rows(conn: asyncpg.Connection | asyncpg.Pool, rows: list[AuditRow]) -> None:
+    """Insert audit rows in one statement (inside the caller's transaction, when it has one), in order."""
+    text, values = sql(
+        "INSERT INTO audit_event (",
+        _NAMES,
+        ") SELECT ",
+        _NAMES,
+        " FROM ROWS FROM (json_to_recordset(",
+        value(orjson.dumps(rows).decode(), "json"),
+        ") AS (",
+        _TYPED,
+        ")) WITH ORDINALITY AS r(",
+        _NAMES,
+        ", ordinal) ORDER BY r.ordinal",
+    ).render()
+    await conn.execute(text, *values)
 
 
 class AuditWriter:
@@ -162,7 +176,7 @@ class AuditWriter:
                 batch, self._waiting = self._waiting, []
                 rows = [row for rows, _ in batch for row in rows]
                 try:
-                    await self._pool.execute(_INSERT, orjson.dumps(rows).decode())
+                    await insert_rows(self._pool, rows)
                 except BaseException as exc:
                     for _, done in batch:
                         if not done.done():

@@ -41,6 +41,8 @@ ALLOWED_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
 NATIONAL_ID = re.compile(r"[0-9]{11}")
 CLOCK_SKEW_SECONDS = 30
+# Units whose backend services deliver results rather than act within care relations.
+DIAGNOSTIC_UNITS = frozenset({"laboratorium", "radiologi"})
 PRINCIPAL_SCOPE_KEY = "akson.principal"
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,16 @@ class Principal:
     scopes: tuple[str, ...] = ()
     launch_patient_id: str | None = None
     grants: ScopeGrants = field(default_factory=lambda: ScopeGrants((), (), (), (), {}))
+
+    @property
+    def ref(self) -> str:
+        """Who this is in the journal's records of its writes: `kind:id`."""
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def practitioner_id(self) -> str | None:
+        """The practitioner behind the call, when it is personnel."""
+        return self.id if self.kind == "personnel" else None
 
 
 class KeySource(Protocol):
@@ -214,7 +226,7 @@ class Authenticator:
             elif citizen_pid := claims.get(names.citizen_pid):
                 principal = await self._citizen(_national_id(citizen_pid), client_id)
             else:
-                principal = Principal(kind="service", id=client_id, client_id=client_id, roles=frozenset({"service"}))
+                principal = await self._service(client_id)
         except asyncpg.PostgresError as exc:
             raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
         if principal.kind == "citizen":
@@ -284,6 +296,33 @@ class Authenticator:
             self_attested=claims.get(self._names.self_attested) is True,
             emergency_patient_ids=frozenset(row["emergency_patients"]),
             home_scopes=tuple(row["home_scopes"]),
+        )
+
+    async def _service(self, client_id: str) -> Principal:
+        """A backend service, acting for the unit its approval names (its data-processing agreement), if any:
+        a laboratory's or radiology's service delivers results (`diagnostic_service`), another service acts
+        within the unit's care relations (`unit_service`)."""
+        row = await self._pool.fetchrow(
+            """SELECT a.acting_unit_id::text AS unit_id, o.unit_type, m.policy_scope
+                 FROM app a LEFT JOIN organization o ON o.id = a.acting_unit_id
+                 LEFT JOIN municipality m ON m.id = o.municipality_id
+                WHERE a.client_id = $1""",
+            client_id,
+        )
+        roles = {"service"}
+        units: tuple[str, ...] = ()
+        scopes: tuple[str, ...] = ()
+        if row is not None and row["unit_id"] is not None:
+            units = (row["unit_id"],)
+            scopes = (row["policy_scope"],) if row["policy_scope"] else ()
+            roles.add("diagnostic_service" if row["unit_type"] in DIAGNOSTIC_UNITS else "unit_service")
+        return Principal(
+            kind="service",
+            id=client_id,
+            client_id=client_id,
+            roles=frozenset(roles),
+            unit_ids=units,
+            home_scopes=scopes,
         )
 
     async def _citizen(self, national_id: str, client_id: str) -> Principal:

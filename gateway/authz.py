@@ -214,8 +214,11 @@ def principal_attributes(principal: Principal) -> dict[str, Any]:
         "app_patient_read": list(granted.patient_read),
         "app_patient_search": list(granted.patient_search),
         "app_categories": {kind: list(values) for kind, values in granted.categories.items()},
-        "app_write": list(granted.write),
-        "app_patient_write": list(granted.patient_write),
+        "app_create": list(granted.create),
+        "app_update": list(granted.update),
+        "app_patient_create": list(granted.patient_create),
+        "app_patient_update": list(granted.patient_update),
+        "ref": principal.ref,
     }
 
 

@@ -13,6 +13,7 @@ from gateway.auth import Principal
 from gateway.declare import ResourceKind
 from gateway.registry import Registry
 from gateway.store import ListArgs, Page, Row, Store
+from gateway.write_path import JournalWriter
 from gateway.writes import JournalWrites
 
 MAX_BATCH = 500
@@ -85,3 +86,4 @@ class Context:
     loaders: Loaders
     registry: Registry
     writes: JournalWrites
+    journal: JournalWriter

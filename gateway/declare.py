@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from gateway.json_sql import (
     Column as JsonColumn,
@@ -28,7 +28,7 @@ from gateway.json_sql import (
 from gateway.plan_sql import Attribute, SetOf
 from gateway.sql import EMPTY, Sql, ident, join, sql
 
-FilterOp = Literal["eq", "ge", "lt", "set", "has"]
+FilterOp = Literal["eq", "ge", "lt", "set", "has", "include"]
 Presence = Literal["required", "optional"]
 
 
@@ -78,6 +78,10 @@ class Field:
         """How PostgreSQL writes this field as JSON, or None when only a resolver can answer it."""
         return None
 
+    def column_types(self) -> dict[str, str]:
+        """The PostgreSQL type of each of its columns, for writes."""
+        return {}
+
     @property
     def writable(self) -> bool:
         return self.create is not None or self.patch
@@ -89,10 +93,14 @@ class OneColumn(Field):
 
     column: str
     nullable: bool = False
+    pg_type: ClassVar[str] = "text"
 
     @property
     def columns(self) -> tuple[str, ...]:
         return (self.column,)
+
+    def column_types(self) -> dict[str, str]:
+        return {self.column: self.pg_type}
 
     def shape(self) -> Shape | None:
         return JsonColumn(self.column)
@@ -113,10 +121,14 @@ class Text(OneColumn):
 class Flag(OneColumn):
     """A boolean column."""
 
+    pg_type = "boolean"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Count(OneColumn):
     """A whole number column."""
+
+    pg_type = "integer"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,10 +145,14 @@ class Choice(OneColumn):
 class Instant(OneColumn):
     """A point in time (timestamptz)."""
 
+    pg_type = "timestamptz"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Day(OneColumn):
     """A calendar date."""
+
+    pg_type = "date"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +172,9 @@ class Coded(Field):
         system, code, display = self.columns
         return Value({"system": JsonColumn(system), "code": JsonColumn(code), "display": JsonColumn(display)})
 
+    def column_types(self) -> dict[str, str]:
+        return dict.fromkeys(self.columns, "text")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Measured(Field):
@@ -174,6 +193,9 @@ class Measured(Field):
             null_unless=self.value_column,
         )
 
+    def column_types(self) -> dict[str, str]:
+        return {self.value_column: "numeric", self.unit_column: "text"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Span(Field):
@@ -190,6 +212,9 @@ class Span(Field):
 
     def shape(self) -> Shape | None:
         return Value({"start": JsonColumn(self.start), "end": JsonColumn(self.end)})
+
+    def column_types(self) -> dict[str, str]:
+        return dict.fromkeys(self.columns, "date" if self.dates else "timestamptz")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,6 +233,9 @@ class Named(Field):
             {"family": JsonColumn(self.family), "given": Words(self.given), "text": Joined((self.given, self.family))}
         )
 
+    def column_types(self) -> dict[str, str]:
+        return dict.fromkeys(self.columns, "text")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Ref(Field):
@@ -223,6 +251,9 @@ class Ref(Field):
     def columns(self) -> tuple[str, ...]:
         return (self.column,)
 
+    def column_types(self) -> dict[str, str]:
+        return {self.column: "uuid"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Many(Field):
@@ -233,6 +264,24 @@ class Many(Field):
     filtered: bool = True
     ordered: bool = True
     default_first: int | None = None
+    input_type_name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class History(Field):
+    """Every version of this resource, newest first, with who made it, when and through which app."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A named change of one column to one value (cancelling an appointment), decided by policy as its own
+    action, so that it can be allowed to people who may not change anything else."""
+
+    action: str
+    column: str
+    to: str
+    allowed_from: tuple[str, ...]
+    description: str
 
 
 @dataclass(frozen=True)
@@ -275,6 +324,14 @@ class ResourceKind:
     context_attributes: dict[str, Attribute] = field(default_factory=dict)
     node: bool = True
     id_column: str = "id"
+    # Writes: whether the API creates and updates this kind, and what a create fills in by itself.
+    writable: bool = False
+    stamped: tuple[str, ...] = ()
+    writer_columns: tuple[str, ...] = ()
+    category_from_concept: dict[str, str] = field(default_factory=dict)
+    sensitive_codes: bool = False
+    ordered_columns: tuple[tuple[str, str], ...] = ()
+    transitions: tuple[Transition, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -282,6 +339,8 @@ class ResourceKind:
         found: dict[str, None] = {self.id_column: None}
         if self.patient_column:
             found[self.patient_column] = None
+        if "owning_unit_id" in self.attributes:
+            found["owning_unit_id"] = None
         for item in self.fields:
             found.update(dict.fromkeys(item.columns))
         found.update(dict.fromkeys(column for column, _ in self.order))
@@ -337,6 +396,11 @@ class ResourceKind:
     @property
     def is_patient_data(self) -> bool:
         return self.patient_column is not None
+
+    @property
+    def may_be_entered_in_error(self) -> bool:
+        """Patient data may be marked entered in error (kept, hidden from lists)."""
+        return self.node and self.is_patient_data
 
     def select_list(self) -> Sql:
         """The columns of a row, qualified by the alias."""

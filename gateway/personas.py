@@ -23,6 +23,17 @@ NORDBY = UUID("5f1d0c84-0000-4000-8000-000000000002")
 FJORDVIK_HOMECARE = UUID("0a9e7a31-0000-4000-8000-000000000011")
 FJORDVIK_GP_OFFICE = UUID("0a9e7a31-0000-4000-8000-000000000012")
 NORDBY_HOMECARE = UUID("0a9e7a31-0000-4000-8000-000000000021")
+# The hospital of the demo region (a health trust, not a municipality): its laboratory, radiology and a ward.
+HOSPITAL_LABORATORY = UUID("0a9e7a31-0000-4000-8000-000000000031")
+HOSPITAL_RADIOLOGY = UUID("0a9e7a31-0000-4000-8000-000000000032")
+HOSPITAL_MEDICAL_WARD = UUID("0a9e7a31-0000-4000-8000-000000000033")
+LAB_SERVICE_CLIENT_ID = "fjordvik-hospital-lab"
+HOMECARE_INTEGRATION_CLIENT_ID = "fjordvik-homecare-integration"
+# What demo tokens let a user-facing app do: read and search everything, create and update what policy allows.
+PERSONNEL_SCOPES = "openid fhirUser user/*.crus"
+CITIZEN_SCOPES = (
+    "openid fhirUser launch/patient patient/*.rs patient/Restriction.cu patient/Observation.c patient/Appointment.u"
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ class Persona:
     role: str | None = None
     unit_id: UUID | None = None
     client_id: str = DEMO_APP_CLIENT_ID
-    scope: str = "openid fhirUser user/*.rs user/ClinicalNote.cu user/Restriction.cu"
+    scope: str = PERSONNEL_SCOPES
     launch_patient_id: UUID | None = None
     platform_role: str | None = None
 
@@ -132,7 +143,7 @@ PERSONAS: dict[str, Persona] = {
             "Ola",
             date(1941, 4, 30),
             unit_id=FJORDVIK_HOMECARE,
-            scope="openid fhirUser launch/patient patient/*.rs patient/Restriction.cu",
+            scope=CITIZEN_SCOPES,
         ),
         Persona(
             "parent",
@@ -142,7 +153,7 @@ PERSONAS: dict[str, Persona] = {
             "Berg",
             "Silje",
             date(1988, 2, 9),
-            scope="openid fhirUser launch/patient patient/*.rs patient/Restriction.cu",
+            scope=CITIZEN_SCOPES,
             launch_patient_id=UUID("a11ce000-0000-4000-8000-000000000202"),
         ),
         Persona(
@@ -152,6 +163,23 @@ PERSONAS: dict[str, Persona] = {
             None,
             client_id="vendor-homecare-planner",
             scope="system/Organization.rs system/Practitioner.rs system/PractitionerRole.rs",
+        ),
+        Persona(
+            "lab-service",
+            "The hospital laboratory's backend service: delivers results to the unit that asked for them",
+            "service",
+            None,
+            client_id=LAB_SERVICE_CLIENT_ID,
+            scope="system/DiagnosticReport.crs system/Observation.crs",
+        ),
+        Persona(
+            "homecare-integration",
+            "Fjordvik home care's scheduling integration, acting for the unit (data-processing agreement)",
+            "service",
+            None,
+            client_id=HOMECARE_INTEGRATION_CLIENT_ID,
+            scope="system/Patient.rs system/Appointment.crus system/Encounter.crus system/Observation.crs "
+            "system/CarePlan.rs",
         ),
     ]
 }

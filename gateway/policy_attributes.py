@@ -35,7 +35,7 @@ def patient_data_attributes(
     episode_column: str | None = None,
     context: str | None = None,
 ) -> dict[str, Attribute]:
-    """The attributes every patient-data kind carries: whose data, which unit owns it, its data
+    """The attributes every patient-data kind carries: whose data, who recorded it, which unit owns it, its data
     category, its FHIR category (the data category where FHIR has none; what `?category=` scopes
     narrow on), who has an active care relation with the patient, the patient's age, the patient's
     restrictions (sperring) that reach this row, emergency grants, and the harm exception.
@@ -123,6 +123,7 @@ def patient_data_attributes(
             "uuid",
         ),
         "patient_id": Column(patient, "uuid"),
+        "created_by": Column(sql("coalesce(", ident(alias, "created_by"), ", '')"), "text"),
         "owning_unit_id": Column(ident(alias, "owning_unit_id"), "uuid"),
         "data_category": Column(data_category, "text"),
         "category": Column(ident(alias, category_column), "text"),

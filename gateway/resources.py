@@ -12,10 +12,13 @@ from __future__ import annotations
 from gateway.declare import (
     Choice,
     Coded,
+    Count,
     Day,
     EnumType,
+    Field,
     Filter,
     Flag,
+    History,
     Instant,
     Many,
     Measured,
@@ -24,6 +27,7 @@ from gateway.declare import (
     ResourceKind,
     Span,
     Text,
+    Transition,
 )
 from gateway.plan_sql import Column
 from gateway.policy_attributes import ACTIVE_RESTRICTION, patient_data
@@ -47,6 +51,48 @@ def _range(column: str, stem: str, start: str, end: str) -> tuple[Filter, Filter
     )
 
 
+def _versioned(*, patient_data: bool = True) -> tuple[Field, ...]:
+    """The fields every kind has: its version, when it was made, whether it was entered in error (patient
+    data), and its history."""
+    kept: tuple[Field, ...] = (
+        Count(name="version", column="version", description="The version: 1 when created, one more with every change."),
+        Instant(name="last_updated", column="last_updated", description="When the current version was made."),
+    )
+    if patient_data:
+        kept += (
+            Instant(
+                name="entered_in_error_at",
+                column="entered_in_error_at",
+                nullable=True,
+                description="When it was marked entered in error; null otherwise. Such a resource is kept, shown "
+                "by id and in history, and left out of lists unless they ask for it.",
+            ),
+            Text(
+                name="entered_in_error_reason",
+                column="entered_in_error_reason",
+                nullable=True,
+                description="Why it was marked entered in error.",
+            ),
+        )
+    return (
+        *kept,
+        History(
+            name="history",
+            description="Every version of this resource, the current one first: what it was, who made it, when "
+            "and through which app.",
+        ),
+    )
+
+
+INCLUDE_ENTERED_IN_ERROR = Filter(
+    "include_entered_in_error",
+    "entered_in_error_at",
+    "include",
+    "boolean",
+    "Also resources marked entered in error (left out unless true).",
+)
+
+
 def _status(enum: EnumType) -> Filter:
     return Filter("status", "status", "eq", "text", "Only this status.", enum)
 
@@ -67,7 +113,16 @@ def _patient(description: str = "The patient.") -> Ref:
 UNIT_TYPE = EnumType(
     "UnitType",
     "The kind of municipal health service a unit provides.",
-    ("legevakt", "fastlegekontor", "hjemmetjeneste", "sykehjem", "helsestasjon"),
+    (
+        "legevakt",
+        "fastlegekontor",
+        "hjemmetjeneste",
+        "sykehjem",
+        "helsestasjon",
+        "laboratorium",
+        "radiologi",
+        "sykehusavdeling",
+    ),
 )
 ROLE_CODE = EnumType(
     "PractitionerRoleCode",
@@ -169,6 +224,7 @@ ORGANIZATION = ResourceKind(
             description="Organization number in the Central Coordinating Register.",
         ),
         Choice(name="unit_type", column="unit_type", enum=UNIT_TYPE, description="The service the unit provides."),
+        *_versioned(patient_data=False),
     ),
     extra_columns=("municipality_id",),
     order=(("name", "text"), ("id", "uuid")),
@@ -205,6 +261,7 @@ PRACTITIONER = ResourceKind(
             ordered=False,
             default_first=20,
         ),
+        *_versioned(patient_data=False),
     ),
     order=(("family_name", "text"), ("given_name", "text"), ("id", "uuid")),
     attributes={},
@@ -230,6 +287,7 @@ PRACTITIONER_ROLE = ResourceKind(
         Ref(
             name="organization", target="Organization", column="organization_id", description="The unit the role is in."
         ),
+        *_versioned(patient_data=False),
     ),
     order=(("period_start", "date"), ("id", "uuid")),
     attributes={"organization_id": Column(sql("rl.organization_id"), "uuid")},
@@ -261,18 +319,46 @@ PATIENT = ResourceKind(
         ),
         Choice(name="gender", column="gender", enum=GENDER, description="Administrative gender.", create="required"),
         Day(name="birth_date", column="birth_date", description="Date of birth.", create="required"),
+        Text(
+            name="phone",
+            column="phone",
+            nullable=True,
+            max_length=20,
+            description="Phone number to reach the patient (contact details).",
+            create="optional",
+            patch=True,
+        ),
+        Text(
+            name="email",
+            column="email",
+            nullable=True,
+            max_length=200,
+            description="E-mail address to reach the patient (contact details).",
+            create="optional",
+            patch=True,
+        ),
+        Text(
+            name="address",
+            column="address",
+            nullable=True,
+            max_length=300,
+            description="Postal address, as one line (contact details).",
+            create="optional",
+            patch=True,
+        ),
         Ref(
             name="managing_organization",
             target="Organization",
             column="owning_unit_id",
             description="The unit responsible for the patient's record (the GP office).",
+            create="optional",
+            input_description="The unit registering the patient, which manages the record; yours when left out.",
         ),
         Many(
             name="care_relations",
             target="CareRelation",
             parent_column="patient_id",
             description="The patient's care relations with units and practitioners, newest first.",
-            filtered=False,
         ),
         Many(
             name="encounters", target="Encounter", parent_column="patient_id", description="Encounters, newest first."
@@ -325,14 +411,27 @@ PATIENT = ResourceKind(
             target="Restriction",
             parent_column="patient_id",
             description="The patient's restrictions (sperring), newest first.",
-            filtered=False,
         ),
+        *_versioned(),
     ),
     extra_columns=("municipality_id",),
     order=(("family_name", "text"), ("given_name", "text"), ("id", "uuid")),
     **patient_data("p", "id"),
+    filters=(
+        Filter(
+            "national_identity_number",
+            "national_id",
+            "eq",
+            "text",
+            "Only the patient with this national identity number (a search: no match and a patient you may not "
+            "read look the same).",
+        ),
+        INCLUDE_ENTERED_IN_ERROR,
+    ),
+    filter_description="Narrows a list of patients.",
     patient_column="id",
     newest_first=False,
+    writable=True,
 )
 
 CARE_RELATION = ResourceKind(
@@ -374,9 +473,13 @@ CARE_RELATION = ResourceKind(
             create="optional",
             patch=True,
         ),
+        *_versioned(),
     ),
     order=_dated("period_start"),
     **patient_data("cre"),
+    filters=(INCLUDE_ENTERED_IN_ERROR,),
+    filter_description="Narrows a list of care relations.",
+    writable=True,
 )
 
 ENCOUNTER = ResourceKind(
@@ -447,6 +550,7 @@ ENCOUNTER = ResourceKind(
             parent_column="encounter_id",
             description="Diagnostic reports ordered in the encounter, newest first.",
         ),
+        *_versioned(),
     ),
     order=_dated("period_start"),
     **patient_data("e", episode_column="id"),
@@ -454,8 +558,10 @@ ENCOUNTER = ResourceKind(
         *_range("period_start", "period", "Started at or after.", "Started before."),
         _status(ENCOUNTER_STATUS),
         Filter("class_code", "class_code", "eq", "text", "Only this setting.", ENCOUNTER_CLASS),
+        INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of encounters. Ranges include the start and exclude the end.",
+    writable=True,
 )
 
 OBSERVATION = ResourceKind(
@@ -504,6 +610,11 @@ OBSERVATION = ResourceKind(
             create="required",
             patch=True,
         ),
+        Flag(
+            name="patient_reported",
+            column="patient_reported",
+            description="A home measurement the patient (or a parent) reported, not one made by personnel.",
+        ),
         _patient(),
         Ref(
             name="encounter",
@@ -518,6 +629,7 @@ OBSERVATION = ResourceKind(
             column="diagnostic_report_id",
             description="The diagnostic report the result belongs to, if any.",
         ),
+        *_versioned(),
     ),
     order=_dated("effective_at"),
     **patient_data("ob", category_column="category", episode_column="encounter_id"),
@@ -526,8 +638,11 @@ OBSERVATION = ResourceKind(
         Filter("code", "code", "eq", "text", "Only this code (e.g. LOINC 8480-6)."),
         Filter("category", "category", "eq", "text", "Only this category.", OBSERVATION_CATEGORY),
         _status(OBSERVATION_STATUS),
+        INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of observations. Ranges include the start and exclude the end.",
+    writable=True,
+    category_from_concept={"vital-sign": "vital-signs", "lab": "laboratory"},
 )
 
 DIAGNOSTIC_REPORT = ResourceKind(
@@ -551,7 +666,8 @@ DIAGNOSTIC_REPORT = ResourceKind(
             column="category",
             enum=REPORT_CATEGORY,
             description="Laboratory or radiology.",
-            create="required",
+            create="optional",
+            input_description="Laboratory or radiology; follows from the code when left out.",
         ),
         Coded(
             name="code",
@@ -600,13 +716,37 @@ DIAGNOSTIC_REPORT = ResourceKind(
             create="optional",
             patch=True,
         ),
+        Ref(
+            name="performing_organization",
+            target="Organization",
+            column="performer_organization_id",
+            description="The laboratory or radiology unit that produced the report, when it was delivered by one.",
+        ),
+        Ref(
+            name="requester",
+            target="Practitioner",
+            column="requester_practitioner_id",
+            description="The practitioner who asked for the examination, if named.",
+            create="optional",
+        ),
+        Ref(
+            name="requesting_organization",
+            target="Organization",
+            column="requester_unit_id",
+            description="The unit that asked for the examination; the report is filed in its journal.",
+            create="optional",
+        ),
         Many(
             name="results",
             target="Observation",
             parent_column="diagnostic_report_id",
             description="The report's individual results.",
             filtered=False,
+            create="optional",
+            input_type_name="DiagnosticReportResultInput",
+            input_description="The report's results, created with it in one transaction.",
         ),
+        *_versioned(),
     ),
     order=_dated("effective_at"),
     **patient_data("dr", category_column="category", episode_column="encounter_id"),
@@ -615,8 +755,12 @@ DIAGNOSTIC_REPORT = ResourceKind(
         Filter("code", "code", "eq", "text", "Only this code (LOINC)."),
         Filter("category", "category", "eq", "text", "Lab or radiology.", REPORT_CATEGORY),
         _status(REPORT_STATUS),
+        INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of diagnostic reports.",
+    writable=True,
+    stamped=("issued_at",),
+    category_from_concept={"lab-panel": "laboratory", "lab": "laboratory", "radiology": "radiology"},
 )
 
 CONDITION = ResourceKind(
@@ -686,6 +830,7 @@ CONDITION = ResourceKind(
             create="optional",
         ),
         Ref(name="recorder", target="Practitioner", column="recorder_id", description="Who recorded it.", writer=True),
+        *_versioned(),
     ),
     order=_dated("recorded_at"),
     **patient_data("cn", category_column="category", episode_column="encounter_id"),
@@ -694,8 +839,12 @@ CONDITION = ResourceKind(
         Filter("code", "code", "eq", "text", "Only this code (ICPC-2 or ICD-10)."),
         Filter("category", "category", "eq", "text", "Problem list or diagnosis.", CONDITION_CATEGORY),
         Filter("clinical_status", "clinical_status", "eq", "text", "Only this status.", CONDITION_CLINICAL),
+        INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of conditions.",
+    writable=True,
+    stamped=("recorded_at",),
+    sensitive_codes=True,
 )
 
 MEDICATION_STATEMENT = ResourceKind(
@@ -740,6 +889,7 @@ MEDICATION_STATEMENT = ResourceKind(
             description="Who recorded it.",
             writer=True,
         ),
+        *_versioned(),
     ),
     order=_dated("date_asserted"),
     **patient_data("ms"),
@@ -747,8 +897,11 @@ MEDICATION_STATEMENT = ResourceKind(
         *_range("date_asserted", "date_asserted", "Asserted at or after.", "Asserted before."),
         Filter("code", "code", "eq", "text", "Only this ATC code."),
         _status(MEDICATION_STATUS),
+        INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of medication statements.",
+    writable=True,
+    stamped=("date_asserted",),
 )
 
 ALLERGY_INTOLERANCE = ResourceKind(
@@ -801,6 +954,7 @@ ALLERGY_INTOLERANCE = ResourceKind(
         ),
         Instant(name="recorded_date", column="recorded_at", description="When it was recorded."),
         _patient(),
+        *_versioned(),
     ),
     extra_columns=("recorder_id",),
     order=_dated("recorded_at"),
@@ -809,8 +963,12 @@ ALLERGY_INTOLERANCE = ResourceKind(
         Filter("category", "category", "eq", "text", "Only this kind of allergen.", ALLERGY_CATEGORY),
         Filter("clinical_status", "clinical_status", "eq", "text", "Only this status.", ALLERGY_CLINICAL),
         Filter("criticality", "criticality", "eq", "text", "Only this criticality.", ALLERGY_CRITICALITY),
+        INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of allergies and intolerances.",
+    writable=True,
+    stamped=("recorded_at",),
+    writer_columns=("recorder_id",),
 )
 
 CLINICAL_NOTE = ResourceKind(
@@ -849,6 +1007,7 @@ CLINICAL_NOTE = ResourceKind(
             column="replaces_id",
             description="The earlier version this note corrects, if any.",
         ),
+        *_versioned(),
     ),
     order=_dated("created_at"),
     **patient_data(
@@ -860,6 +1019,7 @@ CLINICAL_NOTE = ResourceKind(
     filters=(
         *_range("created_at", "created", "Written at or after.", "Written before."),
         Filter("status", "status", "eq", "text", "Drafts or signed notes.", NOTE_STATUS),
+        INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of clinical notes.",
 )
@@ -904,11 +1064,14 @@ CARE_PLAN = ResourceKind(
         Instant(name="created", column="created_at", description="When the plan was written."),
         _patient(),
         Ref(name="author", target="Practitioner", column="author_id", description="Who wrote the plan.", writer=True),
+        *_versioned(),
     ),
     order=_dated("created_at"),
     **patient_data("cp"),
-    filters=(_status(CARE_PLAN_STATUS),),
+    filters=(_status(CARE_PLAN_STATUS), INCLUDE_ENTERED_IN_ERROR),
     filter_description="Narrows a list of care plans.",
+    writable=True,
+    stamped=("created_at",),
 )
 
 APPOINTMENT = ResourceKind(
@@ -959,14 +1122,28 @@ APPOINTMENT = ResourceKind(
             create="optional",
             patch=True,
         ),
+        *_versioned(),
     ),
     order=_dated("start_at"),
     **patient_data("ap"),
     filters=(
         *_range("start_at", "start", "Starting at or after.", "Starting before."),
         _status(APPOINTMENT_STATUS),
+        INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of appointments.",
+    writable=True,
+    ordered_columns=(("start_at", "end_at"),),
+    transitions=(
+        Transition(
+            "cancel",
+            "status",
+            "cancelled",
+            ("proposed", "booked"),
+            "Cancel an appointment that is proposed or booked: the patient (or a parent) may cancel their own, "
+            "staff those of patients they care for.",
+        ),
+    ),
 )
 
 RESTRICTION = ResourceKind(
@@ -1010,10 +1187,13 @@ RESTRICTION = ResourceKind(
             column="target_unit_id",
             description="For a unit block: the unit blocked.",
         ),
+        *_versioned(),
     ),
     extra_columns=("owning_unit_id", "target_id"),
     order=_dated("created_at"),
     **patient_data("rs"),
+    filters=(INCLUDE_ENTERED_IN_ERROR,),
+    filter_description="Narrows a list of restrictions.",
 )
 
 EMERGENCY_GRANT = ResourceKind(
@@ -1051,6 +1231,7 @@ EMERGENCY_GRANT = ResourceKind(
             column="practitioner_id",
             description="The practitioner who opened it.",
         ),
+        *_versioned(patient_data=False),
     ),
     extra_columns=("reviewed_by",),
     order=(("granted_at", "timestamptz"), ("id", "uuid")),

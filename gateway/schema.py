@@ -28,6 +28,7 @@ from resolvers.apps import App, AppMutations, app, apps
 from resolvers.audit_log import AuditEvent, DenialCount, ReviewMutations, access_log, denial_report
 from resolvers.common import Connection
 from resolvers.patients import Observation, Organization, Patient, node, observations, organizations, patient, patients
+from resolvers.writes import JournalMutations
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class Query:
 
 
 @strawberry.type(description="Changes. Every change is authorized by policy and audited like a read.")
-class Mutation(AppMutations, AccessMutations, NoteMutations, ReviewMutations):
+class Mutation(JournalMutations, AppMutations, AccessMutations, NoteMutations, ReviewMutations):
     pass
 
 

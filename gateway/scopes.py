@@ -84,15 +84,18 @@ def parse_scopes(text: str | list[str], known_types: set[str]) -> list[ResourceS
 @dataclass(frozen=True)
 class ScopeGrants:
     """What an app's scopes allow, per context, as policy attributes: resource kinds readable
-    (`r`), searchable (`s`) and writable (`c` or `u`), and category limits from `?category=`."""
+    (`r`), searchable (`s`), creatable (`c`) and updatable (`u`), and category limits from `?category=`.
+    `patient/` scopes reach only the launch patient, so they are kept apart."""
 
     read: tuple[str, ...]
     search: tuple[str, ...]
     patient_read: tuple[str, ...]
     patient_search: tuple[str, ...]
     categories: dict[str, list[str]]
-    write: tuple[str, ...] = ()
-    patient_write: tuple[str, ...] = ()
+    create: tuple[str, ...] = ()
+    update: tuple[str, ...] = ()
+    patient_create: tuple[str, ...] = ()
+    patient_update: tuple[str, ...] = ()
 
 
 def grants(scopes: list[ResourceScope], kind_of_type: dict[str, str]) -> ScopeGrants:
@@ -103,8 +106,10 @@ def grants(scopes: list[ResourceScope], kind_of_type: dict[str, str]) -> ScopeGr
     patient_search: set[str] = set()
     categories: dict[str, set[str]] = {}
     unrestricted: set[str] = set()
-    write: set[str] = set()
-    patient_write: set[str] = set()
+    create: set[str] = set()
+    update: set[str] = set()
+    patient_create: set[str] = set()
+    patient_update: set[str] = set()
     for scope in scopes:
         kinds = set(kind_of_type.values()) if scope.resource_type == "*" else {kind_of_type[scope.resource_type]}
         target_read, target_search = (patient_read, patient_search) if scope.context == "patient" else (read, search)
@@ -112,8 +117,10 @@ def grants(scopes: list[ResourceScope], kind_of_type: dict[str, str]) -> ScopeGr
             target_read |= kinds
         if "s" in scope.permissions:
             target_search |= kinds
-        if scope.permissions & {"c", "u"}:
-            (patient_write if scope.context == "patient" else write).update(kinds)
+        if "c" in scope.permissions:
+            (patient_create if scope.context == "patient" else create).update(kinds)
+        if "u" in scope.permissions:
+            (patient_update if scope.context == "patient" else update).update(kinds)
         if not scope.params:
             unrestricted |= kinds
         for _, value in scope.params:
@@ -125,6 +132,8 @@ def grants(scopes: list[ResourceScope], kind_of_type: dict[str, str]) -> ScopeGr
         tuple(sorted(patient_read)),
         tuple(sorted(patient_search)),
         {kind: sorted(values) for kind, values in categories.items() if kind not in unrestricted},
-        tuple(sorted(write)),
-        tuple(sorted(patient_write)),
+        tuple(sorted(create)),
+        tuple(sorted(update)),
+        tuple(sorted(patient_create)),
+        tuple(sorted(patient_update)),
     )

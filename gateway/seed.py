@@ -205,7 +205,16 @@ FIXED_UNITS = {
 }
 
 
-# Apps the demo personas' tokens name, approved so that `akson token` works out of the box.
+# The hospital of the demo region: units of a health trust, in no municipality.
+HOSPITAL_UNITS = [
+    (P.HOSPITAL_LABORATORY, "983974899", "Fjordvik sjukehus, avdeling for medisinsk biokjemi", "laboratorium"),
+    (P.HOSPITAL_RADIOLOGY, "983974900", "Fjordvik sjukehus, radiologisk avdeling", "radiologi"),
+    (P.HOSPITAL_MEDICAL_WARD, "983974901", "Fjordvik sjukehus, medisinsk avdeling", "sykehusavdeling"),
+]
+SEEDED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+# Apps the demo personas' tokens name, approved so that `akson token` works out of the box; a backend
+# service's last field is the unit it acts for.
 DEMO_APPS = [
     (
         P.DEMO_APP_CLIENT_ID,
@@ -214,11 +223,22 @@ DEMO_APPS = [
         "user-facing",
         ["http://127.0.0.1:8000/callback"],
         None,
-        ["openid", "fhirUser", "launch/patient", "user/*.rs", "patient/*.rs"],
+        [
+            "openid",
+            "fhirUser",
+            "launch/patient",
+            "user/*.crus",
+            "patient/*.rs",
+            "patient/Restriction.cu",
+            "patient/Observation.c",
+            "patient/Appointment.u",
+        ],
         "approved",
         "seed",
         "seed",
-        datetime(2026, 1, 1, tzinfo=UTC),
+        SEEDED_AT,
+        SEEDED_AT,
+        None,
     ),
     (
         "vendor-homecare-planner",
@@ -231,7 +251,45 @@ DEMO_APPS = [
         "approved",
         "seed",
         "seed",
-        datetime(2026, 1, 1, tzinfo=UTC),
+        SEEDED_AT,
+        SEEDED_AT,
+        None,
+    ),
+    (
+        P.LAB_SERVICE_CLIENT_ID,
+        "Fjordvik sjukehus laboratory results",
+        "983974899",
+        "backend-service",
+        [],
+        "https://lab.fjordvik-sjukehus.example.invalid/.well-known/jwks.json",
+        ["system/DiagnosticReport.crs", "system/Observation.crs"],
+        "approved",
+        "seed",
+        "seed",
+        SEEDED_AT,
+        SEEDED_AT,
+        P.HOSPITAL_LABORATORY,
+    ),
+    (
+        P.HOMECARE_INTEGRATION_CLIENT_ID,
+        "Fjordvik home-care scheduling integration",
+        "964965226",
+        "backend-service",
+        [],
+        "https://integrasjon.fjordvik.kommune.example.invalid/.well-known/jwks.json",
+        [
+            "system/Patient.rs",
+            "system/Appointment.crus",
+            "system/Encounter.crus",
+            "system/Observation.crs",
+            "system/CarePlan.rs",
+        ],
+        "approved",
+        "seed",
+        "seed",
+        SEEDED_AT,
+        SEEDED_AT,
+        P.FJORDVIK_HOMECARE,
     ),
 ]
 
@@ -399,6 +457,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
         "decided_by",
         "decided_at",
         "registered_at",
+        "acting_unit_id",
     ],
     "guardianship": ["id", "guardian_national_id", "child_patient_id", "basis", "period_start", "period_end"],
     "restriction": [
@@ -832,6 +891,8 @@ async def seed(
             suffix = f" {seen[kind]}" if kind == "fastlegekontor" else ""
             rows["organization"].append((unit.id, mid, g.org_number(), f"{town} {UNIT_LABEL[kind]}{suffix}", kind))
     unit_by_id = {u.id: u for u in units}
+    for unit_id, org_number, name, kind in HOSPITAL_UNITS:
+        rows["organization"].append((unit_id, None, org_number, name, kind))
     start_of_roles = g.today - timedelta(days=3650)
 
     for persona in P.PERSONAS.values():
@@ -850,7 +911,7 @@ async def seed(
             )
             unit_by_id[persona.unit_id].staff.setdefault(persona.role, []).append(persona.entity_id)
     for app in DEMO_APPS:
-        rows["app"].append((*app, app[-1]))
+        rows["app"].append(app)
 
     for unit in units:
         for role, count in STAFFING[unit.kind]:

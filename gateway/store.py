@@ -30,7 +30,7 @@ from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.json_sql import ListSelection, compile_list
 from gateway.plan_sql import SetOf, UntranslatablePlan
 from gateway.resources import AUDIT_EVENT
-from gateway.sql import EMPTY, Sql, join, sql, value
+from gateway.sql import EMPTY, Sql, ident, join, sql, value
 
 READ = "read"
 SEARCH = "search"
@@ -168,7 +168,7 @@ async def fetch(pool: asyncpg.Pool | asyncpg.Connection, statement: Sql) -> list
     return list(await pool.fetch(text, *values))
 
 
-def _phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
+def phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
     """Attributes of a resource that has no relations to anyone: what a missing id is checked as."""
     phantom: dict[str, Any] = {
         name: [] if isinstance(attr, SetOf) else _PHANTOM_SCALARS.get(attr.pg_type, "")
@@ -238,7 +238,7 @@ class Store:
             kind,
             READ,
             [
-                (rid, attributes_of(kind, found[rid]) if rid in found else _phantom_attributes(kind, rid))
+                (rid, attributes_of(kind, found[rid]) if rid in found else phantom_attributes(kind, rid))
                 for rid in unique
             ],
             [self._scope_of(kind, found.get(rid)) for rid in unique],
@@ -366,9 +366,15 @@ class Store:
     def _where(self, kind: ResourceKind, sql_filter: SqlFilter, args: ListArgs) -> list[Sql]:
         where = [sql_filter.where]
         filters = kind.filter_map
+        included = {name for name, item in args.filters if filters[name].op == "include" and item}
+        for spec in kind.filters:
+            if spec.op == "include" and spec.name not in included:
+                where.append(sql(kind.col(spec.column), " IS NULL"))
         for name, item in args.filters:
             spec = filters[name]
             column = kind.col(spec.column)
+            if spec.op == "include":
+                continue
             if spec.op == "set":
                 where.append(sql("((", column, " IS NOT NULL) = ", value(item, "boolean"), ")"))
             elif spec.op == "has":
@@ -490,6 +496,35 @@ class Store:
                 AuditRecord(patient, kind_name, tuple(ids), SEARCH, True, sql_filter.reason, patient in emergency)
             )
         return str(row["data"])
+
+    async def versions(self, kind: ResourceKind, rid: str, first: int, before: int | None) -> tuple[list[Row], bool]:
+        """The versions of a resource the caller has read (the current one and those kept before it), newest
+        first, each with `_version`, `_change`, `_recorded_at`, `_by` and `_app`: `first` of them below
+        version `before`, and whether more follow."""
+        if first < 1 or first > self._max_page_size:
+            raise BadUserInput(f"`first` must be between 1 and {self._max_page_size}, got {first}", argument="first")
+        table, rid_value = ident(kind.table), value(rid, "uuid")
+        below = sql(" WHERE v._version < ", value(before, "integer")) if before is not None else EMPTY
+        rows = await fetch(
+            self._pool,
+            sql(
+                "SELECT v.* FROM (SELECT t.version AS _version, t.last_change AS _change, "
+                "t.last_updated AS _recorded_at, t.updated_by AS _by, t.updated_app AS _app, t.* FROM ",
+                table,
+                " t WHERE t.id = ",
+                rid_value,
+                " UNION ALL SELECT h.version, h.change, h.recorded_at, h.recorded_by, h.recorded_app, "
+                "(jsonb_populate_record(NULL::",
+                table,
+                ", h.data)).* FROM resource_version h WHERE h.resource_id = ",
+                rid_value,
+                ") AS v",
+                below,
+                " ORDER BY v._version DESC LIMIT ",
+                value(first + 1, "integer"),
+            ),
+        )
+        return rows[:first], len(rows) > first
 
     async def count(self, kind: ResourceKind, args: ListArgs) -> int:
         """How many resources of `kind` match the filters and may be read (hidden rows are not counted)."""

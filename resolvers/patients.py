@@ -25,6 +25,7 @@ Patient = TYPES["Patient"]
 Observation = TYPES["Observation"]
 Organization = TYPES["Organization"]
 ObservationFilterArg = Annotated[filter_of(K.OBSERVATION) | None, strawberry.argument(description=FILTER_HELP)]
+PatientFilterArg = Annotated[filter_of(K.PATIENT) | None, strawberry.argument(description=FILTER_HELP)]
 OrganizationFilterArg = Annotated[
     filter_of(K.ORGANIZATION) | None, strawberry.argument(description="Only units matching this.")
 ]
@@ -37,9 +38,14 @@ async def patient(
     return await by_global_id(info, str(id), K.PATIENT)
 
 
-async def patients(info: Info, first: FirstArg, after: AfterArg = None) -> Connection[Patient]:  # type: ignore[valid-type]
+async def patients(
+    info: Info,
+    first: FirstArg,
+    after: AfterArg = None,
+    filter: PatientFilterArg = None,  # type: ignore[valid-type]
+) -> Connection[Patient]:  # type: ignore[valid-type]
     """The patients you may read, by name."""
-    return await top_list(info, K.PATIENT, list_args(first, after))  # type: ignore[no-any-return]
+    return await top_list(info, K.PATIENT, list_args(first, after, filter))  # type: ignore[no-any-return]
 
 
 async def observations(

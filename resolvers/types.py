@@ -9,12 +9,15 @@ here, so other modules and lazy type references find them by name.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from enum import Enum
 from typing import Annotated, Any
 
+import orjson
 import strawberry
 from strawberry import relay
 
@@ -26,6 +29,7 @@ from gateway.declare import (
     EnumType,
     Field,
     Flag,
+    History,
     Instant,
     Many,
     Measured,
@@ -35,6 +39,7 @@ from gateway.declare import (
     Span,
     Text,
 )
+from gateway.errors import BadUserInput
 from gateway.json_sql import LIST_OF
 from gateway.resources import KINDS
 from gateway.store import Row
@@ -44,6 +49,7 @@ from resolvers.common import (
     Coding,
     Connection,
     DatePeriod,
+    Edge,
     FirstArg,
     HumanName,
     Info,
@@ -214,6 +220,114 @@ def _with_signature(
     return resolver
 
 
+@strawberry.enum(description="What a version of a resource was.")
+class ResourceChange(Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    ENTERED_IN_ERROR = "entered-in-error"
+
+
+def _version_cursor(version: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(["v1", "version", version])).decode().rstrip("=")
+
+
+def _version_before(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        decoded = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError) as exc:
+        raise BadUserInput("`after` is not a cursor issued by this API for this list", argument="after") from exc
+    if not (isinstance(decoded, list) and decoded[:2] == ["v1", "version"] and len(decoded) == 3):
+        raise BadUserInput("`after` is not a cursor issued by this API for this list", argument="after")
+    if not isinstance(decoded[2], int) or isinstance(decoded[2], bool):
+        raise BadUserInput("`after` is not a cursor issued by this API for this list", argument="after")
+    return decoded[2]
+
+
+def version_type(kind: ResourceKind) -> Any:
+    """`<Kind>Version`: one version of a resource, with who made it, when and through which app."""
+    name = f"{kind.type_name}Version"
+
+    async def actor(self: Any, info: Info) -> Any:
+        if self.actor_kind != "personnel" or self.actor_id is None:
+            return None
+        return await to_one(info, KINDS["Practitioner"], self.actor_id)
+
+    actor.__annotations__ = {"info": Info, "return": lazy("Practitioner") | None}
+    namespace: dict[str, Any] = {
+        "__module__": MODULE,
+        "__annotations__": {
+            "version": int,
+            "change": ResourceChange,
+            "recorded_at": datetime,
+            "actor_kind": str | None,
+            "client_id": str | None,
+            "resource": lazy(kind.type_name),
+            "actor_id": strawberry.Private[str | None],
+        },
+        "version": strawberry.field(description="The version number: 1 when created, one more with every change."),
+        "change": strawberry.field(description="Whether this version created, changed or marked the resource."),
+        "recorded_at": strawberry.field(description="When this version was made."),
+        "actor_kind": strawberry.field(
+            description="Who made it: personnel, citizen or service; null when it came from outside the API."
+        ),
+        "client_id": strawberry.field(
+            description="The app it was made through; null when it came from outside the API."
+        ),
+        "actor": strawberry.field(resolver=actor, description="The practitioner who made it, when it was personnel."),
+        "resource": strawberry.field(description="The resource as it was in this version."),
+    }
+    cls = strawberry.type(type(name, (), namespace), description=f"One version of a resource ({kind.type_name}).")
+    setattr(sys.modules[MODULE], name, cls)
+    return cls
+
+
+def _history(kind: ResourceKind, item: History) -> Any:
+    versions = version_type(kind)
+    store_kind = kind
+
+    async def resolve(self: Any, info: Info, first: int = 10, after: str | None = None) -> Any:
+        rid = str(self.row["id"])
+        await info.context.loaders.item(store_kind).load(rid)
+        rows, more = await info.context.store.versions(store_kind, rid, first, _version_before(after))
+        edges = []
+        for row in rows:
+            who = row["_by"].split(":", 1) if row["_by"] else [None, None]
+            entry = versions(
+                version=row["_version"],
+                change=ResourceChange(row["_change"]),
+                recorded_at=row["_recorded_at"],
+                actor_kind=who[0],
+                actor_id=who[1],
+                client_id=row["_app"],
+                resource=TYPES[store_kind.type_name].from_row(row),
+            )
+            edges.append(Edge(cursor=_version_cursor(row["_version"]), node=entry))
+
+        async def count() -> int:
+            return int(self.row["version"]) if not rows else max(int(self.row["version"]), rows[0]["_version"])
+
+        return Connection(
+            edges=edges,
+            page_info=relay.PageInfo(
+                has_next_page=more,
+                has_previous_page=after is not None,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            count=count,
+        )
+
+    resolve.__annotations__ = {
+        "info": Info,
+        "first": Annotated[int, strawberry.argument(description="How many versions, 1 to 100.")],
+        "after": AfterArg,
+        "return": Connection[versions],  # type: ignore[valid-type]
+    }
+    return strawberry.field(resolver=resolve, name=item.public_name, description=item.description)
+
+
 def build(kind: ResourceKind) -> Any:
     """The GraphQL object type of a node kind, with `from_row` to make one from a row."""
     annotations: dict[str, Any] = {"id": relay.NodeID[str], "row": strawberry.Private[Any]}
@@ -232,6 +346,8 @@ def build(kind: ResourceKind) -> Any:
             namespace[item.name] = _guarded_text(kind, item)
         elif isinstance(item, Many):
             namespace[item.name] = children(item)
+        elif isinstance(item, History):
+            namespace[item.name] = _history(kind, item)
         else:
             raise TypeError(f"{kind.type_name}.{item.name}: no GraphQL form for {type(item).__name__}")
     namespace["__annotations__"] = annotations

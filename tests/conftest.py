@@ -16,10 +16,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -48,7 +48,10 @@ def raw_id(global_id: str) -> str:
 CITIZEN = gid("Patient", CITIZEN_PATIENT_ID)
 
 
-def run(coro: Any) -> Any:
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from a synchronous test."""
     return asyncio.run(coro)
 

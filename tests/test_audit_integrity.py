@@ -38,7 +38,7 @@ def verify(url: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def chained(make_database: Any) -> str:
     """A fresh journal database with six audit rows written as the gateway writes them."""
-    url = make_database()
+    url: str = make_database()
 
     async def setup() -> None:
         conn = await asyncpg.connect(url)

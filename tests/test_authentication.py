@@ -75,11 +75,9 @@ def test_a_token_signed_by_another_key_is_refused(gateway: Gateway) -> None:
     claims = demo_issuer.persona_claims(
         PERSONAS["homecare-nurse"], issuer="https://demo-issuer.akson.invalid", audience="akson-gateway"
     )
-    stranger = ECKey.generate_key(
-        "P-256",
-        parameters={"kid": demo_issuer.load_or_create_key(gateway.data_dir / "demo-issuer" / "signing-key.json").kid},
-        private=True,
-    )
+    trusted = demo_issuer.load_or_create_key(gateway.data_dir / "demo-issuer" / "signing-key.json")
+    assert trusted.kid, "the demo issuer's key has a key id"
+    stranger = ECKey.generate_key("P-256", parameters={"kid": trusted.kid}, private=True)
     token = jwt.encode({"alg": "ES256", "kid": stranger.kid}, claims, stranger)
     assert_unauthenticated(gateway.post(QUERY, token=token), "signature")
 

@@ -280,7 +280,9 @@ def sample(world: World, kind: str, rng: random.Random) -> list[dict[str, Any]]:
 
 def test_every_persona_kind_and_read_path_matches_the_oracle(gateway: Gateway, world: World) -> None:
     rng = random.Random(5)
-    compared, differences = 0, []
+    compared = 0
+    # (persona, kind, row id or "*", action, what the API gave, what the oracle wants)
+    differences: list[tuple[str, str, Any, str, int, int]] = []
     shown: dict[str, int] = {}
     for persona in PERSONA_NAMES:
         token = gateway.token(persona)

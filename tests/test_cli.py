@@ -59,7 +59,8 @@ def test_audit_shows_the_latest_decisions(gateway: Gateway) -> None:
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()
     assert "DENY" in line and "NO_CARE_RELATION" in line and str(CITIZEN_PATIENT_ID) in line
-    assert PERSONAS["nurse-other-municipality"].hpr_number in line
+    hpr_number = PERSONAS["nurse-other-municipality"].hpr_number
+    assert hpr_number and hpr_number in line
 
 
 def test_policy_explain_shows_decision_reason_rule_and_version(gateway: Gateway) -> None:

@@ -14,6 +14,13 @@ from gateway.components import free_port
 from tests.conftest import CITIZEN, Gateway, start_gateway, stop_gateway
 
 
+def cerbos_port_of(config: str) -> int:
+    """The gRPC port the gateway wrote into the Cerbos configuration it started the PDP with."""
+    found = re.search(r'grpcListenAddr: "127\.0\.0\.1:(\d+)"', config)
+    assert found, config
+    return int(found.group(1))
+
+
 def listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -30,7 +37,7 @@ def test_serve_without_database_url_starts_embedded_postgres_and_cerbos_and_stop
         result = gateway.query("{ patients(first: 1) { totalCount } }", "homecare-nurse")
         assert result["data"]["patients"]["totalCount"] > 0
         config = (tmp_path / "own" / "cerbos" / "cerbos.yaml").read_text()
-        cerbos_port = int(re.search(r'grpcListenAddr: "127\.0\.0\.1:(\d+)"', config).group(1))  # type: ignore[union-attr]
+        cerbos_port = cerbos_port_of(config)
         pid_file = tmp_path / "own" / "pgdata" / "postmaster.pid"
         assert listening(cerbos_port) and pid_file.exists()
     finally:
@@ -43,7 +50,7 @@ def test_serve_without_database_url_starts_embedded_postgres_and_cerbos_and_stop
 def test_a_sigterm_stops_the_pdp_the_gateway_started(gateway: Gateway, tmp_path: Path) -> None:
     second = start_gateway(gateway.database_url, tmp_path / "term")
     config = (tmp_path / "term" / "cerbos" / "cerbos.yaml").read_text()
-    cerbos_port = int(re.search(r'grpcListenAddr: "127\.0\.0\.1:(\d+)"', config).group(1))  # type: ignore[union-attr]
+    cerbos_port = cerbos_port_of(config)
     assert listening(cerbos_port)
     second.process.terminate()
     assert second.process.wait(timeout=30) == 128 + 15

@@ -3,6 +3,8 @@ corrections are new versions that point back; every write is authorized and audi
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conftest import CITIZEN, Gateway, raw_id
 
 CREATE = """mutation($p: ID!) { createNote(patientId: $p, title: "Hjemmebesøk", text: "Sår stelt, god form.") {
@@ -14,7 +16,7 @@ CORRECT = """mutation($id: ID!) {
     id status replaces { id status } } }"""
 
 
-def reason(result: dict) -> str:  # type: ignore[type-arg]
+def reason(result: dict[str, Any]) -> str:
     return str(result["errors"][0]["extensions"].get("reason") or result["errors"][0]["extensions"]["code"])
 
 

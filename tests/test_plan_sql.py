@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from gateway.authz import SqlFilter, combine_scoped, condition_key
-from gateway.plan_sql import Column, SetOf, Translator, UntranslatablePlan
+from gateway.plan_sql import Attribute, Column, SetOf, Translator, UntranslatablePlan
 from gateway.resources import KINDS
 from gateway.sql import sql, value
 from tests.conftest import PROJECT
 
 U1 = "0a9e7a31-0000-4000-8000-000000000011"
 U2 = "0a9e7a31-0000-4000-8000-000000000012"
-ATTRS = {
+ATTRS: dict[str, Attribute] = {
     "unit": Column(sql("t.unit_id"), "uuid"),
     "category": Column(sql("t.category"), "text"),
     "age": Column(sql("t.age"), "integer"),

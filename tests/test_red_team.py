@@ -4,6 +4,8 @@ hidden rows. A hidden row and a missing one must look the same everywhere."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
+from typing import Any
 
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
 from tests.conftest import CITIZEN, Gateway, gid
@@ -12,7 +14,7 @@ RESTRICT = """mutation($input: RestrictionInput!) { createRestriction(input: $in
 LIFT = """mutation($id: ID!) { liftRestriction(id: $id, reason: "red team done") { id } }"""
 
 
-def strip(errors: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+def strip(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in e.items() if k not in {"locations", "path"}} for e in errors]
 
 
@@ -43,8 +45,19 @@ def test_node_probing_of_hidden_items_of_every_kind_looks_like_missing_ones(gate
         assert hidden == missing, type_name
 
 
+WINDOW = "query($f: ObservationFilter) { observations(first: 100, filter: $f) { edges { node { patient { id } } } } }"
+
+
 def test_nested_paths_do_not_lead_to_a_blocked_patient(gateway: Gateway) -> None:
     nurse = PERSONAS["homecare-nurse"]
+    # the nurse's own list of observations, narrowed to an hour in which the patient has some
+    [row] = gateway.fetch("SELECT max(effective_at) AS t FROM observation WHERE patient_id = $1", CITIZEN_PATIENT_ID)
+    start, end = row["t"] - timedelta(hours=1), row["t"] + timedelta(seconds=1)
+    window = {"f": {"effectiveFrom": start.isoformat(), "effectiveTo": end.isoformat()}}
+    before = gateway.query(WINDOW, "homecare-nurse", window)
+    assert "errors" not in before, before
+    shown_before = [e["node"]["patient"]["id"] for e in before["data"]["observations"]["edges"]]
+    assert CITIZEN in shown_before
     made = gateway.query(
         RESTRICT,
         "citizen",
@@ -59,11 +72,19 @@ def test_nested_paths_do_not_lead_to_a_blocked_patient(gateway: Gateway) -> None
     )
     restriction = made["data"]["createRestriction"]["id"]
     try:
-        # the nurse's own lists
-        listed = gateway.query("{ observations(first: 100) { edges { node { patient { id } } } } }", "homecare-nurse")
-        assert CITIZEN not in {
-            e["node"]["patient"]["id"] for e in listed["data"]["observations"]["edges"] if e["node"]["patient"]
+        # the same list under the sperring: the patient's rows are gone, everyone else's stay
+        listed = gateway.query(WINDOW, "homecare-nurse", window)
+        edges = listed["data"]["observations"]["edges"]
+        shown = [e["node"]["patient"]["id"] for e in edges if e["node"]["patient"] is not None]
+        assert CITIZEN not in shown
+        assert set(shown) == set(shown_before) - {CITIZEN}
+        # a patient left out of an edge (null) is left out for the sperring, and an error says so at that field
+        hidden = {
+            ("observations", "edges", i, "node", "patient") for i, e in enumerate(edges) if not e["node"]["patient"]
         }
+        errors = listed.get("errors", [])
+        assert len(errors) == len(hidden) and {tuple(e["path"]) for e in errors} == hidden, errors
+        assert all(e["extensions"]["reason"] == "PATIENT_RESTRICTION" for e in errors), errors
         # from a practitioner to their roles to their unit: no patient data on that path
         own = gateway.query(
             "query($id: ID!) { node(id: $id) { ... on Practitioner { roles(first: 5) { edges { node "

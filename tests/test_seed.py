@@ -11,6 +11,7 @@ from gateway.db import migrate
 from gateway.national_id import is_valid_synthetic
 from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK_HOMECARE, PERSONAS
 from gateway.seed import TABLE_COLUMNS, seed
+from gateway.sql import ident, join, sql
 from tests.conftest import run
 
 
@@ -19,10 +20,13 @@ async def seeded_digest(url: str, seed_value: int) -> tuple[dict[str, str], dict
     try:
         await migrate(conn)
         report = await seed(conn, patients=120, observations=3000, seed_value=seed_value, today=date(2026, 11, 1))
-        digests = {
-            t: await conn.fetchval(f"SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {t} x")
-            for t in TABLE_COLUMNS
-        }
+        digests = {}
+        for table, columns in TABLE_COLUMNS.items():
+            seeded = sql("ROW(", join(ident("x", c) for c in columns), ")::text")
+            text, _ = sql(
+                "SELECT md5(string_agg(", seeded, ", '|' ORDER BY ", seeded, ")) FROM ", ident(table), " x"
+            ).render()
+            digests[table] = await conn.fetchval(text)
         facts = await conn.fetchrow(
             """SELECT
                  (SELECT array_agg(national_id) FROM patient) AS patient_ids,
@@ -48,7 +52,7 @@ def test_the_same_seed_gives_the_same_journal_and_another_seed_a_different_one(m
     assert first["patient"] != other["patient"]
     assert counts["patient"] == 120
     assert facts["observations"] == 3000
-    assert facts["unit_types"] == 5
+    assert facts["unit_types"] == 8, "five municipal unit types and the hospital's laboratory, radiology and ward"
     assert facts["citizen_homecare"] == 1
     assert facts["with_hpr"] > 100
     assert all(is_valid_synthetic(n) for n in facts["patient_ids"] + facts["practitioner_ids"])

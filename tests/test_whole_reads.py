@@ -40,6 +40,9 @@ RESOLVED = WHOLE.replace("patients(first: 6) {", "patients(first: 6) @include(if
 OBSERVATIONS = """query($code: String!, $after: String) {
   observations(first: 5, after: $after, filter: {code: $code}) {
     pageInfo { hasNextPage endCursor } edges { cursor node { id effectiveDateTime valueQuantity { value } } } } }"""
+RESOLVED_OBSERVATIONS = OBSERVATIONS.replace(
+    "filter: {code: $code}) {", "filter: {code: $code}) @include(if: true) {", 1
+)
 
 
 def post(gateway: Gateway, query: str, persona: str, variables: dict[str, Any] | None = None) -> Any:
@@ -50,7 +53,8 @@ def post(gateway: Gateway, query: str, persona: str, variables: dict[str, Any] |
 
 def cursor_key(cursor: str) -> list[Any]:
     """What a cursor holds; the two paths may write the same key with different spacing."""
-    return orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))  # type: ignore[no-any-return]
+    key: list[Any] = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    return key
 
 
 def normalized(value: Any, key: str = "") -> Any:
@@ -67,12 +71,16 @@ def sql_statements(response: Any) -> int:
     return int(response.headers["x-akson-sql-statements"])
 
 
-def request_statements(gateway: Gateway, response: Any) -> int:
+def request_sql(gateway: Gateway, response: Any) -> list[str]:
     """The request's own SQL statements, from its trace: the calling app's status is cached for 2 s and
     looked up again by whichever request finds it expired, so it is left out."""
     spans = gateway.spans(response.headers["x-trace-id"])
-    statements = [s["attributes"]["db.statement"] for s in spans if "db.statement" in s["attributes"]]
-    return len([s for s in statements if "FROM app WHERE client_id" not in s])
+    statements = [str(s["attributes"]["db.statement"]) for s in spans if "db.statement" in s["attributes"]]
+    return [s for s in statements if "FROM app WHERE client_id" not in s]
+
+
+def request_statements(gateway: Gateway, response: Any) -> int:
+    return len(request_sql(gateway, response))
 
 
 def test_the_whole_selection_answer_equals_the_resolver_answer_for_every_field_it_covers(gateway: Gateway) -> None:
@@ -130,16 +138,23 @@ def test_a_whole_selection_shows_no_row_policy_hides(gateway: Gateway) -> None:
 
 
 def test_cursors_of_either_path_continue_the_same_list(gateway: Gateway) -> None:
+    assert RESOLVED_OBSERVATIONS != OBSERVATIONS
     first = post(gateway, OBSERVATIONS, "gp", {"code": "8480-6"}).json()["data"]["observations"]
     assert first["pageInfo"]["hasNextPage"]
     after = first["pageInfo"]["endCursor"]
-    whole = post(gateway, OBSERVATIONS, "gp", {"code": "8480-6", "after": after}).json()
-    resolved_query = OBSERVATIONS.replace("observations(first: 5", "observations(first: 5", 1).replace(
-        "edges { cursor", "edges @include(if: true) { cursor", 1
-    )
-    resolved = post(gateway, resolved_query, "gp", {"code": "8480-6", "after": after}).json()
-    assert normalized(whole) == normalized(resolved)
-    ids = [e["node"]["id"] for e in first["edges"]] + [e["node"]["id"] for e in whole["data"]["observations"]["edges"]]
+    # the whole-selection path's cursor, continued by both paths
+    whole = post(gateway, OBSERVATIONS, "gp", {"code": "8480-6", "after": after})
+    resolved = post(gateway, RESOLVED_OBSERVATIONS, "gp", {"code": "8480-6", "after": after})
+    # one page by each path: not the same statements (though as many of them)
+    assert sorted(request_sql(gateway, whole)) != sorted(request_sql(gateway, resolved)), "the same path twice"
+    assert normalized(whole.json()) == normalized(resolved.json())
+    # the resolver path's cursor, continued by the whole-selection path
+    resolved_first = post(gateway, RESOLVED_OBSERVATIONS, "gp", {"code": "8480-6"}).json()["data"]["observations"]
+    assert normalized(resolved_first) == normalized(first)
+    continued = post(gateway, OBSERVATIONS, "gp", {"code": "8480-6", "after": resolved_first["pageInfo"]["endCursor"]})
+    assert normalized(continued.json()) == normalized(whole.json())
+    page = whole.json()["data"]["observations"]["edges"]
+    ids = [e["node"]["id"] for e in first["edges"]] + [e["node"]["id"] for e in page]
     assert len(ids) == len(set(ids)) == 10
 
 
