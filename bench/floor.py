@@ -18,42 +18,58 @@ import orjson
 import uvicorn
 
 from gateway.cli import SERVER
+from gateway.sql import Sql, sql
 
-ACTIVE_AT_UNIT = (
-    "EXISTS (SELECT 1 FROM care_relation cr WHERE cr.patient_id = {p} AND cr.organization_id = $1::uuid "
-    "AND cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now()))"
-)
-PATIENT = (
+
+def _active_at_unit(patient: Sql) -> Sql:
+    return sql(
+        "EXISTS (SELECT 1 FROM care_relation cr WHERE cr.patient_id = ",
+        patient,
+        " AND cr.organization_id = $1::uuid AND cr.period_start <= now() AND (cr.period_end IS NULL "
+        "OR cr.period_end > now()))",
+    )
+
+
+PATIENT = sql(
     "'id', p.id, 'nationalId', p.national_id, 'familyName', p.family_name, 'givenName', p.given_name, "
     "'birthDate', p.birth_date, 'gender', p.gender"
 )
-OBSERVATION = (
+OBSERVATION = sql(
     "'id', ob.id, 'code', ob.code, 'display', ob.code_display, 'value', ob.value_quantity, "
     "'unit', ob.value_unit, 'effectiveAt', ob.effective_at"
 )
-SQL = {
-    "/q1": f"SELECT json_build_object({PATIENT})::text FROM patient p WHERE p.id = $1::uuid",
-    "/q2": f"""
-SELECT coalesce(json_agg(json_build_object({PATIENT}, 'encounters', e.list)
-                ORDER BY p.family_name, p.given_name, p.id), '[]')::text
-  FROM (SELECT * FROM patient p WHERE {ACTIVE_AT_UNIT.format(p="p.id")}
-         ORDER BY p.family_name, p.given_name, p.id LIMIT 50) p
- CROSS JOIN LATERAL (
-       SELECT coalesce(json_agg(json_build_object('id', e.id, 'class', e.class_code, 'status', e.status,
-                  'periodStart', e.period_start, 'periodEnd', e.period_end, 'observations', o.list)
-                  ORDER BY e.period_start DESC, e.id DESC), '[]') AS list
-         FROM (SELECT * FROM encounter e WHERE e.patient_id = p.id ORDER BY e.period_start DESC, e.id DESC LIMIT 5) e
-        CROSS JOIN LATERAL (
-              SELECT coalesce(json_agg(json_build_object({OBSERVATION})
-                         ORDER BY ob.effective_at DESC, ob.id DESC), '[]') AS list
-                FROM (SELECT * FROM observation ob WHERE ob.encounter_id = e.id
-                       ORDER BY ob.effective_at DESC, ob.id DESC LIMIT 10) ob) o) e""",
-    "/q3": f"""
-SELECT coalesce(json_agg(json_build_object({OBSERVATION}, 'patientId', ob.patient_id)
-                ORDER BY ob.effective_at DESC, ob.id DESC), '[]')::text
-  FROM (SELECT * FROM observation ob WHERE ob.code = $2 AND {ACTIVE_AT_UNIT.format(p="ob.patient_id")}
-         ORDER BY ob.effective_at DESC, ob.id DESC LIMIT 100) ob""",
+STATEMENTS = {
+    "/q1": sql("SELECT json_build_object(", PATIENT, ")::text FROM patient p WHERE p.id = $1::uuid"),
+    "/q2": sql(
+        "SELECT coalesce(json_agg(json_build_object(",
+        PATIENT,
+        ", 'encounters', e.list) ORDER BY p.family_name, p.given_name, p.id), '[]')::text "
+        "FROM (SELECT * FROM patient p WHERE ",
+        _active_at_unit(sql("p.id")),
+        " ORDER BY p.family_name, p.given_name, p.id LIMIT 50) p "
+        "CROSS JOIN LATERAL ("
+        "SELECT coalesce(json_agg(json_build_object('id', e.id, 'class', e.class_code, 'status', e.status, "
+        "'periodStart', e.period_start, 'periodEnd', e.period_end, 'observations', o.list) "
+        "ORDER BY e.period_start DESC, e.id DESC), '[]') AS list "
+        "FROM (SELECT * FROM encounter e WHERE e.patient_id = p.id ORDER BY e.period_start DESC, e.id DESC LIMIT 5) e "
+        "CROSS JOIN LATERAL ("
+        "SELECT coalesce(json_agg(json_build_object(",
+        OBSERVATION,
+        ") ORDER BY ob.effective_at DESC, ob.id DESC), '[]') AS list "
+        "FROM (SELECT * FROM observation ob WHERE ob.encounter_id = e.id "
+        "ORDER BY ob.effective_at DESC, ob.id DESC LIMIT 10) ob) o) e",
+    ),
+    "/q3": sql(
+        "SELECT coalesce(json_agg(json_build_object(",
+        OBSERVATION,
+        ", 'patientId', ob.patient_id) ORDER BY ob.effective_at DESC, ob.id DESC), '[]')::text "
+        "FROM (SELECT * FROM observation ob WHERE ob.code = $2 AND ",
+        _active_at_unit(sql("ob.patient_id")),
+        " ORDER BY ob.effective_at DESC, ob.id DESC LIMIT 100) ob",
+    ),
 }
+# The statements as text: their parameters are positional, given per request.
+SQL = {path: statement.render()[0] for path, statement in STATEMENTS.items()}
 ARGUMENTS = {"/q1": ("patient_id",), "/q2": ("unit_id",), "/q3": ("unit_id", "code")}
 HEADERS = [(b"content-type", b"application/json"), (b"x-akson-sql-statements", b"1")]
 

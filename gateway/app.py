@@ -144,7 +144,7 @@ class GraphQLView(GraphQL[Context, None]):
             return self._fail_closed(
                 kwargs, AuditUnavailable("the access could not be recorded in the audit log, so no data is returned")
             )
-        for error in result.errors or []:
+        for error in getattr(result, "errors", None) or []:
             client_error = as_client_error(error.original_error) if error.original_error else None
             if isinstance(client_error, ServiceUnavailable):
                 return self._fail_closed(kwargs, client_error)
@@ -158,7 +158,7 @@ class GraphQLView(GraphQL[Context, None]):
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         payload: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            payload["errors"] = [graphql_error_payload(e) for e in result.errors]  # type: ignore[typeddict-item]
+            payload["errors"] = [graphql_error_payload(e) for e in result.errors]
         return payload
 
     def encode_json(self, data: object) -> bytes:
@@ -249,7 +249,7 @@ def create_app(settings: Settings | None = None) -> Any:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            await cerbos.close()
+            await cerbos.close()  # type: ignore[no-untyped-call]
             await pool.close()
 
     graphql = GraphQLView(schema, graphql_ide="graphiql", allow_queries_via_get=False)

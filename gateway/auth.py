@@ -97,15 +97,15 @@ class TokenVerifier:
 
     def __init__(self, keys: KeySource, *, issuer: str, audience: str, claim_names: ClaimNames) -> None:
         self._keys = keys
-        self._registry = jwt.JWTClaimsRegistry(
-            leeway=CLOCK_SKEW_SECONDS,
-            iss={"essential": True, "value": issuer},
-            aud={"essential": True, "value": audience},
-            exp={"essential": True},
-            iat={"essential": True},
-            sub={"essential": True},
-            **{claim_names.client_id: {"essential": True}},
-        )
+        essential: dict[str, jwt.ClaimsOption] = {
+            "iss": {"essential": True, "value": issuer},
+            "aud": {"essential": True, "value": audience},
+            "exp": {"essential": True},
+            "iat": {"essential": True},
+            "sub": {"essential": True},
+            claim_names.client_id: {"essential": True},
+        }
+        self._registry = jwt.JWTClaimsRegistry(None, CLOCK_SKEW_SECONDS, **essential)
 
     async def verify(self, token: str) -> dict[str, Any]:
         """Claims of a valid token; raises Unauthenticated saying what is wrong, without echoing it."""

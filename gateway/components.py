@@ -47,8 +47,8 @@ def start_embedded_postgres(pgdata: Path) -> tuple[str, Callable[[], None]]:
         import pgserver
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    return server.get_uri(EMBEDDED_DATABASE), server.cleanup
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    return str(server.get_uri(EMBEDDED_DATABASE)), server.cleanup
 
 
 def _die_with_parent() -> None:

@@ -39,7 +39,7 @@ class Loaders:
             async def load(ids: list[str]) -> list[bool | Exception]:
                 return await self.store.permitted(kind, action, ids)
 
-            self._permissions[key] = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)  # type: ignore[arg-type]
+            self._permissions[key] = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)
         return self._permissions[key]
 
     def item(self, kind: ResourceKind) -> DataLoader[str, Row]:
@@ -49,7 +49,7 @@ class Loaders:
             async def load(ids: list[str]) -> list[Row | Exception]:
                 return await self.store.by_ids(kind, ids)
 
-            self._items[kind.name] = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)  # type: ignore[arg-type]
+            self._items[kind.name] = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)
         return self._items[kind.name]
 
     def pages(self, kind: ResourceKind, parent_column: str, args: ListArgs) -> DataLoader[uuid.UUID, Page]:

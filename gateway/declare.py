@@ -399,8 +399,8 @@ class ResourceKind:
 
     @property
     def may_be_entered_in_error(self) -> bool:
-        """Patient data may be marked entered in error (kept, hidden from lists)."""
-        return self.node and self.is_patient_data
+        """Journal data may be marked entered in error (kept, hidden from lists): kinds that show the mark."""
+        return any(item.columns == ("entered_in_error_at",) for item in self.fields)
 
     def select_list(self) -> Sql:
         """The columns of a row, qualified by the alias."""

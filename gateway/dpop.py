@@ -70,7 +70,7 @@ class DpopVerifier:
             jwk = header.get("jwk")
             if not isinstance(jwk, dict) or "d" in jwk or jwk.get("kty") not in _KEY_TYPES:
                 raise Unauthenticated("DPoP proof rejected: header must carry a public jwk")
-            key = _KEY_TYPES[jwk["kty"]].import_key(jwk)
+            key = _KEY_TYPES[jwk["kty"]].import_key(jwk)  # type: ignore[attr-defined]
             payload = jws.deserialize_compact(proof, key, algorithms=PROOF_ALGORITHMS).payload
             claims = orjson.loads(payload)
         except (JoseError, ValueError, TypeError, orjson.JSONDecodeError) as exc:

@@ -7,6 +7,8 @@ counts while its period includes now; restrictions and emergency grants likewise
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from gateway.plan_sql import ArrayOf, Attribute, Column, SetOf
 from gateway.sql import Sql, ident, join, sql
 
@@ -175,13 +177,20 @@ def _patient_context_columns() -> Sql:
 PATIENT_CONTEXT_COLUMNS = _patient_context_columns()
 
 
+class PatientDataAttributes(TypedDict):
+    """The policy attributes of a patient-data kind, as keyword arguments of ResourceKind."""
+
+    attributes: dict[str, Attribute]
+    context_attributes: dict[str, Attribute]
+
+
 def patient_data(
     alias: str,
     patient_column: str = "patient_id",
     category_column: str = "data_category",
     episode_column: str | None = None,
     more: dict[str, Attribute] | None = None,
-) -> dict[str, dict[str, Attribute]]:
+) -> PatientDataAttributes:
     """A patient-data kind's `attributes` and `context_attributes` (the same, read through the
     patient context PATIENT_CONTEXT), as keyword arguments of ResourceKind."""
     shape = (alias, patient_column, category_column, episode_column)

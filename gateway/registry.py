@@ -27,6 +27,8 @@ from gateway.resources import APP, KINDS
 from gateway.scopes import InvalidScope, parse_scopes
 from gateway.sql import join, sql, value
 from gateway.store import fetch
+from gateway.write_input import check_text
+from gateway.write_path import WriteTransaction
 
 CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,62}")
 TRANSITIONS = {
@@ -35,7 +37,7 @@ TRANSITIONS = {
     "revoke": {"pending", "approved", "suspended"},
 }
 OUTCOME = {"approve": "approved", "suspend": "suspended", "revoke": "revoked"}
-_COLUMNS, _ = APP.select_list().render()
+_SELECT = sql("SELECT ", APP.select_list(), " FROM app a")
 
 
 class AppStatus:
@@ -119,7 +121,7 @@ def validate(reg: Registration) -> None:
 
 def _public_keys(jwks: dict[str, Any]) -> KeySet:
     try:
-        keys = KeySet.import_key_set(jwks)
+        keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise BadUserInput("jwks is not a valid JSON Web Key Set", argument="jwks") from exc
     if not keys.keys or any(k.is_private for k in keys.keys):
@@ -149,44 +151,54 @@ class Registry:
                 f"you may not {action} this app", reason=decision.reason, policyVersion=self._authorizer.policy_version
             )
 
+    def _transaction(self) -> WriteTransaction:
+        return WriteTransaction(self._pool, self._authorizer, self._principal, self._audit)
+
     async def register(self, reg: Registration) -> asyncpg.Record:
         """Record a pending app for a policy admin to decide on."""
         validate(reg)
-        await self._decide(
-            "register",
-            {"client_id": reg.client_id, "status": "new", "kind": reg.kind, "registered_by": self._principal.id},
-        )
-        try:
-            row = await self._pool.fetchrow(
-                f"""INSERT INTO app AS a (client_id, name, vendor_org_number, kind, redirect_uris, jwks, jwks_uri,
-                                    requested_scopes, status, registered_by)
-                    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, 'pending', $9) RETURNING {_COLUMNS}""",
-                reg.client_id,
-                reg.name.strip(),
-                reg.vendor_org_number,
-                reg.kind,
-                list(reg.redirect_uris),
-                None if reg.jwks is None else orjson.dumps(reg.jwks).decode(),
-                reg.jwks_uri,
-                list(reg.scopes),
-                self._principal.id,
+        attrs = {"client_id": reg.client_id, "status": "new", "kind": reg.kind, "registered_by": self._principal.id}
+        async with self._transaction() as tx:
+            await tx.decide_on(APP, "register", [(reg.client_id, attrs)])
+            rows = await tx.fetch(
+                sql(
+                    "INSERT INTO app AS a (client_id, name, vendor_org_number, kind, redirect_uris, jwks, jwks_uri, "
+                    "requested_scopes, status, registered_by) VALUES (",
+                    join(
+                        [
+                            value(reg.client_id, "text"),
+                            value(reg.name.strip(), "text"),
+                            value(reg.vendor_org_number, "text"),
+                            value(reg.kind, "text"),
+                            value(list(reg.redirect_uris), "text[]"),
+                            value(None if reg.jwks is None else orjson.dumps(reg.jwks).decode(), "jsonb"),
+                            value(reg.jwks_uri, "text"),
+                            value(list(reg.scopes), "text[]"),
+                            sql("'pending'"),
+                            value(self._principal.id, "text"),
+                        ]
+                    ),
+                    ") ON CONFLICT (client_id) DO NOTHING RETURNING ",
+                    APP.select_list(),
+                )
             )
-        except asyncpg.UniqueViolationError as exc:
-            raise BadUserInput(
-                f"an app with clientId {reg.client_id!r} is already registered", argument="clientId"
-            ) from exc
-        assert row is not None
-        return row
+            if not rows:
+                raise BadUserInput(f"an app with clientId {reg.client_id!r} is already registered", argument="clientId")
+        return rows[0]
 
-    async def _row(self, client_id: str) -> asyncpg.Record:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM app a WHERE a.client_id = $1", client_id)
-        attrs = {
+    @staticmethod
+    def _attributes(client_id: str, row: asyncpg.Record | None) -> dict[str, Any]:
+        return {
             "client_id": client_id,
             "status": row["status"] if row else "new",
             "kind": row["kind"] if row else "user-facing",
             "registered_by": row["registered_by"] if row else "",
         }
-        await self._decide("read", attrs)
+
+    async def _row(self, client_id: str) -> asyncpg.Record:
+        rows = await fetch(self._pool, sql(_SELECT, " WHERE a.client_id = ", value(client_id, "text")))
+        row = rows[0] if rows else None
+        await self._decide("read", self._attributes(client_id, row))
         if row is None:
             raise NotFound(f"no app {client_id!r} is registered")
         return row
@@ -195,35 +207,52 @@ class Registry:
         """One app, if you registered it or are a policy admin."""
         return await self._row(client_id)
 
-    async def decide(self, client_id: str, action: str, reason: str) -> asyncpg.Record:
-        """Approve, suspend or revoke an app, following the allowed transitions."""
-        if not reason.strip() or len(reason) > 500:
-            raise BadUserInput("a decision needs a reason of 1-500 characters", argument="reason")
-        row = await self._row(client_id)
-        await self._decide(
-            action,
-            {
-                "client_id": client_id,
-                "status": row["status"],
-                "kind": row["kind"],
-                "registered_by": row["registered_by"],
-            },
-        )
-        if row["status"] not in TRANSITIONS[action]:
-            raise BadUserInput(f"an app that is {row['status']} cannot be {OUTCOME[action]}", argument="clientId")
-        updated = await self._pool.fetchrow(
-            f"""UPDATE app a SET status = $2, status_reason = $3, decided_by = $4, decided_at = now()
-                 WHERE a.client_id = $1 AND a.status = $5 RETURNING {_COLUMNS}""",
-            client_id,
-            OUTCOME[action],
-            reason.strip(),
-            self._principal.id,
-            row["status"],
-        )
-        if updated is None:
-            raise BadUserInput("the app changed while deciding; try again", argument="clientId")
+    async def decide(
+        self, client_id: str, action: str, reason: str, acting_unit_id: str | None = None
+    ) -> asyncpg.Record:
+        """Approve, suspend or revoke an app, following the allowed transitions. Approving a backend service
+        may name the unit it acts for (its data-processing agreement): its system scopes then reach that
+        unit's patients as the unit's care relations allow."""
+        text = check_text(reason, "reason", max_length=500)
+        assert text is not None
+        async with self._transaction() as tx:
+            rows = await tx.fetch(sql(_SELECT, " WHERE a.client_id = ", value(client_id, "text"), " FOR UPDATE"))
+            row = rows[0] if rows else None
+            attrs = self._attributes(client_id, row)
+            await tx.decide_on(APP, "read", [(client_id, attrs)])
+            if row is None:
+                raise NotFound(f"no app {client_id!r} is registered")
+            await tx.decide_on(APP, action, [(client_id, attrs)])
+            if row["status"] not in TRANSITIONS[action]:
+                raise BadUserInput(f"an app that is {row['status']} cannot be {OUTCOME[action]}", argument="clientId")
+            acting = sql()
+            if acting_unit_id is not None:
+                if action != "approve" or row["kind"] != "backend-service":
+                    raise BadUserInput(
+                        "only approving a backend service names a unit it acts for", argument="actingUnitId"
+                    )
+                exists = await tx.fetch(sql("SELECT 1 FROM organization WHERE id = ", value(acting_unit_id, "uuid")))
+                if not exists:
+                    raise BadUserInput("actingUnitId names no unit", argument="actingUnitId")
+                acting = sql(", acting_unit_id = ", value(acting_unit_id, "uuid"))
+            updated = await tx.fetch(
+                sql(
+                    "UPDATE app a SET status = ",
+                    value(OUTCOME[action], "text"),
+                    ", status_reason = ",
+                    value(text.strip(), "text"),
+                    ", decided_by = ",
+                    value(self._principal.id, "text"),
+                    ", decided_at = now()",
+                    acting,
+                    " WHERE a.client_id = ",
+                    value(client_id, "text"),
+                    " RETURNING ",
+                    APP.select_list(),
+                )
+            )
         self._status.forget(client_id)
-        return updated
+        return updated[0]
 
     async def apps(self, first: int, status: str | None) -> list[asyncpg.Record]:
         """The apps you may see, newest first (registrants see their own, policy admins all)."""

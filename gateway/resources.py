@@ -1265,6 +1265,7 @@ APP = ResourceKind(
         "registered_at",
         "decided_by",
         "decided_at",
+        "acting_unit_id",
     ),
     order=(("registered_at", "timestamptz"), ("client_id", "text")),
     attributes={

@@ -87,7 +87,7 @@ class Query:
 
 
 @strawberry.type(description="Changes. Every change is authorized by policy and audited like a read.")
-class Mutation(JournalMutations, AppMutations, AccessMutations, NoteMutations, ReviewMutations):
+class Mutation(JournalMutations, AppMutations, AccessMutations, NoteMutations, ReviewMutations):  # type: ignore[misc]
     pass
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
@@ -36,7 +36,7 @@ READ = "read"
 SEARCH = "search"
 _SQL_OP = {"eq": sql(" = "), "ge": sql(" >= "), "lt": sql(" < ")}
 
-Row = asyncpg.Record
+Row: TypeAlias = asyncpg.Record
 
 
 @dataclass(frozen=True)
@@ -284,8 +284,8 @@ class Store:
     async def permitted(self, kind: ResourceKind, action: str, ids: Sequence[str]) -> list[bool | Exception]:
         """Whether a field-level action (e.g. `read_text`) is allowed on rows the caller already has:
         True, or the Forbidden error to show in the field's place. One statement and one PDP call."""
-        patient = kind.col(kind.patient_column or kind.id_column)
-        rows = await fetch(self._pool, rows_by_id(kind, list(ids), sql(", ", patient, " AS _patient")))
+        patient_of = kind.col(kind.patient_column or kind.id_column)
+        rows = await fetch(self._pool, rows_by_id(kind, list(ids), sql(", ", patient_of, " AS _patient")))
         found = {str(r["id"]): r for r in rows}
         present = [i for i in ids if i in found]
         decisions = await self._authorizer.check(

@@ -45,7 +45,7 @@ def setup_tracing(exporter: str) -> None:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     provider.add_span_processor(WorkCounter())
     trace.set_tracer_provider(provider)
-    AsyncPGInstrumentor(capture_parameters=False).instrument()
+    AsyncPGInstrumentor(capture_parameters=False).instrument()  # type: ignore[no-untyped-call]
 
 
 @dataclass

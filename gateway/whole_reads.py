@@ -27,7 +27,7 @@ from graphql import (
     OperationType,
     SelectionSetNode,
 )
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -62,7 +62,7 @@ class _Planner:
 
     context: ExecutionContext
     fragments: dict[str, FragmentDefinitionNode]
-    variables: dict[str, Any]
+    variables: VariableValues
 
     def fields(self, selection_set: SelectionSetNode | None, type_name: str) -> list[FieldNode]:
         """The fields of a selection set, fragments spread, in order; directives and repeated keys refuse."""
@@ -212,7 +212,7 @@ def plan(context: ExecutionContext) -> list[tuple[str, ListSelection]] | None:
 class WholeSelectionReads(SchemaExtension):
     """Answers whole-selection queries from PostgreSQL's JSON and skips graphql-core's execution."""
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         selections = plan(context)
         if selections:

@@ -27,7 +27,7 @@ import orjson
 from gateway.audit import AuditRecord, AuditTrail, insert_rows
 from gateway.auth import Principal
 from gateway.authz import Authorizer
-from gateway.declare import Coded, Many, ResourceKind, Transition
+from gateway.declare import Coded, Many, Ref, ResourceKind, Transition
 from gateway.errors import AksonError, BadUserInput, Forbidden, NotFound
 from gateway.policy_attributes import PATIENT_LEVEL
 from gateway.resources import CARE_RELATION, DIAGNOSTIC_REPORT, KINDS, OBSERVATION, PATIENT
@@ -161,6 +161,7 @@ class WriteTransaction:
         *,
         record: bool = True,
         before: dict[str, Any] | None = None,
+        emergency: bool = False,
     ) -> None:
         """Cerbos's decision on `action` for each (id, loaded row or None when it does not exist), with one
         audit record per resource (an allow only when `record`: a decision that a later one completes
@@ -172,30 +173,50 @@ class WriteTransaction:
             for rid, row in resources
         ]
         scopes = [self._scope(kind, row) for _, row in resources]
+        await self.decide_on(kind, action, attributes, scopes, record=record, emergency=emergency)
+
+    async def decide_on(
+        self,
+        kind: ResourceKind,
+        action: str,
+        attributes: list[tuple[str, dict[str, Any]]],
+        scopes: list[str | None] | None = None,
+        *,
+        record: bool = True,
+        emergency: bool = False,
+    ) -> None:
+        """`decide` for resources whose attributes the caller has made (e.g. an app being registered)."""
         decisions = await self._authorizer.check(self._principal, kind, action, attributes, scopes)
         denied = None
         for (rid, attrs), decision in zip(attributes, decisions, strict=True):
             if record or not decision.allowed:
                 patient = str(attrs.get("patient_id") or "") or None
-                self.record(kind, action, rid, patient, decision.allowed, decision.reason)
+                self.record(kind, action, rid, patient, decision.allowed, decision.reason, emergency)
             if not decision.allowed and denied is None:
                 denied = decision
         if denied is not None:
             raise Forbidden(
-                f"you may not {action.replace('_', ' ')} this {kind.type_name}",
+                f"you may not {action.replace('_', ' ')} ({kind.type_name})",
                 reason=denied.reason,
                 policyVersion=self._authorizer.policy_version,
             )
 
     def record(
-        self, kind: ResourceKind, action: str, rid: str, patient: str | None, allowed: bool, reason: str
+        self,
+        kind: ResourceKind,
+        action: str,
+        rid: str,
+        patient: str | None,
+        allowed: bool,
+        reason: str,
+        emergency: bool = False,
     ) -> None:
-        """One audit record for one resource this write touched (or tried to)."""
+        """One audit record for one resource this write touched (or tried to); emergency when an emergency
+        grant allowed it or it opens one."""
         if not kind.is_patient_data:
             patient = None
-        self._records.append(
-            AuditRecord(patient, kind.name, (rid,), action, allowed, reason, reason == "EMERGENCY_GRANT")
-        )
+        flagged = emergency or reason == "EMERGENCY_GRANT"
+        self._records.append(AuditRecord(patient, kind.name, (rid,), action, allowed, reason, flagged))
 
     def _scope(self, kind: ResourceKind, row: Row | None) -> str | None:
         if not kind.scope_sql:
@@ -326,7 +347,7 @@ class JournalWriter:
         for column in kind.stamped:
             values.setdefault(column, now)
         practitioner = self._principal.practitioner_id
-        writer_columns = [*kind.writer_columns, *(f.column for f in kind.fields if getattr(f, "writer", False))]
+        writer_columns = [*kind.writer_columns, *(f.column for f in kind.fields if isinstance(f, Ref) and f.writer)]
         for column in writer_columns:
             if values.get(column) is None and practitioner is not None:
                 values[column] = practitioner
@@ -370,7 +391,7 @@ class JournalWriter:
             "AND period_start <= current_date AND (period_end IS NULL OR period_end >= current_date) ORDER BY 1",
             practitioner,
         )
-        found = [r["unit"] for r in units]
+        found: list[str] = [r["unit"] for r in units]
         chosen = next((u for u in found if u in caring), found[0] if found else None)
         if chosen is None:
             raise BadUserInput("the requester has no active role in any unit", argument="input.requesterId")

@@ -3,38 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import strawberry
 
 from gateway import resources as K
+from gateway.declare import ResourceKind
 from resolvers.common import AfterArg, Connection, FirstArg, Info, parse_global_id, top_list
 from resolvers.common import list_args as _list_args
 from resolvers.types import ENUMS, TYPES, filter_of
 
-if TYPE_CHECKING:
-    from resolvers.patients import Patient
-
-PatientRef = Annotated["Patient", strawberry.lazy("resolvers.patients")]
-
-
-EmergencyGrant = TYPES["EmergencyGrant"]
-ClinicalNote = TYPES["ClinicalNote"]
-Restriction = TYPES["Restriction"]
-RestrictionScope = ENUMS["RestrictionScope"]
-EmergencyGrantFilterArg = Annotated[
-    filter_of(K.EMERGENCY_GRANT) | None, strawberry.argument(description="Only grants matching this.")
-]
+if TYPE_CHECKING:  # the types are built at import from the declarations; to the type checker they are Any
+    EmergencyGrant: TypeAlias = Any
+    ClinicalNote: TypeAlias = Any
+    Restriction: TypeAlias = Any
+    RestrictionScope: TypeAlias = Any
+    EmergencyGrantFilterArg: TypeAlias = Any
+else:
+    EmergencyGrant = TYPES["EmergencyGrant"]
+    ClinicalNote = TYPES["ClinicalNote"]
+    Restriction = TYPES["Restriction"]
+    RestrictionScope = ENUMS["RestrictionScope"]
+    EmergencyGrantFilterArg = Annotated[
+        filter_of(K.EMERGENCY_GRANT) | None, strawberry.argument(description="Only grants matching this.")
+    ]
 
 
 async def emergency_grants(
     info: Info,
     first: FirstArg,
     after: AfterArg = None,
-    filter: EmergencyGrantFilterArg = None,  # type: ignore[valid-type]
-) -> Connection[EmergencyGrant]:  # type: ignore[valid-type]
+    filter: EmergencyGrantFilterArg = None,
+) -> Connection[EmergencyGrant]:
     """Emergency grants you may see, newest first: on your own record, your own, or all for reviewers."""
-    return await top_list(info, K.EMERGENCY_GRANT, _list_args(first, after, filter))  # type: ignore[no-any-return]
+    return await top_list(info, K.EMERGENCY_GRANT, _list_args(first, after, filter))
 
 
 @strawberry.input(
@@ -53,7 +55,7 @@ class RestrictionInput:
     until: datetime | None = strawberry.field(default=None, description="When the block ends by itself.")
 
 
-def _raw(value: strawberry.ID | None, expected: K.ResourceKind | None = None) -> tuple[str | None, str | None]:
+def _raw(value: strawberry.ID | None, expected: ResourceKind | None = None) -> tuple[str | None, str | None]:
     if value is None:
         return None, None
     kind, raw = parse_global_id(str(value), expected)

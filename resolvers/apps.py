@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import orjson
 import strawberry
 from strawberry.scalars import JSON
 
+from gateway import resources as K
 from gateway.errors import BadUserInput
 from gateway.registry import Registration
 from gateway.store import Row
-from resolvers.common import FirstArg, Info
+from resolvers.common import FirstArg, Info, parse_global_id, to_one
+from resolvers.types import TYPES
+
+if TYPE_CHECKING:  # built at import from the declarations; to the type checker it is Any
+    Organization: TypeAlias = Any
+else:
+    Organization = TYPES["Organization"]
 
 
 @strawberry.enum(description="How an app talks to the API.")
@@ -41,6 +49,7 @@ class App:
     scopes: list[str] = strawberry.field(description="The SMART scopes the app was registered with.")
     status: AppStatus = strawberry.field(description="Whether its tokens are accepted.")
     status_reason: str | None = strawberry.field(description="Why the last decision was made.")
+    acting_unit_id: strawberry.Private[uuid.UUID | None]
     registered_at: datetime = strawberry.field(description="When it was registered.")
     decided_at: datetime | None = strawberry.field(description="When a policy admin last decided on it.")
 
@@ -58,7 +67,15 @@ class App:
             status_reason=row["status_reason"],
             registered_at=row["registered_at"],
             decided_at=row["decided_at"],
+            acting_unit_id=row["acting_unit_id"],
         )
+
+    @strawberry.field(
+        description="For a backend service: the unit it acts for, named when it was approved (its data-processing "
+        "agreement); null when it acts for none."
+    )
+    async def acting_unit(self, info: Info) -> Organization | None:
+        return await to_one(info, K.ORGANIZATION, self.acting_unit_id)
 
 
 @strawberry.input(
@@ -116,9 +133,24 @@ class AppMutations:
         )
         return App.from_row(await info.context.registry.register(registration))
 
-    @strawberry.mutation(description="Approve a pending or suspended app: its tokens are accepted from now on.")
-    async def approve_app(self, info: Info, client_id: ClientIdArg, reason: ReasonArg) -> App:
-        return App.from_row(await info.context.registry.decide(client_id, "approve", reason))
+    @strawberry.mutation(
+        description="Approve a pending or suspended app: its tokens are accepted from now on. Approving a backend "
+        "service may name the unit it acts for (the data-processing agreement): its system/ scopes then reach that "
+        "unit's patients exactly as the unit's care relations allow; a laboratory or radiology unit's service "
+        "delivers results instead."
+    )
+    async def approve_app(
+        self,
+        info: Info,
+        client_id: ClientIdArg,
+        reason: ReasonArg,
+        acting_unit_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="For a backend service: the global id of the unit it acts for."),
+        ] = None,
+    ) -> App:
+        unit = None if acting_unit_id is None else parse_global_id(str(acting_unit_id), K.ORGANIZATION)[1]
+        return App.from_row(await info.context.registry.decide(client_id, "approve", reason, unit))
 
     @strawberry.mutation(description="Suspend an approved app: its tokens stop working within seconds.")
     async def suspend_app(self, info: Info, client_id: ClientIdArg, reason: ReasonArg) -> App:

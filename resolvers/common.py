@@ -119,7 +119,9 @@ def list_args(first: int, after: str | None, filter: Any = None, order: SortOrde
     return ListArgs.of(first, after, filter, order)
 
 
-def to_connection(kind: ResourceKind, page: Page, args: ListArgs, count: Callable[[], Awaitable[int]]) -> Any:
+def to_connection(
+    kind: ResourceKind, page: Page, args: ListArgs, count: Callable[[], Awaitable[int]]
+) -> Connection[Any]:
     """A Connection of GraphQL nodes from a store page."""
     make = NODE_TYPES[kind.type_name].from_row
     edges = [Edge(cursor=cursor, node=make(row)) for cursor, row in page.items]
@@ -135,14 +137,16 @@ def to_connection(kind: ResourceKind, page: Page, args: ListArgs, count: Callabl
     )
 
 
-async def top_list(info: Info, kind: ResourceKind, args: ListArgs) -> Any:
+async def top_list(info: Info, kind: ResourceKind, args: ListArgs) -> Connection[Any]:
     """A top-level list of one kind."""
     store = info.context.store
     page = await store.page(kind, args)
     return to_connection(kind, page, args, lambda: store.count(kind, args))
 
 
-async def child_list(info: Info, kind: ResourceKind, parent_column: str, parent: uuid.UUID, args: ListArgs) -> Any:
+async def child_list(
+    info: Info, kind: ResourceKind, parent_column: str, parent: uuid.UUID, args: ListArgs
+) -> Connection[Any]:
     """A parent's list of one kind, batched with the same list of every other parent in the query."""
     loaders = info.context.loaders
     page = await loaders.pages(kind, parent_column, args).load(parent)
@@ -150,7 +154,7 @@ async def child_list(info: Info, kind: ResourceKind, parent_column: str, parent:
     return to_connection(kind, page, args, lambda: loaders.counts(kind, parent_column, count_args).load(parent))
 
 
-async def to_one(info: Info, kind: ResourceKind, raw_id: uuid.UUID | None) -> Any:
+async def to_one(info: Info, kind: ResourceKind, raw_id: uuid.UUID | str | None) -> Any:
     """The resource a reference points at, authorized like any item (null with FORBIDDEN if hidden)."""
     if raw_id is None:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import strawberry
 from strawberry import relay
@@ -21,19 +21,27 @@ from resolvers.common import (
 )
 from resolvers.types import FILTER_HELP, TYPES, filter_of
 
-Patient = TYPES["Patient"]
-Observation = TYPES["Observation"]
-Organization = TYPES["Organization"]
-ObservationFilterArg = Annotated[filter_of(K.OBSERVATION) | None, strawberry.argument(description=FILTER_HELP)]
-PatientFilterArg = Annotated[filter_of(K.PATIENT) | None, strawberry.argument(description=FILTER_HELP)]
-OrganizationFilterArg = Annotated[
-    filter_of(K.ORGANIZATION) | None, strawberry.argument(description="Only units matching this.")
-]
+if TYPE_CHECKING:  # the types are built at import from the declarations; to the type checker they are Any
+    Patient: TypeAlias = Any
+    Observation: TypeAlias = Any
+    Organization: TypeAlias = Any
+    ObservationFilterArg: TypeAlias = Any
+    PatientFilterArg: TypeAlias = Any
+    OrganizationFilterArg: TypeAlias = Any
+else:
+    Patient = TYPES["Patient"]
+    Observation = TYPES["Observation"]
+    Organization = TYPES["Organization"]
+    ObservationFilterArg = Annotated[filter_of(K.OBSERVATION) | None, strawberry.argument(description=FILTER_HELP)]
+    PatientFilterArg = Annotated[filter_of(K.PATIENT) | None, strawberry.argument(description=FILTER_HELP)]
+    OrganizationFilterArg = Annotated[
+        filter_of(K.ORGANIZATION) | None, strawberry.argument(description="Only units matching this.")
+    ]
 
 
 async def patient(
     info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The patient's global id.")]
-) -> Patient | None:  # type: ignore[valid-type]
+) -> Patient | None:
     """One patient by global id."""
     return await by_global_id(info, str(id), K.PATIENT)
 
@@ -42,35 +50,36 @@ async def patients(
     info: Info,
     first: FirstArg,
     after: AfterArg = None,
-    filter: PatientFilterArg = None,  # type: ignore[valid-type]
-) -> Connection[Patient]:  # type: ignore[valid-type]
+    filter: PatientFilterArg = None,
+) -> Connection[Patient]:
     """The patients you may read, by name."""
-    return await top_list(info, K.PATIENT, list_args(first, after, filter))  # type: ignore[no-any-return]
+    return await top_list(info, K.PATIENT, list_args(first, after, filter))
 
 
 async def observations(
     info: Info,
     first: FirstArg,
     after: AfterArg = None,
-    filter: ObservationFilterArg = None,  # type: ignore[valid-type]
+    filter: ObservationFilterArg = None,
     order: OrderArg = SortOrder.NEWEST_FIRST,
-) -> Connection[Observation]:  # type: ignore[valid-type]
+) -> Connection[Observation]:
     """Observations across every patient you may read, newest first."""
-    return await top_list(info, K.OBSERVATION, list_args(first, after, filter, order))  # type: ignore[no-any-return]
+    return await top_list(info, K.OBSERVATION, list_args(first, after, filter, order))
 
 
 async def node(
     info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A global id of any kind.")]
 ) -> relay.Node | None:
     """Any resource by its global id."""
-    return await by_global_id(info, str(id))  # type: ignore[no-any-return]
+    found: relay.Node | None = await by_global_id(info, str(id))
+    return found
 
 
 async def organizations(
     info: Info,
     first: FirstArg,
     after: AfterArg = None,
-    filter: OrganizationFilterArg = None,  # type: ignore[valid-type]
-) -> Connection[Organization]:  # type: ignore[valid-type]
+    filter: OrganizationFilterArg = None,
+) -> Connection[Organization]:
     """The municipality's units, by name."""
-    return await top_list(info, K.ORGANIZATION, list_args(first, after, filter))  # type: ignore[no-any-return]
+    return await top_list(info, K.ORGANIZATION, list_args(first, after, filter))

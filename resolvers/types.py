@@ -264,7 +264,7 @@ def version_type(kind: ResourceKind) -> Any:
             "actor_kind": str | None,
             "client_id": str | None,
             "resource": lazy(kind.type_name),
-            "actor_id": strawberry.Private[str | None],
+            "actor_id": strawberry.Private[str | None],  # type: ignore[misc]
         },
         "version": strawberry.field(description="The version number: 1 when created, one more with every change."),
         "change": strawberry.field(description="Whether this version created, changed or marked the resource."),
@@ -330,7 +330,7 @@ def _history(kind: ResourceKind, item: History) -> Any:
 
 def build(kind: ResourceKind) -> Any:
     """The GraphQL object type of a node kind, with `from_row` to make one from a row."""
-    annotations: dict[str, Any] = {"id": relay.NodeID[str], "row": strawberry.Private[Any]}
+    annotations: dict[str, Any] = {"id": relay.NodeID[str], "row": strawberry.Private[Any]}  # type: ignore[misc]
     namespace: dict[str, Any] = {"__module__": MODULE}
     makers: dict[str, Callable[[Row], Any]] = {}
     for item in kind.fields:

@@ -30,6 +30,7 @@ from gateway.components import free_port, start_embedded_postgres
 from gateway.config import load_settings
 from gateway.db import with_database
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
+from gateway.sql import Sql
 
 PROJECT = Path(__file__).resolve().parent.parent
 TEST_PATIENTS = 400
@@ -169,13 +170,15 @@ class Gateway:
                 return spans
             time.sleep(0.1)
 
-    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """Read the journal directly, as an independent check of what the API says."""
+    def fetch(self, statement: str | Sql, *args: Any) -> list[asyncpg.Record]:
+        """Read the journal directly, as an independent check of what the API says: a statement with `$n`
+        arguments, or a fragment (table names from a test's list travel as identifiers)."""
+        text, values = statement.render() if isinstance(statement, Sql) else (statement, list(args))
 
         async def go() -> list[asyncpg.Record]:
             conn = await asyncpg.connect(self.database_url)
             try:
-                return list(await conn.fetch(sql, *args))
+                return list(await conn.fetch(text, *values))
             finally:
                 await conn.close()
 

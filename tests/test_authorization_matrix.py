@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from gateway.personas import CHILD_PATIENT_ID, CITIZEN_PATIENT_ID, PERSONAS
+from gateway.sql import ident, sql
 from tests.conftest import Gateway, gid, raw_id
 
 # kind -> (table, GraphQL type, FHIR-style category column or None)
@@ -104,7 +105,7 @@ class World:
 def load_world(gateway: Gateway) -> World:
     world = World()
     for kind, (table, _, _) in KINDS.items():
-        rows = gateway.fetch(f"SELECT * FROM {table}")
+        rows = gateway.fetch(sql("SELECT * FROM ", ident(table)))
         world.rows[kind] = [{k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in r.items()} for r in rows]
     world.birth = {r["id"]: r["birth_date"] for r in world.rows["patient"]}
     for r in gateway.fetch(

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
+from gateway.sql import ident, sql, value
 from tests.conftest import CITIZEN, Gateway, gid, raw_id
 
 RELATIONS = {
@@ -53,7 +54,8 @@ WHOLE_JOURNAL = """query Journal($id: ID!) {
 
 
 def count(gateway: Gateway, table: str, patient: uuid.UUID) -> int:
-    return int(gateway.fetch(f"SELECT count(*) AS n FROM {table} WHERE patient_id = $1", patient)[0]["n"])
+    counted = sql("SELECT count(*) AS n FROM ", ident(table), " WHERE patient_id = ", value(patient, "uuid"))
+    return int(gateway.fetch(counted)[0]["n"])
 
 
 def test_a_vendor_app_reads_a_patients_whole_journal_in_one_query(gateway: Gateway) -> None:

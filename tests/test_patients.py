@@ -21,13 +21,12 @@ PAGE = """query($first: Int!, $after: String) {
 }"""
 COUNT = "{ patients(first: 1) { totalCount } }"
 
-ACTIVE = "cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now())"
-
 
 def visible_to_unit(gateway: Gateway, unit_id: uuid.UUID, practitioner_id: uuid.UUID | None) -> set[str]:
     """The oracle: patients with an active care relation to the unit or the practitioner."""
     rows = gateway.fetch(
-        f"SELECT DISTINCT cr.patient_id FROM care_relation cr WHERE {ACTIVE} "
+        "SELECT DISTINCT cr.patient_id FROM care_relation cr WHERE "
+        "cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now()) "
         "AND (cr.organization_id = $1 OR cr.practitioner_id = $2)",
         unit_id,
         practitioner_id,

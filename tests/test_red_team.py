@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
+from gateway.sql import ident, sql, value
 from tests.conftest import CITIZEN, Gateway, gid
 
 RESTRICT = """mutation($input: RestrictionInput!) { createRestriction(input: $input) { id } }"""
@@ -35,7 +36,9 @@ def test_node_probing_of_hidden_items_of_every_kind_looks_like_missing_ones(gate
         ("medication_statement", "MedicationStatement"),
         ("clinical_note", "ClinicalNote"),
     ]:
-        row = gateway.fetch(f"SELECT id FROM {table} WHERE patient_id = $1 LIMIT 1", CITIZEN_PATIENT_ID)[0]
+        row = gateway.fetch(
+            sql("SELECT id FROM ", ident(table), " WHERE patient_id = ", value(CITIZEN_PATIENT_ID, "uuid"), " LIMIT 1")
+        )[0]
         query = "query($a: ID!, $b: ID!) { a: node(id: $a) { id } b: node(id: $b) { id } }"
         result = gateway.query(
             query, "nurse-other-municipality", {"a": gid(type_name, row["id"]), "b": gid(type_name, uuid.uuid4())}
