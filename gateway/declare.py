@@ -296,6 +296,10 @@ class Filter:
     description: str = ""
     enum: EnumType | None = None
     exposed: bool = True
+    # A search by it looks for one person: it is audited even when it finds nothing.
+    identifies: bool = False
+    # For a filter by another resource (pg_type uuid): its type name; the argument is that resource's global id.
+    target: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

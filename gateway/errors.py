@@ -6,10 +6,13 @@ the details go to the log with the trace id, never into the response.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 import asyncpg
 from graphql import GraphQLError, GraphQLSyntaxError
+
+log = logging.getLogger(__name__)
 
 
 class AksonError(Exception):
@@ -85,15 +88,29 @@ _UNREACHABLE = (
 )
 
 
+# What the database refuses about the data itself: the input broke a rule of the journal that the checks
+# before the write did not catch. Refused, nothing written, and logged so that the missing check is found.
+_REFUSED_INPUT = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+
+
 def as_client_error(exc: BaseException) -> AksonError | None:
     """The typed error a client should see for `exc`, or None when it is a bug.
 
-    A database that cannot be reached is an outage, not a bug: it becomes ServiceUnavailable.
+    The one table from foreign errors to ours: a database that cannot be reached is an outage, not a
+    bug (ServiceUnavailable); data the database refuses is bad input (BadUserInput, naming the rule).
     """
     if isinstance(exc, AksonError):
         return exc
     if isinstance(exc, _UNREACHABLE):
         return ServiceUnavailable("the journal database is unavailable; no data was returned")
+    if isinstance(exc, _REFUSED_INPUT):
+        rule = getattr(exc, "constraint_name", None)
+        log.warning("the database refused input (%s: %s)", type(exc).__name__, rule or "no constraint")
+        return BadUserInput(
+            f"the input breaks a rule of the journal ({rule})"
+            if rule
+            else "the input holds a value the journal cannot keep"
+        )
     return None
 
 

@@ -228,7 +228,7 @@ ORGANIZATION = ResourceKind(
     ),
     extra_columns=("municipality_id",),
     order=(("name", "text"), ("id", "uuid")),
-    attributes={"municipality_id": Column(sql("o.municipality_id"), "uuid")},
+    attributes={"municipality_id": Column(sql("coalesce(o.municipality_id::text, '')"), "text")},
     patient_column=None,
     newest_first=False,
     filters=(
@@ -425,6 +425,7 @@ PATIENT = ResourceKind(
             "text",
             "Only the patient with this national identity number (a search: no match and a patient you may not "
             "read look the same).",
+            identifies=True,
         ),
         INCLUDE_ENTERED_IN_ERROR,
     ),
@@ -1129,6 +1130,14 @@ APPOINTMENT = ResourceKind(
     filters=(
         *_range("start_at", "start", "Starting at or after.", "Starting before."),
         _status(APPOINTMENT_STATUS),
+        Filter(
+            "organization_id",
+            "owning_unit_id",
+            "eq",
+            "uuid",
+            "Only appointments with this unit (its global id).",
+            target="Organization",
+        ),
         INCLUDE_ENTERED_IN_ERROR,
     ),
     filter_description="Narrows a list of appointments.",

@@ -27,7 +27,17 @@ from resolvers.access import AccessMutations, EmergencyGrant, NoteMutations, eme
 from resolvers.apps import App, AppMutations, app, apps
 from resolvers.audit_log import AuditEvent, DenialCount, ReviewMutations, access_log, denial_report
 from resolvers.common import Connection
-from resolvers.patients import Observation, Organization, Patient, node, observations, organizations, patient, patients
+from resolvers.patients import (
+    JournalLists,
+    Observation,
+    Organization,
+    Patient,
+    node,
+    observations,
+    organizations,
+    patient,
+    patients,
+)
 from resolvers.writes import JournalMutations
 
 log = logging.getLogger(__name__)
@@ -39,7 +49,7 @@ PARSED_DOCUMENTS = 256
 
 
 @strawberry.type(description="Read access to the municipal journal. Every field is authorized by policy and audited.")
-class Query:
+class Query(JournalLists):  # type: ignore[misc]
     node: relay.Node | None = strawberry.field(
         resolver=node,
         description="Any resource by its global id. Null with a FORBIDDEN error and its reason when policy does "

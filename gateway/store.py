@@ -20,12 +20,12 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
-from strawberry import UNSET
+from strawberry import UNSET, relay
 
 from gateway.audit import AuditRecord, AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer, SqlFilter
-from gateway.declare import ResourceKind
+from gateway.declare import Filter, ResourceKind, camel
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.json_sql import ListSelection, compile_list
 from gateway.plan_sql import SetOf, UntranslatablePlan
@@ -357,11 +357,25 @@ class Store:
             spec = filters.get(name)
             if spec is None:
                 raise BadUserInput(f"{kind.type_name} lists cannot be filtered by {name}", argument="filter")
+            self._filter_value(spec, item)
             if spec.op in {"ge", "lt"}:
                 ranges.setdefault(spec.column, {})[spec.op] = item
         for column, bounds in ranges.items():
             if "ge" in bounds and "lt" in bounds and bounds["ge"] >= bounds["lt"]:
                 raise BadUserInput(f"the {column} range is empty: its start is not before its end", argument="filter")
+
+    @staticmethod
+    def _filter_value(spec: Filter, item: Any) -> Any:
+        """A filter's value as SQL compares it: a global id of the filter's target kind becomes its journal id."""
+        if spec.target is None:
+            return item
+        try:
+            gid = relay.GlobalID.from_id(str(item))
+            if gid.type_name != spec.target:
+                raise ValueError(gid.type_name)
+            return uuid.UUID(gid.node_id)
+        except (relay.GlobalIDValueError, ValueError) as exc:
+            raise BadUserInput(f"{camel(spec.name)} must be a {spec.target} id", argument="filter") from exc
 
     def _where(self, kind: ResourceKind, sql_filter: SqlFilter, args: ListArgs) -> list[Sql]:
         where = [sql_filter.where]
@@ -380,7 +394,7 @@ class Store:
             elif spec.op == "has":
                 where.append(sql("(", value(item, spec.pg_type), " = ANY(", column, "))"))
             else:
-                where.append(sql(column, _SQL_OP[spec.op], value(item, spec.pg_type)))
+                where.append(sql(column, _SQL_OP[spec.op], value(self._filter_value(spec, item), spec.pg_type)))
         if args.after is not None:
             key = decode_cursor(kind, args.after)
             columns = join(kind.col(column) for column, _ in kind.order)
@@ -429,6 +443,9 @@ class Store:
         )
         page = self._page(kind, rows, args.first)
         self._audit_rows(kind, [row for _, row in page.items], sql_filter.reason)
+        filters = kind.filter_map
+        if not page.items and any(filters[name].identifies for name, _ in args.filters):
+            self._audit.record(AuditRecord(None, kind.name, (), SEARCH, True, sql_filter.reason))
         return page
 
     async def pages_by_parent(

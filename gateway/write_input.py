@@ -49,7 +49,9 @@ class Columns:
 
 
 def _path(prefix: str, item: Field, *rest: str) -> str:
-    return ".".join([prefix, item.public_name, *rest])
+    """The argument path of a field of an input, as the client named it (`input.encounterId`)."""
+    name = f"{item.public_name}Id" if isinstance(item, Ref) else item.public_name
+    return ".".join([prefix, name, *rest])
 
 
 def check_text(text: Any, where: str, *, max_length: int, required: bool = True) -> str | None:

@@ -15,7 +15,9 @@ nothing more; a retry racing the first waits for it on the key's unique index.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -28,12 +30,14 @@ from gateway.audit import AuditRecord, AuditTrail, insert_rows
 from gateway.auth import Principal
 from gateway.authz import Authorizer
 from gateway.declare import Coded, Many, Ref, ResourceKind, Transition
-from gateway.errors import AksonError, BadUserInput, Forbidden, NotFound
+from gateway.errors import AksonError, AuditUnavailable, BadUserInput, Forbidden, NotFound
 from gateway.policy_attributes import PATIENT_LEVEL
 from gateway.resources import CARE_RELATION, DIAGNOSTIC_REPORT, KINDS, OBSERVATION, PATIENT
 from gateway.sql import Sql, ident, join, sql, value
 from gateway.store import Row, attributes_of, fetch, phantom_attributes, rows_by_id
 from gateway.write_input import Columns, InputChecker, check_order, check_text, check_units
+
+log = logging.getLogger(__name__)
 
 CREATE = "create"
 UPDATE = "update"
@@ -127,20 +131,26 @@ class WriteTransaction:
     ) -> None:
         try:
             if error is None:
-                if self._records:
-                    await insert_rows(self.conn, self._trail.rows(self._records))
-                await self._transaction.commit()
+                await self._commit()
                 return
             await self._transaction.rollback()
             for record in self._records:
                 if not record.allowed:
                     self._trail.record(record)
-        except BaseException:
-            if not self._transaction.is_completed():
-                await self._transaction.rollback()
-            raise
         finally:
             await self._pool.release(self.conn)
+
+    async def _commit(self) -> None:
+        """Insert the audit rows and commit; if the rows cannot be written, nothing of the write stays."""
+        try:
+            if self._records:
+                await insert_rows(self.conn, self._trail.rows(self._records))
+            await self._transaction.commit()
+        except asyncpg.PostgresError as exc:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self._transaction.rollback()
+            log.error("a write and its audit rows could not be committed; nothing was written: %s", type(exc).__name__)
+            raise AuditUnavailable("the write could not be recorded in the audit log, so nothing was written") from exc
 
     async def fetch(self, statement: Sql) -> list[Row]:
         return await fetch(self.conn, statement)
@@ -486,7 +496,8 @@ class JournalWriter:
                 "organization_id": unit,
                 "owning_unit_id": unit,
                 "purpose": REGISTRATION_PURPOSE.get(place["unit_type"], place["unit_type"]),
-                "period_start": datetime.now(UTC),
+                # The transaction's own time: the relation is in force for the decision this transaction makes.
+                "period_start": await tx.conn.fetchval("SELECT now()"),
             },
         )
         await tx.decide(PATIENT, CREATE, [(new_id, await tx.loaded(PATIENT, new_id))])

@@ -19,7 +19,7 @@ from resolvers.common import (
     list_args,
     top_list,
 )
-from resolvers.types import FILTER_HELP, TYPES, filter_of
+from resolvers.types import FILTER_HELP, TYPES, filter_of, root_list
 
 if TYPE_CHECKING:  # the types are built at import from the declarations; to the type checker they are Any
     Patient: TypeAlias = Any
@@ -37,6 +37,34 @@ else:
     OrganizationFilterArg = Annotated[
         filter_of(K.ORGANIZATION) | None, strawberry.argument(description="Only units matching this.")
     ]
+
+
+def _journal_lists() -> Any:
+    """Lists across patients of the kinds that have no root of their own above: what a visit planner, a
+    result viewer or an integration lists for all the patients it may read."""
+    namespace: dict[str, Any] = {"__module__": __name__}
+    for kind, what in [
+        (K.CARE_RELATION, "Care relations"),
+        (K.ENCOUNTER, "Encounters"),
+        (K.DIAGNOSTIC_REPORT, "Lab and radiology reports"),
+        (K.CONDITION, "Problems and diagnoses"),
+        (K.MEDICATION_STATEMENT, "Medication statements"),
+        (K.ALLERGY_INTOLERANCE, "Allergies and intolerances"),
+        (K.CLINICAL_NOTE, "Clinical notes"),
+        (K.CARE_PLAN, "Care plans"),
+        (K.APPOINTMENT, "Appointments"),
+        (K.RESTRICTION, "Restrictions (sperring)"),
+    ]:
+        name = "".join(f"_{c.lower()}" if c.isupper() else c for c in kind.type_name).lstrip("_") + "s"
+        namespace[name] = root_list(
+            kind,
+            f"{what} across every patient you may read, newest first, filtered like the patient's own list. "
+            "Rows policy hides never appear in pages, counts or cursors.",
+        )
+    return strawberry.type(type("JournalLists", (), namespace), description="Lists across patients.")
+
+
+JournalLists = _journal_lists()
 
 
 async def patient(

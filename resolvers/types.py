@@ -60,6 +60,7 @@ from resolvers.common import (
     child_list,
     list_args,
     to_one,
+    top_list,
 )
 
 MODULE = __name__
@@ -365,6 +366,23 @@ def build(kind: ResourceKind) -> Any:
 for _kind in KINDS.values():
     if _kind.node:
         build(_kind)
+
+
+def root_list(kind: ResourceKind, description: str) -> Any:
+    """A top-level connection of one kind across every patient the caller may read: `first`, `after`, the
+    kind's filter and the order."""
+    filter_type = filter_of(kind)
+
+    async def resolve(self: Any, info: Info, **arguments: Any) -> Any:
+        args = list_args(arguments["first"], arguments.get("after"), arguments.get("filter"), arguments.get("order"))
+        return await top_list(info, kind, args)
+
+    parameters: list[tuple[str, Any, Any]] = [("first", FirstArg, None), ("after", AfterArg, None)]
+    if filter_type is not None:
+        parameters.append(("filter", Annotated[filter_type | None, strawberry.argument(description=FILTER_HELP)], None))
+    parameters.append(("order", OrderArg, SortOrder.NEWEST_FIRST))
+    target = _with_signature(resolve, parameters, Connection[lazy(kind.type_name)])  # type: ignore[misc]
+    return strawberry.field(resolver=target, description=description, metadata={LIST_OF: (kind, None)})
 
 
 def node_of(kind: ResourceKind, row: Row) -> Any:

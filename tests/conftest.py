@@ -251,9 +251,19 @@ def stop_gateway(gateway: Gateway) -> int:
 
 @pytest.fixture(scope="session")
 def gateway(make_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """The gateway every HTTP test talks to, on a freshly seeded demo journal."""
+    """The gateway every HTTP test talks to, on a freshly seeded demo journal. When the tests are done, the
+    audit chain of everything they did must verify (`akson audit verify`), or the session fails."""
     started = start_gateway(make_database(), tmp_path_factory.mktemp("gateway"))
     try:
         yield started
+        verified = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "audit", "verify"],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            env={**os.environ, "DATABASE_URL": started.database_url, "AKSON_DATA_DIR": str(started.data_dir)},
+            check=False,
+        )
+        assert verified.returncode == 0 and "audit chain intact" in verified.stdout, verified.stdout + verified.stderr
     finally:
         stop_gateway(started)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.conftest import CITIZEN, PROJECT, Gateway
+from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
+from tests.conftest import CITIZEN, PROJECT, Gateway, gid
 
 
 def test_the_list_patients_example_pages_through_exactly_the_visible_patients(gateway: Gateway) -> None:
@@ -89,3 +91,69 @@ def test_the_backend_service_example_registers_gets_approved_and_reads_the_direc
     assert ran.returncode == 0, ran.stderr
     units = gateway.fetch("SELECT count(*) AS n FROM organization")[0]["n"]
     assert "hjemmetjeneste" in ran.stdout and ran.stderr.strip() == f"{units} units"
+
+
+def test_the_homecare_visit_example_documents_a_visit_and_survives_its_own_retry(gateway: Gateway) -> None:
+    # A day far ahead, where the seeded journal has no visits: the example's first visit is this one.
+    today = datetime(2031, 3, 4, 9, 0, tzinfo=UTC)
+    booked = gateway.query(
+        "mutation($input: AppointmentInput!) { createAppointment(input: $input) { id } }",
+        "homecare-integration",
+        {
+            "input": {
+                "patientId": CITIZEN,
+                "serviceType": "Hjemmebesøk",
+                "description": "Blodtrykk og puls",
+                "start": today.isoformat(),
+                "end": (today + timedelta(minutes=30)).isoformat(),
+            }
+        },
+    )
+    assert "errors" not in booked, booked
+    before = gateway.fetch("SELECT count(*) AS n FROM observation WHERE patient_id = $1", CITIZEN_PATIENT_ID)[0]["n"]
+    env = {
+        **os.environ,
+        "AKSON_URL": gateway.base_url,
+        "AKSON_TOKEN": gateway.token("homecare-nurse"),
+        "AKSON_DAY": today.date().isoformat(),
+    }
+    done = subprocess.run(
+        [sys.executable, "examples/homecare_visit.py"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("09:00 Hjemmebesøk: Ola Nordmann\n"), done.stdout
+    assert "encounter opened (in_progress)" in done.stdout
+    assert "retried the first measurement: the same observation, nothing written twice" in done.stdout
+    assert "recorded Systolic blood pressure: 138 mm[Hg]" in done.stdout
+    assert done.stdout.rstrip().endswith("encounter finished (version 2)")
+    after = gateway.fetch("SELECT count(*) AS n FROM observation WHERE patient_id = $1", CITIZEN_PATIENT_ID)[0]["n"]
+    assert after == before + 3
+
+
+def test_the_lab_delivery_example_delivers_a_panel_the_gp_then_reads(gateway: Gateway) -> None:
+    number = gateway.fetch("SELECT national_id FROM patient WHERE id = $1", CITIZEN_PATIENT_ID)[0]["national_id"]
+    requester = gid("Practitioner", PERSONAS["gp"].entity_id)
+    env = {**os.environ, "AKSON_URL": gateway.base_url, "AKSON_TOKEN": gateway.token("lab-service")}
+    done = subprocess.run(
+        [sys.executable, "examples/lab_delivery.py", number, requester],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "with 3 results" in done.stdout and "the same report, nothing delivered twice" in done.stdout
+    assert "read back: Normal blodstatus." in done.stdout
+    report = done.stdout.strip().splitlines()[-1]
+    seen = gateway.query(
+        "query($id: ID!) { node(id: $id) { ... on DiagnosticReport { conclusion results(first: 5) { totalCount } } } }",
+        "gp",
+        {"id": report},
+    )
+    assert seen["data"]["node"] == {"conclusion": "Normal blodstatus.", "results": {"totalCount": 3}}

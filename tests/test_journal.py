@@ -54,7 +54,13 @@ WHOLE_JOURNAL = """query Journal($id: ID!) {
 
 
 def count(gateway: Gateway, table: str, patient: uuid.UUID) -> int:
-    counted = sql("SELECT count(*) AS n FROM ", ident(table), " WHERE patient_id = ", value(patient, "uuid"))
+    counted = sql(
+        "SELECT count(*) AS n FROM ",
+        ident(table),
+        " WHERE patient_id = ",
+        value(patient, "uuid"),
+        " AND entered_in_error_at IS NULL",
+    )
     return int(gateway.fetch(counted)[0]["n"])
 
 
