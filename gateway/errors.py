@@ -59,6 +59,20 @@ class BadUserInput(AksonError):
     http_status = 400
 
 
+class Conflict(AksonError):
+    """The resource changed since the version the client last read: read it again, then decide."""
+
+    code = "CONFLICT"
+    http_status = 409
+
+
+class IdempotencyKeyReused(AksonError):
+    """An idempotency key came back with another request than the one it was first used for."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    http_status = 422
+
+
 class BadRequest(AksonError):
     """The HTTP request itself is unusable (body not JSON, no query, wrong method)."""
 

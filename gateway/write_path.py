@@ -30,7 +30,7 @@ from gateway.audit import AuditRecord, AuditTrail, insert_rows
 from gateway.auth import Principal
 from gateway.authz import Authorizer
 from gateway.declare import Coded, Many, Ref, ResourceKind, Transition
-from gateway.errors import AksonError, AuditUnavailable, BadUserInput, Forbidden, NotFound
+from gateway.errors import AuditUnavailable, BadUserInput, Conflict, Forbidden, IdempotencyKeyReused, NotFound
 from gateway.policy_attributes import PATIENT_LEVEL
 from gateway.resources import CARE_RELATION, DIAGNOSTIC_REPORT, KINDS, OBSERVATION, PATIENT
 from gateway.sql import Sql, ident, join, sql, value
@@ -52,8 +52,8 @@ REGISTRATION_PURPOSE = {
     "sykehjem": "langtidsopphold",
     "legevakt": "akutt",
 }
-# The types of the columns a write fills in by itself (the declared fields carry their own).
-_DERIVED_TYPES = {
+# The types of the columns a write fills in that no declared field shows (the fields carry their own).
+_UNDECLARED_TYPES = {
     "id": "uuid",
     "patient_id": "uuid",
     "owning_unit_id": "uuid",
@@ -68,26 +68,16 @@ _DERIVED_TYPES = {
     "organization_id": "uuid",
     "purpose": "text",
     "period_start": "timestamptz",
+    "target_id": "uuid",
+    "lifted_at": "timestamptz",
+    "lifted_reason": "text",
+    "reviewed_by": "text",
 }
-
-
-class Conflict(AksonError):
-    """The resource changed since the version the client last read: read it again, then decide."""
-
-    code = "CONFLICT"
-    http_status = 409
-
-
-class IdempotencyKeyReused(AksonError):
-    """An idempotency key came back with another request than the one it was first used for."""
-
-    code = "IDEMPOTENCY_KEY_REUSED"
-    http_status = 422
 
 
 def column_types(kind: ResourceKind) -> dict[str, str]:
     """The PostgreSQL type of every column a write of `kind` may set."""
-    types = dict(_DERIVED_TYPES)
+    types = dict(_UNDECLARED_TYPES)
     for item in kind.fields:
         types.update(item.column_types())
     return types
@@ -344,7 +334,7 @@ class JournalWriter:
         self._derive(kind, columns, values)
         check_order(kind, values)
         before = patient_level(patient)
-        row = await self._insert(tx, kind, values)
+        row = await insert_row(tx, kind, values)
         await tx.decide(kind, CREATE, [(new_id, await tx.loaded(kind, new_id))], before=before)
         if results:
             await self._create_results(tx, row, results, before)
@@ -408,25 +398,6 @@ class JournalWriter:
         columns.values["requester_unit_id"] = uuid.UUID(chosen)
         return chosen
 
-    async def _insert(self, tx: WriteTransaction, kind: ResourceKind, values: dict[str, Any]) -> Row:
-        types = column_types(kind)
-        names = list(values)
-        rows = await tx.fetch(
-            sql(
-                "INSERT INTO ",
-                ident(kind.table),
-                " AS ",
-                ident(kind.alias),
-                " (",
-                join(ident(name) for name in names),
-                ") VALUES (",
-                join(value(values[name], types[name]) for name in names),
-                ") RETURNING ",
-                kind.select_list(),
-            )
-        )
-        return rows[0]
-
     async def _create_results(
         self, tx: WriteTransaction, report: Row, results: list[dict[str, Any]], before: dict[str, Any]
     ) -> None:
@@ -452,7 +423,7 @@ class JournalWriter:
                 ),
             }
             self._derive(OBSERVATION, columns, values)
-            made.append(str((await self._insert(tx, OBSERVATION, values))["id"]))
+            made.append(str((await insert_row(tx, OBSERVATION, values))["id"]))
         loaded = {str(r["id"]): r for r in await tx.fetch(rows_by_id(OBSERVATION, made))}
         await tx.decide(OBSERVATION, CREATE, [(rid, loaded[rid]) for rid in made], before=before)
 
@@ -481,13 +452,13 @@ class JournalWriter:
             raise BadUserInput(
                 "input.managingOrganizationId must be a municipal unit", argument="input.managingOrganizationId"
             )
-        row = await self._insert(
+        row = await insert_row(
             tx,
             PATIENT,
             {**columns.values, "id": new_id, "owning_unit_id": unit, "municipality_id": place["municipality_id"]},
         )
         relation = str(uuid.uuid4())
-        await self._insert(
+        await insert_row(
             tx,
             CARE_RELATION,
             {
@@ -523,7 +494,7 @@ class JournalWriter:
             check_units(kind, columns)
             check_order(kind, {**dict(current), **columns.values})
             patient = await tx.loaded(PATIENT, patient_id)
-            row = await self._update(tx, kind, rid, columns.values)
+            row = await _updated(tx, kind, rid, columns.values)
             before = patient_level(patient) if patient is not None else None
             await tx.decide(kind, UPDATE, [(rid, await tx.loaded(kind, rid))], before=before)
         return row
@@ -548,7 +519,7 @@ class JournalWriter:
             raise BadUserInput(f"{kind.type_name} resources cannot be marked entered in error", argument="id")
         async with self._transaction() as tx:
             await self._current(tx, kind, rid, ENTERED_IN_ERROR, None, record=True)
-            row = await self._update(
+            row = await _updated(
                 tx, kind, rid, {"entered_in_error_at": datetime.now(UTC), "entered_in_error_reason": text}
             )
         return row
@@ -563,7 +534,7 @@ class JournalWriter:
                     f"this one is {current[step.column]}",
                     argument="id",
                 )
-            row = await self._update(tx, kind, rid, {step.column: step.to})
+            row = await _updated(tx, kind, rid, {step.column: step.to})
         return row
 
     async def _current(
@@ -592,24 +563,58 @@ class JournalWriter:
             )
         return current
 
-    async def _update(self, tx: WriteTransaction, kind: ResourceKind, rid: str, values: dict[str, Any]) -> Row:
-        types = {**column_types(kind), **_DERIVED_TYPES}
-        assignments = join(sql(ident(name), " = ", value(item, types[name])) for name, item in values.items())
-        rows = await tx.fetch(
-            sql(
-                "UPDATE ",
-                kind.table_sql,
-                " SET ",
-                assignments,
-                " WHERE ",
-                kind.col("id"),
-                " = ",
-                value(rid, "uuid"),
-                " RETURNING ",
-                kind.select_list(),
-            )
+
+async def insert_row(tx: WriteTransaction, kind: ResourceKind, values: dict[str, Any]) -> Row:
+    """Insert one row of `kind` with `values` (columns the declaration knows, each cast to its type)."""
+    types = column_types(kind)
+    names = list(values)
+    rows = await tx.fetch(
+        sql(
+            "INSERT INTO ",
+            ident(kind.table),
+            " AS ",
+            ident(kind.alias),
+            " (",
+            join(ident(name) for name in names),
+            ") VALUES (",
+            join(value(values[name], types[name]) for name in names),
+            ") RETURNING ",
+            kind.select_list(),
         )
-        return rows[0]
+    )
+    return rows[0]
+
+
+async def update_row(
+    tx: WriteTransaction, kind: ResourceKind, rid: str, values: dict[str, Any], guard: Sql | None = None
+) -> Row | None:
+    """Set `values` on one row of `kind` (its earlier version is kept by the trigger); None when `guard`, a
+    condition on the row, does not hold."""
+    types = column_types(kind)
+    assignments = join(sql(ident(name), " = ", value(item, types[name])) for name, item in values.items())
+    rows = await tx.fetch(
+        sql(
+            "UPDATE ",
+            kind.table_sql,
+            " SET ",
+            assignments,
+            " WHERE ",
+            kind.col("id"),
+            " = ",
+            value(rid, "uuid"),
+            *((" AND ", guard) if guard is not None else ()),
+            " RETURNING ",
+            kind.select_list(),
+        )
+    )
+    return rows[0] if rows else None
+
+
+async def _updated(tx: WriteTransaction, kind: ResourceKind, rid: str, values: dict[str, Any]) -> Row:
+    """`update_row` of a row the transaction holds locked: it is there."""
+    row = await update_row(tx, kind, rid, values)
+    assert row is not None
+    return row
 
 
 def patient_level(patient: Row) -> dict[str, Any]:

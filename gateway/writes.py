@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 
 from gateway.audit import AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer
-from gateway.declare import ResourceKind
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.resources import CLINICAL_NOTE, EMERGENCY_GRANT, KINDS, PATIENT, RESTRICTION
-from gateway.sql import ident, join, sql, value
+from gateway.sql import sql
 from gateway.store import Row
 from gateway.write_input import InputChecker, check_text
-from gateway.write_path import WriteTransaction, patient_level
+from gateway.write_path import WriteTransaction, insert_row, patient_level, update_row
 
 EMERGENCY_ACCESS_HOURS = 4
 DATA_CATEGORIES = {
@@ -31,27 +29,6 @@ DATA_CATEGORIES = {
     "clinical-note",
     "sensitive",
 }
-_TYPES = {
-    "id": "uuid",
-    "patient_id": "uuid",
-    "practitioner_id": "uuid",
-    "owning_unit_id": "uuid",
-    "encounter_id": "uuid",
-    "author_id": "uuid",
-    "replaces_id": "uuid",
-    "target_id": "uuid",
-    "target_practitioner_id": "uuid",
-    "target_unit_id": "uuid",
-    "life_or_health_at_risk": "boolean",
-    "granted_at": "timestamptz",
-    "expires_at": "timestamptz",
-    "reviewed_at": "timestamptz",
-    "period_start": "timestamptz",
-    "period_end": "timestamptz",
-    "created_at": "timestamptz",
-    "signed_at": "timestamptz",
-    "lifted_at": "timestamptz",
-}
 
 
 def _check_note(title: str | None, text: str | None) -> None:
@@ -61,48 +38,6 @@ def _check_note(title: str | None, text: str | None) -> None:
     if text is not None and not 1 <= len(text.strip()) <= 20_000:
         raise BadUserInput("a note's text must be 1 to 20,000 characters", argument="text")
     check_text(text, "text", max_length=20_000, required=False)
-
-
-async def _insert(tx: WriteTransaction, kind: ResourceKind, values: dict[str, Any]) -> Row:
-    names = list(values)
-    rows = await tx.fetch(
-        sql(
-            "INSERT INTO ",
-            ident(kind.table),
-            " AS ",
-            ident(kind.alias),
-            " (",
-            join(ident(name) for name in names),
-            ") VALUES (",
-            join(value(values[name], _TYPES.get(name, "text")) for name in names),
-            ") RETURNING ",
-            kind.select_list(),
-        )
-    )
-    return rows[0]
-
-
-async def _update(
-    tx: WriteTransaction, kind: ResourceKind, rid: str, values: dict[str, Any], guard: Any = None
-) -> Row | None:
-    """Set `values` on the row; None when `guard` (a fragment over the row) does not hold."""
-    assignments = join(sql(ident(name), " = ", value(item, _TYPES.get(name, "text"))) for name, item in values.items())
-    rows = await tx.fetch(
-        sql(
-            "UPDATE ",
-            kind.table_sql,
-            " SET ",
-            assignments,
-            " WHERE ",
-            kind.col("id"),
-            " = ",
-            value(rid, "uuid"),
-            *((" AND ", guard) if guard is not None else ()),
-            " RETURNING ",
-            kind.select_list(),
-        )
-    )
-    return rows[0] if rows else None
 
 
 class JournalWrites:
@@ -134,7 +69,7 @@ class JournalWrites:
             patient = await self._patient(tx, patient_id)
             await tx.decide(PATIENT, "request_emergency_access", [(patient_id, patient)], emergency=True)
             now = datetime.now(UTC)
-            grant = await _insert(
+            grant = await insert_row(
                 tx,
                 EMERGENCY_GRANT,
                 {
@@ -160,7 +95,7 @@ class JournalWrites:
             await tx.decide(EMERGENCY_GRANT, "review", [(grant_id, grant)])
             if grant is None:
                 raise NotFound("no emergency grant with this id exists")
-            updated = await _update(
+            updated = await update_row(
                 tx,
                 EMERGENCY_GRANT,
                 grant_id,
@@ -203,7 +138,7 @@ class JournalWrites:
                 await checker.reference(KINDS["Organization"], organization_id, "input.organizationId")
             now = datetime.now(UTC)
             rid = str(uuid.uuid4())
-            row = await _insert(
+            row = await insert_row(
                 tx,
                 RESTRICTION,
                 {
@@ -236,7 +171,7 @@ class JournalWrites:
             await tx.decide(RESTRICTION, "lift", [(restriction_id, current)])
             if current is None:
                 raise NotFound("no restriction with this id exists")
-            row = await _update(
+            row = await update_row(
                 tx,
                 RESTRICTION,
                 restriction_id,
@@ -267,7 +202,7 @@ class JournalWrites:
         caring = set(patient_level(patient)["care_unit_ids"])
         units = [u for u in self._principal.unit_ids if u in caring] or list(self._principal.unit_ids)
         rid = str(uuid.uuid4())
-        row = await _insert(
+        row = await insert_row(
             tx,
             CLINICAL_NOTE,
             {
@@ -303,7 +238,7 @@ class JournalWrites:
         async with self._transaction() as tx:
             await self._note(tx, note_id, "update")
             changes = {k: v for k, v in {"title": title and title.strip(), "text": text}.items() if v is not None}
-            row = await _update(tx, CLINICAL_NOTE, note_id, changes, sql("nt.status = 'draft'"))
+            row = await update_row(tx, CLINICAL_NOTE, note_id, changes, sql("nt.status = 'draft'"))
             if row is None:
                 raise BadUserInput("the note was signed meanwhile; write a correction instead", argument="id")
         return row
@@ -312,7 +247,7 @@ class JournalWrites:
         """Sign a draft: from now on it never changes."""
         async with self._transaction() as tx:
             await self._note(tx, note_id, "sign")
-            row = await _update(
+            row = await update_row(
                 tx,
                 CLINICAL_NOTE,
                 note_id,

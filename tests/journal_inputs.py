@@ -3,10 +3,32 @@ takes for a patient, and a change an update makes."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from gateway.personas import FJORDVIK_GP_OFFICE, FJORDVIK_HOMECARE
-from tests.conftest import gid
+from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK_GP_OFFICE, FJORDVIK_HOMECARE
+from tests.conftest import Gateway, gid
+
+
+def unit_patient(gateway: Gateway, *, last: bool = False) -> uuid.UUID:
+    """An adult Fjordvik patient of both home care and the GP office (not the demo citizen, whose journal other
+    tests count), without restrictions or emergency grants: a patient write tests may write for. Two test
+    modules take the first and the last, so that they do not write for the same patient."""
+    found = gateway.fetch(
+        "SELECT p.id FROM patient p WHERE p.id <> $1 AND p.birth_date < current_date - 30 * 365 "
+        "AND EXISTS (SELECT 1 FROM care_relation c WHERE c.patient_id = p.id AND c.organization_id = $2 "
+        "  AND c.period_end IS NULL) "
+        "AND EXISTS (SELECT 1 FROM care_relation c WHERE c.patient_id = p.id AND c.organization_id = $3 "
+        "  AND c.period_end IS NULL) "
+        "AND NOT EXISTS (SELECT 1 FROM restriction r WHERE r.patient_id = p.id) "
+        "AND NOT EXISTS (SELECT 1 FROM emergency_grant g WHERE g.patient_id = p.id) "
+        "ORDER BY p.id",
+        CITIZEN_PATIENT_ID,
+        FJORDVIK_HOMECARE,
+        FJORDVIK_GP_OFFICE,
+    )
+    patient: uuid.UUID = found[-1 if last else 0]["id"]
+    return patient
 
 
 def heart_rate(patient_gid: str, value: float = 71, when: str = "2026-12-02T08:00:00Z") -> dict[str, Any]:

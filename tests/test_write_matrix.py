@@ -30,6 +30,7 @@ from tests.journal_inputs import (
     ENTERED_IN_ERROR,
     KIND_INPUTS,
     create_mutation,
+    unit_patient,
     update_mutation,
 )
 
@@ -107,19 +108,7 @@ def write_for(persona: str) -> tuple[str, uuid.UUID | None]:
 @pytest.fixture(scope="module")
 def matrix_patient(gateway: Gateway) -> tuple[str, set[str]]:
     """An adult Fjordvik patient of home care and the GP office, without restrictions or grants."""
-    found = gateway.fetch(
-        "SELECT p.id FROM patient p WHERE p.id <> $1 AND p.birth_date < current_date - 30 * 365 "
-        "AND EXISTS (SELECT 1 FROM care_relation c WHERE c.patient_id = p.id AND c.organization_id = $2 "
-        "  AND c.period_end IS NULL) "
-        "AND EXISTS (SELECT 1 FROM care_relation c WHERE c.patient_id = p.id AND c.organization_id = $3 "
-        "  AND c.period_end IS NULL) "
-        "AND NOT EXISTS (SELECT 1 FROM restriction r WHERE r.patient_id = p.id) "
-        "AND NOT EXISTS (SELECT 1 FROM emergency_grant g WHERE g.patient_id = p.id) "
-        "ORDER BY p.id DESC LIMIT 1",
-        CITIZEN_PATIENT_ID,
-        FJORDVIK_HOMECARE,
-        FJORDVIK_GP_OFFICE,
-    )[0]["id"]
+    found = unit_patient(gateway, last=True)
     return gid("Patient", found), caring(gateway, found)
 
 

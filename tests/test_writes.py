@@ -13,7 +13,14 @@ import pytest
 from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK_GP_OFFICE, FJORDVIK_HOMECARE, PERSONAS
 from gateway.sql import ident, sql, value
 from tests.conftest import CITIZEN, Gateway, gid, raw_id
-from tests.journal_inputs import ENTERED_IN_ERROR, KIND_INPUTS, create_mutation, heart_rate, update_mutation
+from tests.journal_inputs import (
+    ENTERED_IN_ERROR,
+    KIND_INPUTS,
+    create_mutation,
+    heart_rate,
+    unit_patient,
+    update_mutation,
+)
 
 # The call of the issue, exactly as written.
 RECORD_BLOOD_PRESSURE = """mutation($p: ID!, $k: String) {
@@ -55,19 +62,7 @@ def versions_kept(gateway: Gateway) -> int:
 def patient(gateway: Gateway) -> tuple[uuid.UUID, str]:
     """A Fjordvik patient of both the home care and the GP office, adult, without restrictions: these tests
     write to their journal (not the demo citizen's, which other tests count)."""
-    found = gateway.fetch(
-        "SELECT p.id FROM patient p WHERE p.id <> $1 AND p.birth_date < current_date - 30 * 365 "
-        "AND EXISTS (SELECT 1 FROM care_relation c WHERE c.patient_id = p.id AND c.organization_id = $2 "
-        "  AND c.period_end IS NULL) "
-        "AND EXISTS (SELECT 1 FROM care_relation c WHERE c.patient_id = p.id AND c.organization_id = $3 "
-        "  AND c.period_end IS NULL) "
-        "AND NOT EXISTS (SELECT 1 FROM restriction r WHERE r.patient_id = p.id) "
-        "AND NOT EXISTS (SELECT 1 FROM emergency_grant g WHERE g.patient_id = p.id) "
-        "ORDER BY p.id LIMIT 1",
-        CITIZEN_PATIENT_ID,
-        FJORDVIK_HOMECARE,
-        FJORDVIK_GP_OFFICE,
-    )[0]["id"]
+    found = unit_patient(gateway)
     return found, gid("Patient", found)
 
 
