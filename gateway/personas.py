@@ -170,7 +170,7 @@ PERSONAS: dict[str, Persona] = {
             "service",
             None,
             client_id=LAB_SERVICE_CLIENT_ID,
-            scope="system/DiagnosticReport.crs system/Observation.crs",
+            scope="system/DiagnosticReport.crus system/Observation.crus",
         ),
         Persona(
             "homecare-integration",

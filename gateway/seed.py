@@ -262,7 +262,7 @@ DEMO_APPS = [
         "backend-service",
         [],
         "https://lab.fjordvik-sjukehus.example.invalid/.well-known/jwks.json",
-        ["system/DiagnosticReport.crs", "system/Observation.crs"],
+        ["system/DiagnosticReport.crus", "system/Observation.crus"],
         "approved",
         "seed",
         "seed",

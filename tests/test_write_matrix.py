@@ -66,7 +66,7 @@ SCOPES: dict[str, tuple[set[str], set[str]]] = {
     "citizen": ({"Observation"}, {"Appointment"}),
     "parent": ({"Observation"}, {"Appointment"}),
     "vendor-app": (set(), set()),
-    "lab-service": ({"DiagnosticReport", "Observation"}, set()),
+    "lab-service": ({"DiagnosticReport", "Observation"}, {"DiagnosticReport", "Observation"}),
     "homecare-integration": ({"Appointment", "Encounter", "Observation"}, {"Appointment", "Encounter"}),
 }
 PERSONAS_UNDER_TEST = list(SCOPES)
