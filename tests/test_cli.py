@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from gateway import demo_issuer
 from gateway.config import load_settings
-from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
+from gateway.personas import CITIZEN_PATIENT_ID, LAB_SERVICE_CLIENT_ID, PERSONAS
 from tests.conftest import CITIZEN, PROJECT, Gateway
 
 
@@ -37,6 +40,25 @@ def test_token_prints_a_token_alone_on_its_last_line_that_the_gateway_accepts(ga
     assert token.count(".") == 2 and " " not in token
     result = gateway.post("query($id: ID!) { patient(id: $id) { id } }", token=token, variables={"id": CITIZEN}).json()
     assert result == {"data": {"patient": {"id": CITIZEN}}}
+
+
+def test_the_lab_service_token_is_a_system_token_of_the_approved_hospital_laboratory(gateway: Gateway) -> None:
+    done = akson(gateway, "token", "--persona", "lab-service")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().splitlines()[-1]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["client_id"] == LAB_SERVICE_CLIENT_ID
+    assert claims["scope"].split() == ["system/DiagnosticReport.crus", "system/Observation.crus"]
+    person_claims = {demo_issuer.CLAIM_PERSONNEL_PID, demo_issuer.CLAIM_HPR_NUMBER, demo_issuer.CLAIM_CITIZEN_PID}
+    assert not person_claims & set(claims), "no person: a backend service"
+    [app] = gateway.fetch(
+        "SELECT a.status, o.unit_type, o.municipality_id FROM app a JOIN organization o ON o.id = a.acting_unit_id "
+        "WHERE a.client_id = $1",
+        LAB_SERVICE_CLIENT_ID,
+    )
+    assert (app["status"], app["unit_type"], app["municipality_id"]) == ("approved", "laboratorium", None)
+    listed = gateway.post("{ diagnosticReports(first: 1) { totalCount } }", token=token).json()
+    assert "errors" not in listed, listed
 
 
 def test_token_for_an_unknown_persona_fails_with_the_list_of_known_ones(gateway: Gateway) -> None:
