@@ -112,6 +112,8 @@ class Text(OneColumn):
 
     max_length: int = 2000
     permission: str | None = None
+    # A regular expression the whole text must match, and what it means, for the error message.
+    pattern: tuple[str, str] | None = None
 
     def shape(self) -> Shape | None:
         return None if self.permission else JsonColumn(self.column)

@@ -11,6 +11,7 @@ input raises BadUserInput naming the argument path (`input.code.code`), before a
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -134,7 +135,10 @@ class InputChecker:
             out.values.update(dict.fromkeys(item.columns))
             return
         if isinstance(item, Text):
-            out.values[item.column] = check_text(given, where, max_length=item.max_length)
+            text = check_text(given, where, max_length=item.max_length)
+            if item.pattern is not None and text is not None and not re.fullmatch(item.pattern[0], text):
+                raise BadUserInput(f"{where} must be {item.pattern[1]}", argument=where)
+            out.values[item.column] = text
         elif isinstance(item, Choice):
             if given not in item.enum.codes:
                 raise BadUserInput(f"{where} must be one of {', '.join(item.enum.codes)}", argument=where)

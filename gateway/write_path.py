@@ -31,6 +31,7 @@ from gateway.auth import Principal
 from gateway.authz import Authorizer
 from gateway.declare import Coded, Many, Ref, ResourceKind, Transition
 from gateway.errors import AuditUnavailable, BadUserInput, Conflict, Forbidden, IdempotencyKeyReused, NotFound
+from gateway.national_id import with_check_digits
 from gateway.policy_attributes import PATIENT_LEVEL
 from gateway.resources import CARE_RELATION, DIAGNOSTIC_REPORT, KINDS, OBSERVATION, PATIENT
 from gateway.sql import Sql, ident, join, sql, value
@@ -435,9 +436,10 @@ class JournalWriter:
         columns = await InputChecker(tx.conn, PATIENT, None).columns(given, creating=True)
         unit_given = columns.values.pop("owning_unit_id", None)
         number = columns.values["national_id"]
-        if len(number) != NATIONAL_ID_LENGTH or not number.isdigit():
+        if len(number) != NATIONAL_ID_LENGTH or not number.isdigit() or with_check_digits(number[:9]) != number:
             raise BadUserInput(
-                "input.nationalIdentityNumber must be 11 digits", argument="input.nationalIdentityNumber"
+                "input.nationalIdentityNumber must be 11 digits with valid check digits",
+                argument="input.nationalIdentityNumber",
             )
         if await tx.conn.fetchval("SELECT 1 FROM patient WHERE national_id = $1", number):
             raise BadUserInput(

@@ -124,6 +124,8 @@ def test_a_unit_registers_a_newborn_who_then_has_a_care_relation_with_it(gateway
     assert [(r["resource_kind"], r["decision"]) for r in audited] == [("care_relation", "ALLOW"), ("patient", "ALLOW")]
     twice = gateway.query(REGISTER, "gp", {"input": newborn(number)})
     assert twice["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    miswritten = gateway.query(REGISTER, "gp", {"input": newborn(number[:10] + str((int(number[10]) + 1) % 10))})
+    assert miswritten["errors"][0]["extensions"]["argument"] == "input.nationalIdentityNumber"
     nurse = gateway.query(REGISTER, "homecare-nurse", {"input": newborn(unused_number(gateway))})
     assert nurse["errors"][0]["extensions"]["reason"] == "ROLE_CATEGORY"
 
@@ -146,6 +148,7 @@ def test_a_health_secretary_keeps_contact_details_up_to_date_but_writes_no_clini
         {"id": CITIZEN, "v": current + 1},
     )
     assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert bad["errors"][0]["extensions"]["argument"] == "input.email"
     plan = gateway.query(
         "mutation($input: CarePlanInput!) { createCarePlan(input: $input) { id } }",
         "health-secretary",
