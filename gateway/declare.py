@@ -339,7 +339,7 @@ class ResourceKind:
     ordered_columns: tuple[tuple[str, str], ...] = ()
     transitions: tuple[Transition, ...] = ()
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         """Every column a row of this kind is read with."""
         found: dict[str, None] = {self.id_column: None}
@@ -358,7 +358,7 @@ class ResourceKind:
         """The PostgreSQL type of the id column."""
         return dict(self.order).get(self.id_column, "uuid")
 
-    @property
+    @cached_property
     def filter_map(self) -> dict[str, Filter]:
         return {f.name: f for f in self.filters}
 
@@ -388,7 +388,7 @@ class ResourceKind:
         """A column of this kind, qualified by its alias."""
         return ident(self.alias, column)
 
-    @property
+    @cached_property
     def scope_sql(self) -> Sql | None:
         """SQL for the policy scope of a row: the scope of the municipality owning it (patient data only)."""
         if "owning_unit_id" not in self.attributes:
@@ -410,10 +410,18 @@ class ResourceKind:
 
     def select_list(self) -> Sql:
         """The columns of a row, qualified by the alias."""
+        return self._select_list
+
+    @cached_property
+    def _select_list(self) -> Sql:
         return join(self.col(c) for c in self.columns)
 
     def attribute_select(self) -> Sql:
         """SELECT-list entries that load every policy attribute, named `attr_<name>`."""
+        return self._attribute_select
+
+    @cached_property
+    def _attribute_select(self) -> Sql:
         parts = []
         for name, attribute in self.attributes.items():
             label = ident(f"attr_{name}")

@@ -32,6 +32,17 @@ class Param:
     pg_type: str
 
 
+def _merged(parts: list[str | Param]) -> tuple[str | Param, ...]:
+    """The parts with adjacent text joined: a large statement renders in a few steps, not thousands."""
+    out: list[str | Param] = []
+    for part in parts:
+        if isinstance(part, str) and out and isinstance(out[-1], str):
+            out[-1] = out[-1] + part
+        elif part != "":
+            out.append(part)
+    return tuple(out)
+
+
 class Sql:
     """A piece of SQL: trusted text and parameters, in order."""
 
@@ -41,7 +52,7 @@ class Sql:
         self.parts = parts
 
     def __add__(self, other: Sql) -> Sql:
-        return Sql(self.parts + other.parts)
+        return Sql(_merged([*self.parts, *other.parts]))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sql) and self.parts == other.parts
@@ -81,7 +92,7 @@ def sql(*parts: LiteralString | Sql) -> Sql:
             flat.append(part)
         else:
             raise TypeError(f"SQL is made of text in the code and fragments, not {type(part).__name__}")
-    return Sql(tuple(flat))
+    return Sql(_merged(flat))
 
 
 def ident(*names: str) -> Sql:
@@ -114,7 +125,7 @@ def join(fragments: Iterable[Sql], separator: LiteralString = ", ") -> Sql:
         if index:
             flat.append(separator)
         flat.extend(fragment.parts)
-    return Sql(tuple(flat))
+    return Sql(_merged(flat))
 
 
 EMPTY = Sql(())
