@@ -11,27 +11,27 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
 from cerbos.sdk.grpc.client import AsyncCerbosClient
 from cross_web import HTTPException
-from joserfc.jwk import ECKey
 from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from gateway import demo_issuer
-from gateway.audit import AuditTrail, AuditWriter
+from gateway.audit import AuditWriter
 from gateway.auth import (
     PRINCIPAL_SCOPE_KEY,
     AuthenticationMiddleware,
@@ -41,8 +41,9 @@ from gateway.auth import (
     send_error,
 )
 from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
+from gateway.change_hub import ChangeHub
 from gateway.config import Settings, load_settings
-from gateway.context import Context, Loaders
+from gateway.context import Context
 from gateway.db import create_pool
 from gateway.errors import (
     AksonError,
@@ -53,44 +54,33 @@ from gateway.errors import (
     graphql_error_payload,
 )
 from gateway.jwks import RemoteJwks, StaticKeys
-from gateway.registry import AppStatus, Registry
+from gateway.live import ABANDONED_KEY, INIT_TIMEOUT, JournalSocket
+from gateway.registry import AppStatus
+from gateway.runtime import Runtime, runtime_of
 from gateway.schema import schema
-from gateway.store import Store
 from gateway.telemetry import setup_logging, setup_tracing, traced
 from gateway.token_endpoint import TokenEndpoint
-from gateway.write_path import JournalWriter
-from gateway.writes import JournalWrites
+from gateway.webhook_worker import WebhookWorker
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Runtime:
-    """Long-lived resources of one gateway process."""
-
-    settings: Settings
-    pool: asyncpg.Pool
-    authorizer: Authorizer
-    authenticator: Authenticator
-    cerbos: AsyncCerbosClient
-    issuer_key: ECKey
-    app_status: AppStatus
-    token_endpoint: TokenEndpoint
-    audit_writer: AuditWriter
-
-
-def runtime_of(scope: Scope) -> Runtime:
-    """The process runtime, from the app that serves this request."""
-    runtime: Runtime = scope["app"].state.runtime
-    return runtime
-
-
 class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context, error shape and the audit step before the response."""
+    """Strawberry's ASGI view with our context, error shape and the audit step before the response;
+    websockets speak graphql-transport-ws through `JournalSocket` (gateway/live.py)."""
+
+    graphql_transport_ws_handler_class = JournalSocket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await send({"type": "websocket.close", "code": 4403})
+        if scope["type"] == "websocket":
+            try:
+                await super().__call__(scope, receive, send)
+            except asyncio.CancelledError:
+                if not scope.get(ABANDONED_KEY):
+                    raise
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
             return
         request = Request(scope=scope, receive=receive)
         if is_graphiql_page(scope):
@@ -106,23 +96,11 @@ class GraphQLView(GraphQL[Context, None]):
             return
         await response(scope, receive, send)
 
-    async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
-        runtime = runtime_of(request.scope)
-        principal = request.scope[PRINCIPAL_SCOPE_KEY]
-        audit = AuditTrail(principal, runtime.authorizer.policy_version)
-        store = Store(runtime.pool, runtime.authorizer, principal, audit, runtime.settings.max_page_size)
-        registry = Registry(runtime.pool, runtime.authorizer, principal, audit, runtime.app_status)
-        writes = JournalWrites(runtime.pool, runtime.authorizer, principal, audit)
-        return Context(
-            request=request,
-            principal=principal,
-            store=store,
-            audit=audit,
-            loaders=Loaders(store),
-            registry=registry,
-            writes=writes,
-            journal=JournalWriter(runtime.pool, runtime.authorizer, principal, audit),
-        )
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context | None:  # type: ignore[override]
+        """The request's context; a websocket gets its context when `connection_init` authenticates it."""
+        if isinstance(request, WebSocket):
+            return None
+        return Context.build(runtime_of(request.scope), request, request.scope[PRINCIPAL_SCOPE_KEY])
 
     async def execute_operation(self, **kwargs: Any) -> Any:  # type: ignore[override]
         """Run the operation, write its audit records, and fail closed: if the records cannot be
@@ -227,18 +205,27 @@ def create_app(settings: Settings | None = None) -> Any:
         verifier = TokenVerifier(
             keys, issuer=settings.issuer, audience=settings.audience, claim_names=settings.claim_names
         )
+        authorizer = Authorizer(cerbos, policy_fingerprint(settings.policy_dir), policy_scopes(settings.policy_dir))
+        authenticator = Authenticator(verifier, pool, settings.claim_names, app_status)
+        audit_writer = AuditWriter(pool)
+        hub = ChangeHub(settings.database_url, settings.change_poll_seconds)
+        await hub.start()
+        webhooks = WebhookWorker(settings, settings.database_url, pool, authorizer, authenticator, audit_writer, hub)
+        await webhooks.start()
         app.state.runtime = Runtime(
             settings=settings,
             pool=pool,
-            authorizer=Authorizer(cerbos, policy_fingerprint(settings.policy_dir), policy_scopes(settings.policy_dir)),
-            authenticator=Authenticator(verifier, pool, settings.claim_names, app_status),
+            authorizer=authorizer,
+            authenticator=authenticator,
             app_status=app_status,
             token_endpoint=TokenEndpoint(pool, key, settings.issuer, settings.audience),
             cerbos=cerbos,
             issuer_key=key,
-            audit_writer=AuditWriter(pool),
+            audit_writer=audit_writer,
+            hub=hub,
+            webhooks=webhooks,
         )
-        watcher = asyncio.create_task(app.state.runtime.authorizer.watch(settings.policy_dir))
+        watcher = asyncio.create_task(authorizer.watch(settings.policy_dir))
         # What start-up built (schema, policies, pools) lives as long as the process: kept out of the
         # collector's full passes, which otherwise walk it all and stall requests (Q1's p99, bench/PROFILE.md).
         gc.collect()
@@ -249,13 +236,23 @@ def create_app(settings: Settings | None = None) -> Any:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await webhooks.stop()
+            await hub.stop()
             await cerbos.close()  # type: ignore[no-untyped-call]
             await pool.close()
 
-    graphql = GraphQLView(schema, graphql_ide="graphiql", allow_queries_via_get=False)
+    graphql = GraphQLView(
+        schema,
+        graphql_ide="graphiql",
+        allow_queries_via_get=False,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=INIT_TIMEOUT,
+        max_subscriptions_per_connection=settings.subscriptions_per_connection,
+    )
     app = Starlette(
         routes=[
             Route("/graphql", AuthenticationMiddleware(graphql, lambda scope: runtime_of(scope).authenticator)),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", health),
             Route("/.well-known/jwks.json", jwks, name="jwks"),
             Route("/.well-known/openid-configuration", openid_configuration),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -89,7 +90,7 @@ class KeySource(Protocol):
 class AppGate(Protocol):
     """Whether the calling app may use the API now (the app registry's status check)."""
 
-    async def require_approved(self, client_id: str) -> None: ...
+    async def require_approved(self, client_id: str, *, fresh: bool = False) -> None: ...
 
 
 class TokenVerifier:
@@ -202,10 +203,25 @@ class Authenticator:
     async def authenticate(self, presented: Credentials) -> Principal:
         """The principal behind the credentials: verified token (and DPoP proof, when the token is
         bound to a key) plus who that person is in the journal."""
+        _, principal = await self.authenticate_claims(presented)
+        return principal
+
+    async def authenticate_claims(self, presented: Credentials) -> tuple[dict[str, Any], Principal]:
+        """The verified claims and the principal behind the credentials (a live connection keeps the
+        claims, to look the principal up again while it lasts)."""
         claims = await self._verifier.verify(presented.token)
         self._check_binding(claims, presented)
+        return claims, await self.reauthenticate(claims, fresh=False)
+
+    async def reauthenticate(self, claims: dict[str, Any], *, fresh: bool = True) -> Principal:
+        """The principal of claims verified earlier, as the journal and the app registry say now: the token
+        must not have expired, the app must still be approved (`fresh`: asked of the database, not the
+        cache), and the person must still be known with their current units, roles and grants."""
+        expires = claims.get("exp")
+        if isinstance(expires, int | float) and expires + CLOCK_SKEW_SECONDS < time.time():
+            raise Unauthenticated("the access token expired; connect again with a new token")
         try:
-            await self._apps.require_approved(str(claims[self._names.client_id]))
+            await self._apps.require_approved(str(claims[self._names.client_id]), fresh=fresh)
         except asyncpg.PostgresError as exc:
             raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
         return await self.principal_for(claims)
@@ -238,6 +254,10 @@ class Authenticator:
                 )
             launch = launch or principal.patient_id
         return replace(principal, scopes=scopes, grants=granted, launch_patient_id=launch)
+
+    async def service_principal(self, client_id: str, scopes: list[str]) -> Principal:
+        """A backend app as it would be with a system token for `scopes` (the webhook worker acts for it)."""
+        return await self.principal_for({self._names.client_id: client_id, self._names.scope: " ".join(scopes)})
 
     def _check_binding(self, claims: dict[str, Any], presented: Credentials) -> None:
         confirmation = claims.get("cnf")
@@ -369,7 +389,9 @@ class AuthenticationMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            presented = credentials(headers.get("authorization"), headers.get("dpop"), scope["method"], _url(scope))
+            presented = credentials(
+                headers.get("authorization"), headers.get("dpop"), scope["method"], request_url(scope)
+            )
             scope[PRINCIPAL_SCOPE_KEY] = await self._authenticator_of(scope).authenticate(presented)
         except Exception as exc:
             error = as_client_error(exc)
@@ -381,8 +403,8 @@ class AuthenticationMiddleware:
         await self._app(scope, receive, send)
 
 
-def _url(scope: Scope) -> str:
-    """The request URL as the client addressed it, without query (the DPoP `htu`)."""
+def request_url(scope: Scope) -> str:
+    """The request URL as the client addressed it, without query (the DPoP `htu`; ws:// for a websocket)."""
     headers = dict(scope["headers"])
     host = headers.get(b"host", b"").decode("latin-1") or "{}:{}".format(*scope["server"])
     return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"

@@ -106,6 +106,8 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         os.environ["CERBOS_URL"] = components.cerbos_target
         print(f"Akson Gateway on http://{args.host}:{args.port}/graphql (GraphiQL in the browser)", flush=True)
         if args.demo:
+            # The demo's webhook receivers run on this machine (examples/webhook_receiver.py).
+            os.environ.setdefault("AKSON_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
             print("Demo tokens: `akson token --persona NAME`; personas: `akson personas`", flush=True)
         uvicorn.run(
             "gateway.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers, **SERVER

@@ -6,6 +6,7 @@ them in one place. Paths default to folders of the project checkout (the working
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 from dataclasses import dataclass
@@ -44,6 +45,31 @@ class Settings:
     # Connections per worker. Few statements at once keep PostgreSQL fastest when it shares the gateway's
     # cores: on 2 cores, 3 per worker answered Q2 at c32 faster than 10 (bench/PROFILE.md).
     database_pool_size: int = 3
+    # The change feed: how many events one page may scan past (so an empty page still moves the cursor on).
+    change_scan_window: int = 10_000
+    # Subscriptions: how often the change hub looks for commits whose notification it may have missed, how
+    # long a slow consumer may keep a message (or the acknowledgement of the window before it) waiting
+    # before the connection is closed (4420), and how many subscriptions one connection may hold.
+    change_poll_seconds: float = 5.0
+    subscription_send_timeout_seconds: float = 10.0
+    subscription_close_grace_seconds: float = 10.0
+    subscriptions_per_connection: int = 20
+    subscription_page_size: int = 50
+    # How much a live connection may send before its client has acknowledged reading it (a pong).
+    subscription_window_bytes: int = 1_048_576
+    # Webhooks: private, loopback and link-local destinations are refused unless their network is listed
+    # (the demo lists loopback, so a receiver on this machine works); plain http only to those. Retries back
+    # off exponentially with jitter from `base` up to `max_delay`, for `retry_window`, then the delivery is
+    # dead-lettered; an endpoint failing for `disable_after` is disabled.
+    webhook_allowed_networks: tuple[str, ...] = ()
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_base_seconds: float = 5.0
+    webhook_retry_max_delay_seconds: float = 3600.0
+    webhook_retry_window_seconds: float = 86_400.0
+    webhook_disable_after_seconds: float = 86_400.0
+    webhook_secret_overlap_seconds: float = 86_400.0
+    webhook_batch_size: int = 100
+    webhook_concurrency: int = 8
 
     @property
     def demo_key_path(self) -> Path:
@@ -79,6 +105,22 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         traces_exporter=exporter,
         audit_disabled_for_benchmark=env.get("AKSON_BENCHMARK_WITHOUT_AUDIT") == "1",
         database_pool_size=_positive(env, "AKSON_DATABASE_POOL_SIZE", 3),
+        change_scan_window=_positive(env, "AKSON_CHANGE_SCAN_WINDOW", 10_000),
+        change_poll_seconds=_seconds(env, "AKSON_CHANGE_POLL_SECONDS", 5.0),
+        subscription_send_timeout_seconds=_seconds(env, "AKSON_SUBSCRIPTION_SEND_TIMEOUT_SECONDS", 10.0),
+        subscription_close_grace_seconds=_seconds(env, "AKSON_SUBSCRIPTION_CLOSE_GRACE_SECONDS", 10.0),
+        subscriptions_per_connection=_positive(env, "AKSON_SUBSCRIPTIONS_PER_CONNECTION", 20),
+        subscription_page_size=_positive(env, "AKSON_SUBSCRIPTION_PAGE_SIZE", 50),
+        subscription_window_bytes=_positive(env, "AKSON_SUBSCRIPTION_WINDOW_BYTES", 1_048_576),
+        webhook_allowed_networks=_networks(env, "AKSON_WEBHOOK_ALLOWED_NETWORKS"),
+        webhook_timeout_seconds=_seconds(env, "AKSON_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        webhook_retry_base_seconds=_seconds(env, "AKSON_WEBHOOK_RETRY_BASE_SECONDS", 5.0),
+        webhook_retry_max_delay_seconds=_seconds(env, "AKSON_WEBHOOK_RETRY_MAX_DELAY_SECONDS", 3600.0),
+        webhook_retry_window_seconds=_seconds(env, "AKSON_WEBHOOK_RETRY_WINDOW_SECONDS", 86_400.0),
+        webhook_disable_after_seconds=_seconds(env, "AKSON_WEBHOOK_DISABLE_AFTER_SECONDS", 86_400.0),
+        webhook_secret_overlap_seconds=_seconds(env, "AKSON_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400.0),
+        webhook_batch_size=_positive(env, "AKSON_WEBHOOK_BATCH_SIZE", 100),
+        webhook_concurrency=_positive(env, "AKSON_WEBHOOK_CONCURRENCY", 8),
     )
 
 
@@ -87,3 +129,26 @@ def _positive(env: dict[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
     return int(raw)
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, str(default))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return seconds
+
+
+def _networks(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP networks (CIDR), each checked here so a typo fails at start-up."""
+    networks = []
+    for raw in env.get(name, "").split(","):
+        if raw.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(raw.strip(), strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"{name} must list IP networks such as 127.0.0.0/8, not {raw.strip()!r}") from exc
+    return tuple(networks)

@@ -1,20 +1,32 @@
-"""Per-request context: the principal, the store (the only door to data) and the DataLoaders."""
+"""Per-request context: the principal, the store (the only door to data) and the DataLoaders.
+
+A live connection (a websocket with subscriptions) has one context for as long as it lasts; each time
+it delivers, its principal is looked up again and the context renewed: a new store and new loaders
+(nothing cached from an earlier delivery), the same audit trail (so records never go astray between
+renewals)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
 from gateway.audit import AuditTrail
 from gateway.auth import Principal
+from gateway.change_feed import ChangeFeed
 from gateway.declare import ResourceKind
 from gateway.registry import Registry
 from gateway.store import ListArgs, Page, Row, Store
+from gateway.webhooks import WebhookEndpoints
 from gateway.write_path import JournalWriter
 from gateway.writes import JournalWrites
+
+if TYPE_CHECKING:
+    from gateway.live import LiveSession
+    from gateway.runtime import Runtime
 
 MAX_BATCH = 500
 
@@ -79,7 +91,7 @@ class Loaders:
 class Context:
     """What resolvers get as `info.context`; they read data only through `store` and `loaders`."""
 
-    request: Request
+    request: HTTPConnection
     principal: Principal
     store: Store
     audit: AuditTrail
@@ -87,3 +99,37 @@ class Context:
     registry: Registry
     writes: JournalWrites
     journal: JournalWriter
+    changes: ChangeFeed
+    webhooks: WebhookEndpoints
+    runtime: Runtime
+    live: LiveSession | None = None
+
+    @classmethod
+    def build(cls, runtime: Runtime, request: HTTPConnection, principal: Principal) -> Context:
+        """The context of one request (or one live connection) of `principal`."""
+        audit = AuditTrail(principal, runtime.authorizer.policy_version)
+        return cls(
+            request=request, runtime=runtime, principal=principal, audit=audit, **_services(runtime, principal, audit)
+        )
+
+    def renew(self, principal: Principal) -> None:
+        """Serve `principal` (looked up again) with fresh stores and loaders, keeping the audit trail."""
+        self.audit.principal, self.audit.policy_version = principal, self.runtime.authorizer.policy_version
+        self.principal = principal
+        for name, service in _services(self.runtime, principal, self.audit).items():
+            setattr(self, name, service)
+
+
+def _services(runtime: Runtime, principal: Principal, audit: AuditTrail) -> dict[str, Any]:
+    """The doors to data of one principal, all writing to one audit trail."""
+    pool, authorizer, settings = runtime.pool, runtime.authorizer, runtime.settings
+    store = Store(pool, authorizer, principal, audit, settings.max_page_size)
+    return {
+        "store": store,
+        "loaders": Loaders(store),
+        "registry": Registry(pool, authorizer, principal, audit, runtime.app_status),
+        "writes": JournalWrites(pool, authorizer, principal, audit),
+        "journal": JournalWriter(pool, authorizer, principal, audit),
+        "changes": ChangeFeed(pool, store, audit, settings.change_scan_window),
+        "webhooks": WebhookEndpoints(pool, authorizer, principal, audit, settings),
+    }

@@ -48,10 +48,10 @@ class AppStatus:
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[str | None, float]] = {}
 
-    async def require_approved(self, client_id: str) -> None:
-        """Refuse tokens of apps that are not registered and approved."""
+    async def require_approved(self, client_id: str, *, fresh: bool = False) -> None:
+        """Refuse tokens of apps that are not registered and approved (`fresh`: ask the database now)."""
         cached = self._cache.get(client_id)
-        if cached is None or time.monotonic() - cached[1] > self._ttl:
+        if fresh or cached is None or time.monotonic() - cached[1] > self._ttl:
             status = await self._pool.fetchval("SELECT status FROM app WHERE client_id = $1", client_id)
             cached = (status, time.monotonic())
             self._cache[client_id] = cached

@@ -1289,6 +1289,67 @@ APP = ResourceKind(
     node=False,
 )
 
+WEBHOOK_ENDPOINT = ResourceKind(
+    name="webhook_endpoint",
+    type_name="WebhookEndpoint",
+    table="webhook_endpoint",
+    alias="we",
+    extra_columns=(
+        "client_id",
+        "url",
+        "description",
+        "kinds",
+        "patient_id",
+        "unit_id",
+        "status",
+        "status_reason",
+        "created_at",
+        "created_by",
+        "version",
+        "updated_at",
+        "previous_secret_expires_at",
+    ),
+    order=(("created_at", "timestamptz"), ("id", "uuid")),
+    attributes={"client_id": Column(sql("we.client_id"), "text")},
+    patient_column=None,
+    node=False,
+)
+
+WEBHOOK_DELIVERY = ResourceKind(
+    name="webhook_delivery",
+    type_name="WebhookDelivery",
+    table="webhook_delivery",
+    alias="wd",
+    extra_columns=(
+        "endpoint_id",
+        "seq",
+        "resource_kind",
+        "resource_id",
+        "action",
+        "version",
+        "committed_at",
+        "status",
+        "status_reason",
+        "attempts",
+        "next_attempt_at",
+        "first_attempt_at",
+        "last_attempt_at",
+        "last_status_code",
+        "last_latency_ms",
+        "delivered_at",
+    ),
+    order=(("created_at", "timestamptz"), ("id", "uuid")),
+    attributes={
+        "client_id": Column(sql("(SELECT w.client_id FROM webhook_endpoint w WHERE w.id = wd.endpoint_id)"), "text")
+    },
+    patient_column=None,
+    filters=(
+        Filter("endpoint_id", "endpoint_id", "eq", "uuid", target="WebhookEndpoint"),
+        Filter("status", "status", "eq", "text"),
+    ),
+    node=False,
+)
+
 AUDIT_EVENT = ResourceKind(
     name="audit_event",
     type_name="AuditEvent",

@@ -26,6 +26,7 @@ from gateway.whole_reads import WholeSelectionReads
 from resolvers.access import AccessMutations, EmergencyGrant, NoteMutations, emergency_grants
 from resolvers.apps import App, AppMutations, app, apps
 from resolvers.audit_log import AuditEvent, DenialCount, ReviewMutations, access_log, denial_report
+from resolvers.changes import ChangeConnection, Subscription, changes
 from resolvers.common import Connection
 from resolvers.patients import (
     JournalLists,
@@ -37,6 +38,13 @@ from resolvers.patients import (
     organizations,
     patient,
     patients,
+)
+from resolvers.webhooks import (
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookMutations,
+    webhook_deliveries,
+    webhook_endpoints,
 )
 from resolvers.writes import JournalMutations
 
@@ -94,10 +102,31 @@ class Query(JournalLists):  # type: ignore[misc]
         resolver=apps, description="Registered apps, newest first: your own, or every app for a policy admin."
     )
     app: App | None = strawberry.field(resolver=app, description="One registered app by client id.")
+    changes: ChangeConnection = strawberry.field(
+        resolver=changes,
+        description="The change feed: changes committed after `after`, in commit order, that you may read now "
+        "(filtered by the same policies as reads, and audited as reads). Keep `pageInfo.endCursor` and continue "
+        "from it to get every change exactly once; subscribe to `changes` to have them pushed.",
+    )
+    webhook_endpoints: list[WebhookEndpoint] = strawberry.field(
+        resolver=webhook_endpoints,
+        description="Your backend app's webhook endpoints (every app's, for a policy admin), newest first.",
+    )
+    webhook_deliveries: Connection[WebhookDelivery] = strawberry.field(
+        resolver=webhook_deliveries,
+        description="What was delivered to one of your webhook endpoints, newest first: attempts, status, latency.",
+    )
 
 
 @strawberry.type(description="Changes. Every change is authorized by policy and audited like a read.")
-class Mutation(JournalMutations, AppMutations, AccessMutations, NoteMutations, ReviewMutations):  # type: ignore[misc]
+class Mutation(
+    JournalMutations,  # type: ignore[misc]
+    AppMutations,
+    AccessMutations,
+    NoteMutations,
+    ReviewMutations,
+    WebhookMutations,
+):
     pass
 
 
@@ -125,6 +154,7 @@ def build_schema() -> AksonSchema:
     return AksonSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             OperationSpan,
             lambda: ParserCache(maxsize=PARSED_DOCUMENTS),

@@ -142,16 +142,17 @@ def attributes_of(kind: ResourceKind, row: Row) -> dict[str, Any]:
     }
 
 
-def rows_by_id(kind: ResourceKind, ids: list[str], extra: Sql = EMPTY) -> Sql:
-    """SELECT of rows by id with their policy attributes and scope (`extra`: more SELECT-list entries)."""
+def rows_by_id(kind: ResourceKind, ids: list[str], extra: Sql = EMPTY, *, for_policy: bool = True) -> Sql:
+    """SELECT of rows by id with their policy attributes and scope (`extra`: more SELECT-list entries); only
+    the rows' own columns when they are not for a decision."""
     selected = [kind.select_list()]
-    if kind.attributes:
+    if kind.attributes and for_policy:
         selected.append(kind.attribute_select())
     return sql(
         "SELECT ",
         join(selected),
         extra,
-        scope_select(kind),
+        scope_select(kind) if for_policy else EMPTY,
         " FROM ",
         kind.table_sql,
         " WHERE ",
@@ -193,6 +194,10 @@ class Store:
         self._max_page_size = max_page_size
         self._filters: dict[tuple[str, str], SqlFilter] = {}
         self._denied_lists: set[str] = set()
+
+    @property
+    def principal(self) -> Principal:
+        return self._principal
 
     async def _filter(self, kind: ResourceKind, action: str) -> SqlFilter:
         key = (kind.name, action)
@@ -408,10 +413,12 @@ class Store:
         direction = sql(" DESC") if args.descending(kind) else sql(" ASC")
         return join(sql(kind.col(column), direction) for column, _ in kind.order)
 
-    async def _list_filter(self, kind: ResourceKind) -> SqlFilter | None:
+    async def list_filter(self, kind: ResourceKind, *, audit_denial: bool = True) -> SqlFilter | None:
+        """The SQL filter of the rows of `kind` the principal may search, or None when it may see none (a
+        denied list of patient data is audited once per request, unless `audit_denial` is off)."""
         sql_filter = await self._filter(kind, SEARCH)
         if sql_filter.kind == "none":
-            if kind.name not in self._denied_lists and kind.is_patient_data:
+            if audit_denial and kind.name not in self._denied_lists and kind.is_patient_data:
                 self._denied_lists.add(kind.name)
                 self._audit.record(AuditRecord(None, kind.name, (), SEARCH, False, sql_filter.reason))
             return None
@@ -423,7 +430,7 @@ class Store:
     async def page(self, kind: ResourceKind, args: ListArgs) -> Page:
         """A page of the resources of `kind` the principal may read."""
         self._check_args(kind, args)
-        sql_filter = await self._list_filter(kind)
+        sql_filter = await self.list_filter(kind)
         if sql_filter is None:
             return Page([], False)
         rows = await fetch(
@@ -453,7 +460,7 @@ class Store:
     ) -> list[Page]:
         """For each parent id, a page of its `kind` resources the principal may read: one statement."""
         self._check_args(kind, args)
-        sql_filter = await self._list_filter(kind)
+        sql_filter = await self.list_filter(kind)
         if sql_filter is None:
             return [Page([], False) for _ in parent_ids]
         where = [*self._where(kind, sql_filter, args), sql(kind.col(parent_column), " = k.parent")]
@@ -492,7 +499,7 @@ class Store:
             level = pending.pop()
             self._check_args(level.kind, level.args)
             if level.kind.name not in filters:
-                filters[level.kind.name] = await self._list_filter(level.kind)
+                filters[level.kind.name] = await self.list_filter(level.kind)
             pending.extend(level.children())
 
         def where_of(level: ListSelection, context: str | None) -> list[Sql]:
@@ -552,7 +559,7 @@ class Store:
         self, kind: ResourceKind, parent_column: str | None, parent_ids: Sequence[uuid.UUID | None], args: ListArgs
     ) -> list[int]:
         """For each parent, how many of its `kind` resources match and may be read: one statement."""
-        sql_filter = await self._list_filter(kind)
+        sql_filter = await self.list_filter(kind)
         if sql_filter is None:
             return [0 for _ in parent_ids]
         where = join(self._where(kind, sql_filter, ListArgs(first=1, filters=args.filters)), " AND ")

@@ -103,6 +103,8 @@ def parse_global_id(value: str, expected: ResourceKind | None = None) -> tuple[R
     except (relay.GlobalIDValueError, ValueError) as exc:
         raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id") from exc
     kind = KINDS.get(gid.type_name)
+    if kind is None and expected is not None and gid.type_name == expected.type_name:
+        kind = expected
     if kind is None:
         raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id")
     if expected is not None and kind is not expected:

@@ -34,6 +34,17 @@ from gateway.sql import Sql
 
 PROJECT = Path(__file__).resolve().parent.parent
 TEST_PATIENTS = 400
+# Live delivery on test time: slow consumers are closed after 2 s, webhooks retried within a second and given up
+# (and their endpoints disabled) after 6 s instead of a day.
+FAST_EVENTS = {
+    "AKSON_SUBSCRIPTION_SEND_TIMEOUT_SECONDS": "2",
+    "AKSON_CHANGE_POLL_SECONDS": "1",
+    "AKSON_WEBHOOK_RETRY_BASE_SECONDS": "0.3",
+    "AKSON_WEBHOOK_RETRY_MAX_DELAY_SECONDS": "1",
+    "AKSON_WEBHOOK_RETRY_WINDOW_SECONDS": "6",
+    "AKSON_WEBHOOK_DISABLE_AFTER_SECONDS": "6",
+    "AKSON_WEBHOOK_TIMEOUT_SECONDS": "5",
+}
 
 
 def gid(type_name: str, raw: object) -> str:
@@ -253,7 +264,7 @@ def stop_gateway(gateway: Gateway) -> int:
 def gateway(make_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The gateway every HTTP test talks to, on a freshly seeded demo journal. When the tests are done, the
     audit chain of everything they did must verify (`akson audit verify`), or the session fails."""
-    started = start_gateway(make_database(), tmp_path_factory.mktemp("gateway"))
+    started = start_gateway(make_database(), tmp_path_factory.mktemp("gateway"), FAST_EVENTS)
     try:
         yield started
         verified = subprocess.run(
@@ -265,5 +276,20 @@ def gateway(make_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             check=False,
         )
         assert verified.returncode == 0 and "audit chain intact" in verified.stdout, verified.stdout + verified.stderr
+    finally:
+        stop_gateway(started)
+
+
+@pytest.fixture(scope="session")
+def second_gateway(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Another gateway process on the same journal (a second replica): its own PDP and change hub, the same
+    demo issuer key, so the same tokens work on both."""
+    data_dir = tmp_path_factory.mktemp("gateway-2")
+    key = load_settings({"AKSON_DATA_DIR": str(data_dir), "AKSON_PROJECT_DIR": str(PROJECT)}).demo_key_path
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(load_settings({"AKSON_DATA_DIR": str(gateway.data_dir)}).demo_key_path.read_bytes())
+    started = start_gateway(gateway.database_url, data_dir, FAST_EVENTS)
+    try:
+        yield started
     finally:
         stop_gateway(started)
