@@ -16,18 +16,15 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import asyncpg
 import httpx
 
+from bench.scratch import scratch_journal
 from gateway import demo_issuer
-from gateway.components import free_port, start_embedded_postgres
+from gateway.components import free_port
 from gateway.config import load_settings
-from gateway.db import migrate, with_database
 from gateway.personas import PERSONAS
-from gateway.seed import seed
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(__file__).resolve().parent / ".work"
@@ -95,67 +92,45 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL")
-    stop = None
-    if not server:
-        server, stop = start_embedded_postgres(WORK / "pgdata")
-    name = f"akson_bench_{uuid.uuid4().hex[:8]}"
     processes: list[subprocess.Popen[bytes]] = []
-
-    async def prepare() -> None:
-        admin = await asyncpg.connect(with_database(server, "postgres"))
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        conn = await asyncpg.connect(with_database(server, name))
-        await migrate(conn)
-        await seed(conn, patients=args.patients)
-        await conn.close()
-
-    try:
-        asyncio.run(prepare())
-        url = with_database(server, name)
-        on, on_base = start(url, "audit-on", audit=True)
-        off, off_base = start(url, "audit-off", audit=False)
-        processes += [on, off]
-        settings = load_settings({"AKSON_DATA_DIR": str(WORK / "audit-on"), "AKSON_PROJECT_DIR": str(ROOT)})
-        token_on = demo_issuer.sign(
-            demo_issuer.persona_claims(PERSONAS["homecare-nurse"], issuer=settings.issuer, audience=settings.audience),
-            demo_issuer.load_or_create_key(settings.demo_key_path),
-        )
-        settings_off = load_settings({"AKSON_DATA_DIR": str(WORK / "audit-off"), "AKSON_PROJECT_DIR": str(ROOT)})
-        token_off = demo_issuer.sign(
-            demo_issuer.persona_claims(
-                PERSONAS["homecare-nurse"], issuer=settings_off.issuer, audience=settings_off.audience
-            ),
-            demo_issuer.load_or_create_key(settings_off.demo_key_path),
-        )
-        print(
-            f"machine: {os.cpu_count()} cores; {args.patients} patients; concurrency {args.concurrency}; "
-            f"{args.rounds} alternating rounds of {args.seconds:.0f} s each"
-        )
-        asyncio.run(round_trip(on_base, token_on, 2, args.concurrency))
-        asyncio.run(round_trip(off_base, token_off, 2, args.concurrency))
-        with_audit, without = [], []
-        for i in range(args.rounds):
-            with_audit.append(asyncio.run(round_trip(on_base, token_on, args.seconds, args.concurrency)))
-            without.append(asyncio.run(round_trip(off_base, token_off, args.seconds, args.concurrency)))
-            print(f"round {i + 1}: audit on {with_audit[-1]:.1f} req/s, audit off {without[-1]:.1f} req/s")
-        ratio = statistics.median(with_audit) / statistics.median(without)
-        print(f"median: audit on {statistics.median(with_audit):.1f} req/s, off {statistics.median(without):.1f} req/s")
-        print(f"AUDIT_OVERHEAD throughput_ratio={ratio:.3f} overhead={(1 - ratio) * 100:.1f}% (target <= 15%)")
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
-
-        async def drop() -> None:
-            admin = await asyncpg.connect(with_database(server, "postgres"))
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-
-        asyncio.run(drop())
-        if stop:
-            stop()
+    with scratch_journal(WORK, args.patients, "akson_bench") as url:
+        try:
+            on, on_base = start(url, "audit-on", audit=True)
+            off, off_base = start(url, "audit-off", audit=False)
+            processes += [on, off]
+            settings = load_settings({"AKSON_DATA_DIR": str(WORK / "audit-on"), "AKSON_PROJECT_DIR": str(ROOT)})
+            token_on = demo_issuer.sign(
+                demo_issuer.persona_claims(
+                    PERSONAS["homecare-nurse"], issuer=settings.issuer, audience=settings.audience
+                ),
+                demo_issuer.load_or_create_key(settings.demo_key_path),
+            )
+            settings_off = load_settings({"AKSON_DATA_DIR": str(WORK / "audit-off"), "AKSON_PROJECT_DIR": str(ROOT)})
+            token_off = demo_issuer.sign(
+                demo_issuer.persona_claims(
+                    PERSONAS["homecare-nurse"], issuer=settings_off.issuer, audience=settings_off.audience
+                ),
+                demo_issuer.load_or_create_key(settings_off.demo_key_path),
+            )
+            print(
+                f"machine: {os.cpu_count()} cores; {args.patients} patients; concurrency {args.concurrency}; "
+                f"{args.rounds} alternating rounds of {args.seconds:.0f} s each"
+            )
+            asyncio.run(round_trip(on_base, token_on, 2, args.concurrency))
+            asyncio.run(round_trip(off_base, token_off, 2, args.concurrency))
+            with_audit, without = [], []
+            for i in range(args.rounds):
+                with_audit.append(asyncio.run(round_trip(on_base, token_on, args.seconds, args.concurrency)))
+                without.append(asyncio.run(round_trip(off_base, token_off, args.seconds, args.concurrency)))
+                print(f"round {i + 1}: audit on {with_audit[-1]:.1f} req/s, audit off {without[-1]:.1f} req/s")
+            ratio = statistics.median(with_audit) / statistics.median(without)
+            medians = f"audit on {statistics.median(with_audit):.1f} req/s, off {statistics.median(without):.1f} req/s"
+            print(f"median: {medians}")
+            print(f"AUDIT_OVERHEAD throughput_ratio={ratio:.3f} overhead={(1 - ratio) * 100:.1f}% (target <= 15%)")
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ decides again, at fetch time, what it may see.
 Usage (with `make run` serving the demo on :8000):
   AKSON_TOKEN=$(.venv/bin/akson token --persona homecare-integration | tail -1) \\
     python examples/webhook_receiver.py [PORT]
-It runs until interrupted (or for AKSON_RECEIVE_SECONDS seconds), printing each change it fetched.
+It runs until interrupted (or until nothing came for AKSON_RECEIVE_SECONDS seconds), printing each change it
+fetched, and disables its endpoint when it stops.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 URL = os.environ.get("AKSON_URL", "http://127.0.0.1:8000") + "/graphql"
 REGISTER = """mutation($input: CreateWebhookEndpointInput!) {
   createWebhookEndpoint(input: $input) { secret endpoint { id url kinds } } }"""
+DISABLE = """mutation($id: ID!) { disableWebhookEndpoint(id: $id, reason: "the receiver stopped") { status } }"""
 FETCH = """query($id: ID!) { node(id: $id) {
   ... on Observation { code { display } valueQuantity { value unit } patient { name { text } } }
   ... on Appointment { status start patient { name { text } } } } }"""
@@ -93,12 +95,16 @@ def main(argv: list[str]) -> int:
                     continue
                 resource = node["data"]["node"]
                 what = resource.get("code", {}).get("display") or resource.get("status")
-                print(f"{change['kind']} {change['action']} v{change['version']}: {what} for "
-                      f"{resource['patient']['name']['text']}", flush=True)
+                print(
+                    f"{change['kind']} {change['action']} v{change['version']}: {what} for "
+                    f"{resource['patient']['name']['text']}",
+                    flush=True,
+                )
         except KeyboardInterrupt:
             return 0
         finally:
             server.shutdown()
+            api.post(URL, json={"query": DISABLE, "variables": {"id": registered["endpoint"]["id"]}})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -96,6 +96,8 @@ class ChangePage:
     items: list[ChangeItem]
     end: int
     has_next_page: bool
+    # The audit reason of the rows of each kind: how the query plan admitted them.
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def end_cursor(self) -> str:
@@ -128,6 +130,13 @@ class ChangeFilter:
                 return True
         return False
 
+    @property
+    def key(self) -> tuple[tuple[str, ...] | None, str | None, str | None]:
+        """What the filter selects, as a value (kinds are not hashable)."""
+        kinds = None if self.kinds is None else tuple(sorted(k.name for k in self.kinds))
+        patient = None if self.patient_id is None else str(self.patient_id)
+        return kinds, patient, None if self.unit_id is None else str(self.unit_id)
+
     def selected_kinds(self) -> list[ResourceKind]:
         kinds = list(FEED_KINDS.values()) if self.kinds is None else list(self.kinds)
         if self.patient_id is not None or self.unit_id is not None:
@@ -150,15 +159,24 @@ class ChangeFeed:
         self._window = scan_window
 
     async def page(
-        self, wanted: ChangeFilter, after: int, first: int, *, channel: str | None, upto: int | None = None
+        self,
+        wanted: ChangeFilter,
+        after: int,
+        first: int,
+        *,
+        channel: str | None,
+        upto: int | None = None,
+        audit_denials: bool = True,
     ) -> ChangePage:
-        """Up to `first` changes after position `after` that the principal may read now, oldest first.
-        `channel` names the audit action (None: the caller audits, when it hands the changes on)."""
+        """Up to `first` changes after position `after` and up to `upto` (the newest committed position when
+        not given) that the principal may read now, oldest first. `channel` names the audit action (None:
+        the caller audits, with `audit`, when it hands the changes on); a kind asked for by name that the
+        principal may not search at all is audited as a denied list, unless `audit_denials` is off."""
         newest = await head(self._pool) if upto is None else upto
         limit = min(after + self._window, newest)
         if limit <= after:
             return ChangePage([], after, False)
-        explicit = wanted.kinds is not None
+        explicit = wanted.kinds is not None and audit_denials
         branches: list[Sql] = []
         filters: dict[str, SqlFilter] = {}
         for kind in wanted.selected_kinds():
@@ -181,10 +199,12 @@ class ChangeFeed:
         full = len(events) > first
         events = events[:first]
         end = events[-1]["seq"] if full else limit
-        items = await self._with_rows(events)
+        page = ChangePage(
+            await self._with_rows(events), end, full or end < newest, {name: f.reason for name, f in filters.items()}
+        )
         if channel is not None:
-            self.audit(items, channel, {name: f.reason for name, f in filters.items()})
-        return ChangePage(items, end, full or end < newest)
+            self.audit(page, channel)
+        return page
 
     def _branch(
         self, kind: ResourceKind, sql_filter: SqlFilter, wanted: ChangeFilter, after: int, limit: int, first: int
@@ -248,10 +268,10 @@ class ChangeFeed:
             for event in events
         ]
 
-    def audit(self, items: Sequence[ChangeItem], channel: str, reasons: dict[str, str]) -> None:
-        """Record each change handed out as a read of its resource through `channel`."""
+    def audit(self, page: ChangePage, channel: str) -> None:
+        """Record each change of a page handed out as a read of its resource through `channel`."""
         emergency = self._store.principal.emergency_patient_ids
-        for item in items:
+        for item in page.items:
             if item.patient_id is None:
                 continue
             self._audit.record(
@@ -261,7 +281,7 @@ class ChangeFeed:
                     (item.resource_id,),
                     channel,
                     True,
-                    reasons.get(item.kind.name, "PLAN_CONDITION"),
+                    page.reasons.get(item.kind.name, "PLAN_CONDITION"),
                     item.patient_id in emergency,
                 )
             )

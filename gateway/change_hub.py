@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -21,6 +23,7 @@ from gateway.change_feed import ChangeFilter, head
 from gateway.db import GATEWAY_ROLE
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "akson_changes"
 # Beyond this many new events in one look, followers are all woken rather than matched one by one.
@@ -51,6 +54,9 @@ class ChangeHub:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.position = 0
+        self.generation = 0
+        self._shared: dict[Hashable, asyncio.Future[Any]] = {}
+        self._shared_generation = 0
 
     async def start(self) -> None:
         """Connect and begin listening; returns once the hub knows the newest position."""
@@ -73,6 +79,20 @@ class ChangeHub:
 
     def unfollow(self, follower: Follower) -> None:
         self._followers.discard(follower)
+
+    async def shared(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+        """The result of `make` for `key`, computed once for all the followers woken by the same look: when
+        a thousand subscriptions of one principal wake for one commit, they read one page and look the
+        principal up once. Results are kept until the next look, never longer."""
+        if self._shared_generation != self.generation:
+            self._shared.clear()
+            self._shared_generation = self.generation
+        future = self._shared.get(key)
+        if future is None:
+            future = self._shared[key] = asyncio.ensure_future(make())
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        result: T = await asyncio.shield(future)
+        return result
 
     @property
     def followers(self) -> int:
@@ -131,6 +151,7 @@ class ChangeHub:
             for row in rows:
                 batch.setdefault(row["resource_kind"], set()).add(str(row["patient_id"]) if row["patient_id"] else None)
         self.position = newest
+        self.generation += 1
         for follower in list(self._followers):
             if batch is not None and follower.position >= since and not follower.wanted.wants_any(batch):
                 follower.advance(newest)

@@ -47,7 +47,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 
 from gateway.auth import CLOCK_SKEW_SECONDS, credentials, request_url
-from gateway.change_feed import ChangeFilter, ChangeItem, head
+from gateway.change_feed import ChangeFilter, ChangeItem, ChangePage, head
 from gateway.context import Context
 from gateway.errors import AksonError, Forbidden, ServiceUnavailable, Unauthenticated, graphql_error_payload
 from gateway.runtime import runtime_of
@@ -75,8 +75,9 @@ def _reason(text: str) -> str:
 class LiveSession:
     """One authenticated live connection: its verified claims, its context, and how it ends."""
 
-    def __init__(self, socket: JournalSocket, claims: dict[str, Any], context: Context) -> None:
+    def __init__(self, socket: JournalSocket, token: str, claims: dict[str, Any], context: Context) -> None:
         self._socket = socket
+        self._token = token
         self._claims = claims
         self.context = context
         self.runtime = context.runtime
@@ -95,7 +96,7 @@ class LiveSession:
         )
         claims, principal = await runtime.authenticator.authenticate_claims(presented)
         context = Context.build(runtime, request, principal)
-        session = cls(socket, claims, context)
+        session = cls(socket, presented.token, claims, context)
         context.live = session
         return session
 
@@ -112,12 +113,15 @@ class LiveSession:
 
     async def refresh(self) -> bool:
         """Look the principal up again before a delivery and renew the context; on failure close the
-        connection with the reason and return False."""
+        connection with the reason and return False. Sessions with the same token woken by the same
+        commit share one lookup."""
         if time.time() >= self.expires_at:
             await self._socket.close(CLOSE_EXPIRED, "the access token expired; connect again with a new token")
             return False
         try:
-            principal = await self.runtime.authenticator.reauthenticate(self._claims)
+            principal = await self.runtime.hub.shared(
+                ("principal", self._token), lambda: self.runtime.authenticator.reauthenticate(self._claims)
+            )
         except (Unauthenticated, Forbidden) as exc:
             await self._socket.close(CLOSE_FORBIDDEN, exc.message)
             return False
@@ -127,21 +131,41 @@ class LiveSession:
         self.context.renew(principal)
         return True
 
+    async def _page(self, wanted: ChangeFilter, after: int) -> ChangePage:
+        """The next page for the current principal, read once for every subscription of the same principal,
+        filter and position woken by the same commit (each audits what it hands out on its own)."""
+        runtime, context = self.runtime, self.context
+        upto, size = runtime.hub.position, runtime.settings.subscription_page_size
+        subject, _ = runtime.authorizer.subject(context.principal)
+        key = ("page", subject, runtime.authorizer.policy_version, wanted.key, after, upto, size)
+        feed = context.changes
+        return await runtime.hub.shared(
+            key, lambda: feed.page(wanted, after, size, channel=None, upto=upto, audit_denials=False)
+        )
+
     async def changes(self, wanted: ChangeFilter, after: int | None) -> AsyncIterator[ChangeItem]:
         """The changes the principal may read, from position `after` (or from now), for as long as the
-        subscription lasts. Each page is fetched after the principal was looked up again, with the query
-        plans in force then; a wake-up arrives from the change hub when something wanted may have committed."""
-        settings = self.runtime.settings
+        subscription lasts. A page found with the principal as last known is delivered only after the
+        principal was looked up again (token, app status, units, roles, grants) and, if that changed
+        anything, read again for the principal as it is now; so each delivery is authorized by the query
+        plans in force and the journal as it stands. The change hub wakes the subscription when something
+        it may want has committed."""
         position = after if after is not None else await head(self.runtime.pool)
         follower = self.runtime.hub.follow(wanted, position)
         try:
             while True:
                 follower.woken.clear()
-                if not await self.refresh():
+                if time.time() >= self.expires_at:
+                    await self._socket.close(CLOSE_EXPIRED, "the access token expired; connect again with a new token")
                     return
-                page = await self.context.changes.page(
-                    wanted, follower.position, settings.subscription_page_size, channel="subscription"
-                )
+                page = await self._page(wanted, follower.position)
+                if page.items:
+                    known = self.context.principal
+                    if not await self.refresh():
+                        return
+                    if self.context.principal != known:
+                        page = await self._page(wanted, follower.position)
+                    self.context.changes.audit(page, "subscription")
                 for item in page.items:
                     if time.time() >= self.expires_at:
                         await self._socket.close(

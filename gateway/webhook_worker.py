@@ -28,6 +28,7 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -52,6 +53,16 @@ LOCK_KEY = 0x414B534F4E57  # "AKSONW"
 USER_AGENT = "Akson-Gateway-Webhooks/1"
 _FAN_OUT_PAGES = 10
 _ERROR_TEXT = 300
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one send went: when, the HTTP status (None without an answer), what went wrong, how long it took."""
+
+    at: datetime
+    status: int | None
+    error: str | None
+    latency_ms: int
 
 
 def next_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
@@ -245,10 +256,12 @@ class WebhookWorker:
 
     async def _send_due(self, principals: dict[str, Principal | None]) -> None:
         due = await self._pool.fetch(
-            """SELECT d.*, we.url, we.client_id, we.secret, we.previous_secret, we.previous_secret_expires_at
-                 FROM webhook_delivery d JOIN webhook_endpoint we ON we.id = d.endpoint_id
-                WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND we.status = 'active'
-                ORDER BY d.next_attempt_at, d.seq LIMIT $1""",
+            """SELECT * FROM (
+                 SELECT d.*, we.url, we.client_id, we.secret, we.previous_secret, we.previous_secret_expires_at,
+                        row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.seq) AS place
+                   FROM webhook_delivery d JOIN webhook_endpoint we ON we.id = d.endpoint_id
+                  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND we.status = 'active') AS due
+                WHERE due.place <= $1""",
             self._settings.webhook_batch_size,
         )
         by_endpoint: dict[uuid.UUID, list[Row]] = {}
@@ -258,50 +271,72 @@ class WebhookWorker:
 
         async def deliver_in_order(rows: list[Row]) -> None:
             async with gate:
-                for row in sorted(rows, key=lambda r: r["seq"]):
-                    principal = await self._principal(principals, row["client_id"])
-                    if principal is not None:
-                        await self._deliver(row, principal)
+                principal = await self._principal(principals, rows[0]["client_id"])
+                if principal is not None:
+                    await self._deliver(sorted(rows, key=lambda r: r["seq"]), principal)
 
         await asyncio.gather(*(deliver_in_order(rows) for rows in by_endpoint.values()))
 
-    async def _decide(self, row: Row, principal: Principal) -> tuple[bool, str]:
-        """Whether the app may see the changed resource now, and why: decided on the row as it is."""
-        kind = FEED_KINDS[row["resource_kind"]]
-        found = await fetch(self._pool, rows_by_id(kind, [row["resource_id"]]))
-        rid = row["resource_id"]
-        attributes = attributes_of(kind, found[0]) if found else phantom_attributes(kind, rid)
-        scope = str(found[0]["_scope"]) if found and kind.scope_sql and found[0]["_scope"] else None
-        [decision] = await self._authorizer.check(principal, kind, SEARCH, [(rid, attributes)], [scope])
-        if kind.is_patient_data:
-            trail = AuditTrail(principal, self._authorizer.policy_version)
-            patient = str(row["patient_id"]) if row["patient_id"] else None
-            trail.record(AuditRecord(patient, kind.name, (rid,), "webhook", decision.allowed, decision.reason))
-            await trail.flush(self._audit_writer)
-        return decision.allowed, decision.reason
-
-    async def _deliver(self, row: Row, principal: Principal) -> None:
-        try:
-            allowed, reason = await self._decide(row, principal)
-        except (ServiceUnavailable, asyncpg.PostgresError) as exc:
-            log.warning("a webhook delivery waits: its decision or audit row failed (%s)", type(exc).__name__)
-            return
-        if not allowed:
-            await self._pool.execute(
-                "UPDATE webhook_delivery SET status = 'withheld', status_reason = $2 WHERE id = $1", row["id"], reason
+    async def _decide(self, rows: list[Row], principal: Principal) -> list[tuple[bool, str]]:
+        """Whether the app may see each changed resource now, and why: decided on the rows as they are, one
+        statement and one PDP call per kind, and audited (one write) before anything is sent."""
+        trail = AuditTrail(principal, self._authorizer.policy_version)
+        decided: dict[uuid.UUID, tuple[bool, str]] = {}
+        by_kind: dict[str, list[Row]] = {}
+        for row in rows:
+            by_kind.setdefault(row["resource_kind"], []).append(row)
+        for name, kind_rows in by_kind.items():
+            kind = FEED_KINDS[name]
+            ids = list(dict.fromkeys(r["resource_id"] for r in kind_rows))
+            found = {str(r[kind.id_column]): r for r in await fetch(self._pool, rows_by_id(kind, ids))}
+            resources = [(i, attributes_of(kind, found[i]) if i in found else phantom_attributes(kind, i)) for i in ids]
+            scopes = [
+                str(found[i]["_scope"]) if i in found and kind.scope_sql and found[i]["_scope"] else None for i in ids
+            ]
+            decisions = dict(
+                zip(ids, await self._authorizer.check(principal, kind, SEARCH, resources, scopes), strict=True)
             )
-            return
-        status, error, latency = await self._post(row)
-        await self._record(row, status, error, latency)
+            for row in kind_rows:
+                decision = decisions[row["resource_id"]]
+                decided[row["id"]] = (decision.allowed, decision.reason)
+                if kind.is_patient_data:
+                    patient = str(row["patient_id"]) if row["patient_id"] else None
+                    trail.record(
+                        AuditRecord(
+                            patient, kind.name, (row["resource_id"],), "webhook", decision.allowed, decision.reason
+                        )
+                    )
+        await trail.flush(self._audit_writer)
+        return [decided[row["id"]] for row in rows]
 
-    async def _post(self, row: Row) -> tuple[int | None, str | None, int]:
-        """Send one signed message; the HTTP status (None when there was no answer), the error, the latency."""
+    async def _deliver(self, rows: list[Row], principal: Principal) -> None:
+        """Send an endpoint's due deliveries in order, after deciding on all of them and checking where its
+        host points now; keep what happened."""
+        try:
+            decisions = await self._decide(rows, principal)
+        except (ServiceUnavailable, asyncpg.PostgresError) as exc:
+            log.warning("webhook deliveries wait: their decisions or audit rows failed (%s)", type(exc).__name__)
+            return
+        try:
+            await check_destination(rows[0]["url"], self._settings.webhook_allowed_networks)
+            refused = None
+        except DestinationRefused as exc:
+            refused = f"destination refused: {exc}"
+        outcomes: list[Attempt | str] = []
+        for row, (allowed, reason) in zip(rows, decisions, strict=True):
+            if not allowed:
+                outcomes.append(reason)
+            elif refused is not None:
+                outcomes.append(Attempt(datetime.now(UTC), None, refused, 0))
+            else:
+                outcomes.append(await self._post(row))
+        await self._record(rows, outcomes)
+
+    async def _post(self, row: Row) -> Attempt:
+        """Send one signed message and say how it went."""
         assert self._client is not None
         started = time.monotonic()
-        try:
-            await check_destination(row["url"], self._settings.webhook_allowed_networks)
-        except DestinationRefused as exc:
-            return None, f"destination refused: {exc}", 0
+        at = datetime.now(UTC)
         body = message(row)
         msg_id = f"msg_{row['id'].hex}"
         now = datetime.now(UTC)
@@ -315,69 +350,73 @@ class WebhookWorker:
             response = await self._client.post(row["url"], content=body, headers=headers)
         except httpx.HTTPError as exc:
             text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-            return None, text[:_ERROR_TEXT], round((time.monotonic() - started) * 1000)
+            return Attempt(at, None, text[:_ERROR_TEXT], round((time.monotonic() - started) * 1000))
         latency = round((time.monotonic() - started) * 1000)
         if 200 <= response.status_code < 300:
-            return response.status_code, None, latency
-        return response.status_code, f"the endpoint answered HTTP {response.status_code}", latency
+            return Attempt(at, response.status_code, None, latency)
+        return Attempt(at, response.status_code, f"the endpoint answered HTTP {response.status_code}", latency)
 
-    async def _record(self, row: Row, status: int | None, error: str | None, latency: int) -> None:
-        """Keep the attempt; settle the delivery (delivered, retried later, or dead) and the endpoint's health."""
+    async def _record(self, rows: list[Row], outcomes: list[Attempt | str]) -> None:
+        """Keep each attempt; settle each delivery (delivered, retried later, dead, or withheld with the reason)
+        and the endpoint's health: failing since the first failure after its last success, disabled once
+        that has lasted `disable_after`. One transaction."""
         settings = self._settings
-        now = datetime.now(UTC)
-        attempts = row["attempts"] + 1
-        first = row["first_attempt_at"] or now
-        if error is None:
-            outcome, next_at = "delivered", now
-        elif (now - first).total_seconds() >= settings.webhook_retry_window_seconds:
-            outcome, next_at = "dead", now
-        else:
-            delay = next_delay(
-                attempts, settings.webhook_retry_base_seconds, settings.webhook_retry_max_delay_seconds, self._rng
+        attempts, settled, withheld = [], [], []
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, str):
+                withheld.append((row["id"], outcome))
+                continue
+            number, first = row["attempts"] + 1, row["first_attempt_at"] or outcome.at
+            if outcome.error is None:
+                status, reason, next_at = "delivered", None, outcome.at
+            elif (outcome.at - first).total_seconds() >= settings.webhook_retry_window_seconds:
+                status, reason, next_at = "dead", "retries exhausted: " + outcome.error, outcome.at
+            else:
+                base, cap = settings.webhook_retry_base_seconds, settings.webhook_retry_max_delay_seconds
+                delay = timedelta(seconds=next_delay(number, base, cap, self._rng))
+                status, reason, next_at = "pending", outcome.error, outcome.at + delay
+            attempts.append((row["id"], number, outcome.at, outcome.status, outcome.error, outcome.latency_ms))
+            settled.append(
+                (row["id"], status, reason, number, next_at, first, outcome.at, outcome.status, outcome.latency_ms)
             )
-            outcome, next_at = "pending", now + timedelta(seconds=delay)
+        endpoint = rows[0]["endpoint_id"]
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, latency_ms) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                row["id"],
-                attempts,
-                now,
-                status,
-                error,
-                latency,
-            )
-            await conn.execute(
+            if attempts:
+                await conn.executemany(
+                    "INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, latency_ms) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    attempts,
+                )
+            await conn.executemany(
                 """UPDATE webhook_delivery SET status = $2::text, status_reason = $3, attempts = $4,
                           next_attempt_at = $5, first_attempt_at = $6, last_attempt_at = $7::timestamptz,
                           last_status_code = $8, last_latency_ms = $9,
                           delivered_at = CASE WHEN $2::text = 'delivered' THEN $7::timestamptz END
                     WHERE id = $1""",
-                row["id"],
-                outcome,
-                None if error is None else ("retries exhausted: " + error if outcome == "dead" else error),
-                attempts,
-                next_at,
-                first,
-                now,
-                status,
-                latency,
+                settled,
             )
-            if error is None:
-                await conn.execute(
-                    "UPDATE webhook_cursor SET failing_since = NULL, last_error = NULL WHERE endpoint_id = $1",
-                    row["endpoint_id"],
+            if withheld:
+                await conn.executemany(
+                    "UPDATE webhook_delivery SET status = 'withheld', status_reason = $2 WHERE id = $1", withheld
                 )
+            sent = [o for o in outcomes if isinstance(o, Attempt)]
+            if not sent:
                 return
-            failing_since = await conn.fetchval(
-                "UPDATE webhook_cursor SET failing_since = coalesce(failing_since, $2), last_error = $3 "
-                "WHERE endpoint_id = $1 RETURNING failing_since",
-                row["endpoint_id"],
-                now,
+            health = await conn.fetchrow(
+                "SELECT failing_since, last_error FROM webhook_cursor WHERE endpoint_id = $1 FOR UPDATE", endpoint
+            )
+            since, error = health["failing_since"], health["last_error"]
+            for attempt in sent:
+                since, error = (None, None) if attempt.error is None else (since or attempt.at, attempt.error)
+            await conn.execute(
+                "UPDATE webhook_cursor SET failing_since = $2, last_error = $3 WHERE endpoint_id = $1",
+                endpoint,
+                since,
                 error,
             )
-            if (now - failing_since).total_seconds() >= settings.webhook_disable_after_seconds:
-                await self._disable(conn, row["endpoint_id"], failing_since, error)
+            if since is not None and error is not None:
+                if (sent[-1].at - since).total_seconds() >= settings.webhook_disable_after_seconds:
+                    await self._disable(conn, endpoint, since, error)
 
     async def _disable(self, conn: asyncpg.Connection, endpoint_id: uuid.UUID, since: datetime, error: str) -> None:
         reason = f"deliveries failed since {since.isoformat(timespec='seconds')} without a success; last: {error}"

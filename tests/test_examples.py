@@ -8,8 +8,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gateway.change_feed import decode_position
+from gateway.components import free_port
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
 from tests.conftest import CITIZEN, PROJECT, Gateway, gid
+from tests.live_clients import deliver_report, own_patient, record_heart_rate
 
 
 def test_the_list_patients_example_pages_through_exactly_the_visible_patients(gateway: Gateway) -> None:
@@ -157,3 +160,59 @@ def test_the_lab_delivery_example_delivers_a_panel_the_gp_then_reads(gateway: Ga
         {"id": report},
     )
     assert seen["data"]["node"] == {"conclusion": "Normal blodstatus.", "results": {"totalCount": 3}}
+
+
+def started(example: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """A long-running example, its output readable line by line as it goes."""
+    return subprocess.Popen(
+        [sys.executable, example, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+    )
+
+
+def test_the_lab_result_notifier_prints_a_report_as_the_laboratory_delivers_it(gateway: Gateway) -> None:
+    patient = own_patient(gateway)
+    env = {
+        **os.environ,
+        "AKSON_URL": gateway.base_url,
+        "AKSON_TOKEN": gateway.token("gp"),
+        "AKSON_NOTIFY_COUNT": "1",
+    }
+    notifier = started("examples/lab_result_notifier.py", env)
+    try:
+        assert notifier.stdout is not None and notifier.stdout.readline().strip() == "listening for lab results"
+        deliver_report(gateway, patient.national_id, "Lett forhøyet CRP")
+        out, err = notifier.communicate(timeout=20)
+    finally:
+        notifier.kill()
+    assert notifier.returncode == 0, err
+    printed, cursor = out.strip().splitlines()
+    assert "created: Test Hendelse, " in printed
+    assert "Lett forhøyet CRP" in printed and "Hemoglobin" in printed
+    assert decode_position(cursor) > 0
+
+
+def test_the_webhook_receiver_checks_signatures_and_fetches_each_change_through_the_api(gateway: Gateway) -> None:
+    patient = own_patient(gateway, homecare=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "AKSON_URL": gateway.base_url,
+        "AKSON_TOKEN": gateway.token("homecare-integration"),
+        "AKSON_RECEIVE_SECONDS": "4",
+    }
+    receiver = started("examples/webhook_receiver.py", env, str(port))
+    try:
+        assert receiver.stdout is not None and receiver.stdout.readline().startswith("endpoint ")
+        record_heart_rate(gateway, patient.gid, value=88)
+        out, err = receiver.communicate(timeout=30)
+    finally:
+        receiver.kill()
+    assert receiver.returncode == 0, err
+    assert out.strip().splitlines() == ["OBSERVATION CREATED v1: Heart rate for Test Hendelse"]
+    endpoints = gateway.query("{ webhookEndpoints { url status } }", "homecare-integration")["data"]["webhookEndpoints"]
+    assert {"url": f"http://127.0.0.1:{port}/hook", "status": "DISABLED"} in endpoints

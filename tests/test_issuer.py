@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
+from websockets.exceptions import ConnectionClosed
 
 from gateway import demo_issuer
 from gateway.dpop import access_token_hash
 from gateway.personas import PERSONAS
-from tests.conftest import Gateway, start_gateway, stop_gateway
+from tests.conftest import Gateway, run, start_gateway, stop_gateway
+from tests.live_clients import raw_socket, receive, ws_url
 
 ISSUER = "https://idp.test.invalid"
 QUERY = "{ patients(first: 1) { totalCount } }"
@@ -169,3 +171,32 @@ def test_gateway_workers_starting_together_agree_on_one_demo_key(tmp_path: Path)
         keys = list(pool.map(lambda _: demo_issuer.load_or_create_key(path), range(32)))
     assert len({key.kid for key in keys}) == 1
     assert [p.name for p in path.parent.iterdir()] == ["signing-key.json"]
+
+
+def test_a_dpop_bound_token_opens_a_live_connection_only_with_a_proof_for_the_websocket(
+    idp: tuple[Jwks, Gateway],
+) -> None:
+    jwks, trusting = idp
+    holder = ECKey.generate_key("P-256", private=True)
+    token = sign(jwks.keys[0], cnf={"jkt": holder.thumbprint()})
+    url = ws_url(trusting)
+
+    async def init(payload: dict[str, str]) -> tuple[str, int | None, str]:
+        socket = await raw_socket(trusting, payload)
+        try:
+            return (await receive(socket))["type"], None, ""
+        except ConnectionClosed as exc:
+            assert exc.rcvd is not None
+            return "closed", exc.rcvd.code, exc.rcvd.reason
+        finally:
+            await socket.close()
+
+    accepted = run(init({"Authorization": f"DPoP {token}", "DPoP": proof(holder, token, url, method="GET")}))
+    assert accepted == ("connection_ack", None, "")
+    for payload, fragment in [
+        ({"Authorization": f"DPoP {token}", "DPoP": proof(holder, token, url)}, "htm does not match"),
+        ({"Authorization": f"DPoP {token}"}, "send a DPoP proof"),
+        ({"Authorization": f"Bearer {token}"}, "DPoP-bound"),
+    ]:
+        kind, code, reason = run(init(payload))
+        assert (kind, code) == ("closed", 4403) and fragment in reason, reason
