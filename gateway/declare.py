@@ -20,6 +20,7 @@ from gateway.json_sql import (
     EnumColumn,
     FloatColumn,
     GlobalId,
+    InstantColumn,
     Joined,
     Shape,
     Value,
@@ -149,6 +150,9 @@ class Instant(OneColumn):
 
     pg_type = "timestamptz"
 
+    def shape(self) -> Shape | None:
+        return InstantColumn(self.column)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Day(OneColumn):
@@ -213,7 +217,8 @@ class Span(Field):
         return (self.start, self.end)
 
     def shape(self) -> Shape | None:
-        return Value({"start": JsonColumn(self.start), "end": JsonColumn(self.end)})
+        point = JsonColumn if self.dates else InstantColumn
+        return Value({"start": point(self.start), "end": point(self.end)})
 
     def column_types(self) -> dict[str, str]:
         return dict.fromkeys(self.columns, "date" if self.dates else "timestamptz")

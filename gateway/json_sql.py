@@ -31,6 +31,14 @@ class Column:
 
 
 @dataclass(frozen=True)
+class InstantColumn:
+    """A timestamptz column written as the resolvers write it: ISO 8601 in UTC, with microseconds only when
+    there are any (PostgreSQL's own JSON drops trailing zeros of the fraction, Python keeps six digits)."""
+
+    column: str
+
+
+@dataclass(frozen=True)
 class FloatColumn:
     """A numeric column as a GraphQL Float."""
 
@@ -71,7 +79,7 @@ class Value:
     null_unless: str | None = None
 
 
-Shape = Column | FloatColumn | EnumColumn | Words | Joined | GlobalId | Value
+Shape = Column | InstantColumn | FloatColumn | EnumColumn | Words | Joined | GlobalId | Value
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,21 @@ def json_value(expression: Sql) -> Sql:
     return sql("coalesce(to_json(", expression, ")::text, 'null')")
 
 
+def instant_text(expression: Sql) -> Sql:
+    """SQL for a timestamptz as the text Python's isoformat() gives for it in UTC, or NULL."""
+    utc = sql("(", expression, " AT TIME ZONE 'UTC')")
+    return sql(
+        "to_char(",
+        utc,
+        ", CASE WHEN ",
+        utc,
+        " = date_trunc('second', ",
+        utc,
+        ")",
+        ' THEN \'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\' ELSE \'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\' END)',
+    )
+
+
 def json_string(expression: Sql) -> Sql:
     """SQL for the text of a JSON string whose characters need no escaping (base64, names), or null."""
     return sql("coalesce('\"' || ", expression, " || '\"', 'null')")
@@ -191,6 +214,8 @@ def shape_sql(shape: Shape, alias: str, type_name: str) -> Sql:
         return sql("CASE WHEN ", ident(alias, shape.null_unless), " IS NULL THEN 'null' ELSE ", built, " END")
     if isinstance(shape, Column):
         return json_value(ident(alias, shape.column))
+    if isinstance(shape, InstantColumn):
+        return json_string(instant_text(ident(alias, shape.column)))
     if isinstance(shape, FloatColumn):
         return json_value(sql(ident(alias, shape.column), "::float8"))
     if isinstance(shape, EnumColumn):
@@ -474,7 +499,10 @@ class _Builder:
         return json_object(pairs)
 
     def cursor(self, sel: ListSelection) -> Sql:
-        keys = join(sel.kind.col(column) for column, _ in sel.kind.order)
+        keys = join(
+            instant_text(sel.kind.col(column)) if pg_type == "timestamptz" else sel.kind.col(column)
+            for column, pg_type in sel.kind.order
+        )
         return _b64url(sql("json_build_array('v1', ", const(sel.kind.name), ", ", keys, ")::text"))
 
     def connection(self, sel: ListSelection, grouped: str) -> Sql:

@@ -108,6 +108,8 @@ class LiveSession:
 
     async def close_at_expiry(self) -> None:
         """Close the connection when the token expires, whether or not anything is being delivered."""
+        if self.expires_at == float("inf"):
+            return
         await asyncio.sleep(max(0.0, self.expires_at - time.time()))
         await self._socket.close(CLOSE_EXPIRED, "the access token expired; connect again with a new token")
 

@@ -5,13 +5,14 @@ resolvers give. `@include(if: true)` sends the same selection down the resolver 
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
 import orjson
 
-from gateway.json_sql import GlobalId, json_object, json_value, shape_sql
-from gateway.sql import join, sql, value
+from gateway.json_sql import GlobalId, InstantColumn, json_object, json_value, shape_sql
+from gateway.sql import ident, join, sql, value
 from tests.conftest import CITIZEN, Gateway, raw_id, run
 
 FIELDS = """
@@ -217,6 +218,35 @@ def test_json_text_built_by_postgresql_escapes_what_json_must_escape(server_url:
             await conn.close()
 
     assert orjson.loads(run(built())) == {"text": nasty, "none": None, "empty": {}}
+
+
+def test_times_built_by_postgresql_are_written_as_the_resolvers_write_them(server_url: str) -> None:
+    instants = [
+        datetime(2026, 12, 3, 13, 53, 29, 228130, tzinfo=UTC),
+        datetime(2026, 12, 3, 13, 53, 29, 100000, tzinfo=UTC),
+        datetime(2026, 12, 3, 13, 53, 29, 7, tzinfo=UTC),
+        datetime(2026, 12, 3, 13, 53, 29, tzinfo=UTC),
+        datetime(1999, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=2))),
+    ]
+
+    async def built() -> list[Any]:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute("SET TIME ZONE 'Europe/Oslo'")
+            columns = {f"t{n}": value(at, "timestamptz") for n, at in enumerate(instants)}
+            statement = sql(
+                "SELECT ",
+                json_object([(name, shape_sql(InstantColumn(name), "r", "T")) for name in columns]),
+                " FROM (SELECT ",
+                join(sql(expression, " AS ", ident(name)) for name, expression in columns.items()),
+                ") AS r",
+            )
+            text, values = statement.render()
+            return list(orjson.loads(await conn.fetchval(text, *values)).values())
+        finally:
+            await conn.close()
+
+    assert run(built()) == [at.astimezone(UTC).isoformat() for at in instants]
 
 
 NESTED = """{ patients(first: 100) { edges { node { id encounters(first: 50) { edges { node { id
