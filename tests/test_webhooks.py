@@ -232,7 +232,7 @@ def test_a_change_the_app_may_read_arrives_signed_thin_audited_and_is_fetched_th
         "cursor": None,
         "committedAt": None,
     }
-    assert patient.national_id.encode() not in got.body and b"93" not in got.body.replace(b"version", b"")
+    assert patient.national_id.encode() not in got.body and 93 not in got.data["data"].values()
     fetched = gateway.query(
         "query($id: ID!) { node(id: $id) { ... on Observation { valueQuantity { value } } } }",
         SERVICE,
