@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test deps schema lint policy-test bench bench-seed bench-audit bench-events clean
+.PHONY: run test deps schema lint policy-test bench bench-seed bench-audit bench-events soak clean
 
 run: deps
 	$(BIN)/akson serve --demo
@@ -60,6 +60,10 @@ bench-audit: deps
 # Live delivery: commit-to-subscriber latency with 1,000 subscriptions (beside 10) and webhook throughput.
 bench-events: deps
 	$(BIN)/python -m bench.events
+
+# Soak: 30 minutes of mixed reads and writes at concurrency 64, memory every minute, then the audit chain verified.
+soak: deps
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) node_modules .data

@@ -49,7 +49,7 @@ def start(database_url: str, name: str, audit: bool) -> tuple[subprocess.Popen[b
     data.mkdir(parents=True, exist_ok=True)
     log = (data / "gateway.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "gateway.cli", "serve", "--demo", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -27,8 +27,6 @@ import os
 import random
 import resource
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -42,10 +40,8 @@ import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.scratch import scratch_journal
-from gateway import demo_issuer
+from bench.scratch import Gateway, scratch_journal
 from gateway.components import free_port
-from gateway.config import load_settings
 from gateway.personas import FJORDVIK_GP_OFFICE, FJORDVIK_HOMECARE, PERSONAS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,63 +71,6 @@ def summary(values: list[float]) -> str:
         f"p50 {statistics.median(values):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
         f"max {max(values):.1f} ms ({len(values)} deliveries)"
     )
-
-
-class Gateway:
-    """One `akson serve` process on the benchmark journal."""
-
-    def __init__(self, database_url: str) -> None:
-        self.port = free_port()
-        self.data = WORK / "gateway"
-        self.data.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "AKSON_DATA_DIR": str(self.data),
-            "AKSON_PROJECT_DIR": str(ROOT),
-            "OTEL_TRACES_EXPORTER": "none",
-            "AKSON_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
-        }
-        env.pop("CERBOS_URL", None)
-        self.log = (self.data / "gateway.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise SystemExit(f"the gateway did not start; see {self.data / 'gateway.log'}")
-        settings = load_settings({"AKSON_DATA_DIR": str(self.data), "AKSON_PROJECT_DIR": str(ROOT)})
-        self._key = demo_issuer.load_or_create_key(settings.demo_key_path)
-        self._issuer, self._audience = settings.issuer, settings.audience
-
-    def token(self, persona: str) -> str:
-        claims = demo_issuer.persona_claims(PERSONAS[persona], issuer=self._issuer, audience=self._audience)
-        return demo_issuer.sign(claims, self._key)
-
-    def rss_mb(self) -> float:
-        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
-        total = 0
-        for pid in [str(self.process.pid), *children]:
-            with contextlib.suppress(OSError):
-                status = Path(f"/proc/{pid}/status").read_text()
-                if "uvicorn" in Path(f"/proc/{pid}/cmdline").read_text() or pid == str(self.process.pid):
-                    total += int(status.split("VmRSS:")[1].split()[0])
-        return total / 1024
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 class Subscriber:
@@ -376,7 +315,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.subscriptions + 1024)), hard))
     with scratch_journal(WORK, args.patients, "akson_events") as url:
-        gateway = Gateway(url)
+        gateway = Gateway(url, WORK / "gateway", {"AKSON_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"})
         try:
             measure(gateway, url, args)
         finally:

@@ -166,7 +166,7 @@ def start_gateway(name: str, url: str, audit: bool, workers: int) -> Server:
     if not audit:
         env["AKSON_BENCHMARK_WITHOUT_AUDIT"] = "1"
     port = free_port()
-    command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--demo", "--port", str(port), "--workers", str(workers)]
     with (WORK / f"{name}.log").open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(name, port, process)

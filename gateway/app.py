@@ -57,7 +57,7 @@ from gateway.jwks import RemoteJwks, StaticKeys
 from gateway.live import ABANDONED_KEY, INIT_TIMEOUT, JournalSocket
 from gateway.registry import AppStatus
 from gateway.runtime import Runtime, runtime_of
-from gateway.schema import schema
+from gateway.schema import build_schema
 from gateway.telemetry import setup_logging, setup_tracing, traced
 from gateway.token_endpoint import TokenEndpoint
 from gateway.webhook_worker import WebhookWorker
@@ -142,21 +142,41 @@ class GraphQLView(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        """orjson refuses invalid UTF-8, lone surrogates and nesting deeper than 1024 as JSON errors
+        (400), where the standard library raises other errors (500)."""
+        return orjson.loads(data)
 
-async def health(request: Request) -> Response:
-    """Liveness and readiness: the database answers and the PDP answers."""
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request body (or GET `variables`) must be a JSON object; anything else is a bad request."""
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict):
+            raise HTTPException(400, "The request body must be a JSON object with a `query` string")
+        return parsed
+
+
+async def live(request: Request) -> Response:
+    """Liveness: the process answers HTTP. Restart it only when this fails, never for a component outage."""
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: the database and the PDP answer, each named with `ok` or `unavailable` and nothing more
+    (what failed inside goes to the log, not to unauthenticated callers)."""
     runtime = runtime_of(request.scope)
     checks: dict[str, str] = {}
     try:
         await runtime.pool.fetchval("SELECT 1")
         checks["database"] = "ok"
-    except (asyncpg.PostgresError, OSError) as exc:
-        checks["database"] = type(exc).__name__
+    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        log.warning("readiness: the database does not answer: %s", type(exc).__name__)
+        checks["database"] = "unavailable"
     try:
         await runtime.cerbos.server_info()
         checks["cerbos"] = "ok"
     except Exception as exc:  # any failure of the PDP client means "not ready"
-        checks["cerbos"] = type(exc).__name__
+        log.warning("readiness: the PDP does not answer: %s", type(exc).__name__)
+        checks["cerbos"] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
 
@@ -167,10 +187,12 @@ async def jwks(request: Request) -> Response:
 
 
 async def openid_configuration(request: Request) -> Response:
-    """The demo issuer's discovery document."""
+    """The demo issuer's discovery document, its URLs at the public URL (never at the Host header's)."""
     settings = runtime_of(request.scope).settings
     return JSONResponse(
-        demo_issuer.discovery_document(settings.issuer, str(request.url_for("jwks")), str(request.url_for("token")))
+        demo_issuer.discovery_document(
+            settings.issuer, f"{settings.base_url}/.well-known/jwks.json", f"{settings.base_url}/oauth/token"
+        )
     )
 
 
@@ -185,6 +207,9 @@ def create_app(settings: Settings | None = None) -> Any:
     settings = settings or load_settings()
     if not settings.database_url or not settings.cerbos_url:
         raise RuntimeError("DATABASE_URL and CERBOS_URL must be set; `akson serve` starts both for you")
+    problems = [] if settings.demo else settings.production_problems()
+    if problems:
+        raise RuntimeError("refusing to start outside demo mode: " + "; ".join(problems))
     setup_logging()
     setup_tracing(settings.traces_exporter)
     if settings.audit_disabled_for_benchmark:
@@ -194,7 +219,17 @@ def create_app(settings: Settings | None = None) -> Any:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert settings.database_url and settings.cerbos_url
         pool = await create_pool(settings.database_url, min_size=1, max_size=settings.database_pool_size)
-        cerbos = AsyncCerbosClient(settings.cerbos_url.removeprefix("grpc://"), timeout_secs=5)
+        cerbos = AsyncCerbosClient(
+            settings.cerbos_url.removeprefix("grpc://"),
+            timeout_secs=5,
+            # gRPC's default reconnect backoff grows to two minutes: after a PDP restart requests kept
+            # failing for 27 s. Retrying at least every `pdp_reconnect_seconds` bounds that.
+            channel_options={
+                "grpc.initial_reconnect_backoff_ms": 100,
+                "grpc.min_reconnect_backoff_ms": 100,
+                "grpc.max_reconnect_backoff_ms": int(settings.pdp_reconnect_seconds * 1000),
+            },
+        )
         key = demo_issuer.load_or_create_key(settings.demo_key_path)
         keys: RemoteJwks | StaticKeys = (
             RemoteJwks(settings.jwks_url, min_refetch_seconds=settings.jwks_min_refetch_seconds)
@@ -218,7 +253,9 @@ def create_app(settings: Settings | None = None) -> Any:
             authorizer=authorizer,
             authenticator=authenticator,
             app_status=app_status,
-            token_endpoint=TokenEndpoint(pool, key, settings.issuer, settings.audience),
+            token_endpoint=TokenEndpoint(
+                pool, key, settings.issuer, settings.audience, f"{settings.base_url}/oauth/token"
+            ),
             cerbos=cerbos,
             issuer_key=key,
             audit_writer=audit_writer,
@@ -242,22 +279,28 @@ def create_app(settings: Settings | None = None) -> Any:
             await pool.close()
 
     graphql = GraphQLView(
-        schema,
+        build_schema(settings),
         graphql_ide="graphiql",
         allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         connection_init_wait_timeout=INIT_TIMEOUT,
         max_subscriptions_per_connection=settings.subscriptions_per_connection,
     )
-    app = Starlette(
-        routes=[
-            Route("/graphql", AuthenticationMiddleware(graphql, lambda scope: runtime_of(scope).authenticator)),
-            WebSocketRoute("/graphql", graphql),
-            Route("/healthz", health),
-            Route("/.well-known/jwks.json", jwks, name="jwks"),
+    routes = [
+        Route(
+            "/graphql",
+            AuthenticationMiddleware(graphql, lambda scope: runtime_of(scope).authenticator, settings.base_url),
+        ),
+        WebSocketRoute("/graphql", graphql),
+        Route("/healthz", ready),
+        Route("/healthz/ready", ready),
+        Route("/healthz/live", live),
+    ]
+    if settings.demo:
+        routes += [
+            Route("/.well-known/jwks.json", jwks),
             Route("/.well-known/openid-configuration", openid_configuration),
-            Route("/oauth/token", token, methods=["POST"], name="token"),
-        ],
-        lifespan=lifespan,
-    )
+            Route("/oauth/token", token, methods=["POST"]),
+        ]
+    app = Starlette(routes=routes, lifespan=lifespan)
     return traced(app)

@@ -25,9 +25,10 @@ from joserfc.jwk import KeySet
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.claims import ClaimNames
-from gateway.dpop import DpopVerifier
+from gateway.dpop import PROOF_ALGORITHMS, DpopVerifier
 from gateway.errors import (
     AksonError,
+    DpopTokenRejected,
     Forbidden,
     ServiceUnavailable,
     Unauthenticated,
@@ -264,10 +265,10 @@ class Authenticator:
         jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
         if jkt is None:
             if presented.scheme == "dpop":
-                raise Unauthenticated("the DPoP scheme needs a DPoP-bound token (cnf.jkt)")
+                raise DpopTokenRejected("the DPoP scheme needs a DPoP-bound token (cnf.jkt)")
             return
         if presented.scheme != "dpop":
-            raise Unauthenticated("this token is DPoP-bound: use `Authorization: DPoP <token>` with a DPoP proof")
+            raise DpopTokenRejected("this token is DPoP-bound: use `Authorization: DPoP <token>` with a DPoP proof")
         self._dpop.verify(
             presented.dpop_proof, access_token=presented.token, jkt=str(jkt), method=presented.method, url=presented.url
         )
@@ -379,9 +380,10 @@ class AuthenticationMiddleware:
     Only the GraphiQL page itself (a browser GET without a query) is served without a token.
     """
 
-    def __init__(self, app: ASGIApp, authenticator_of: Any) -> None:
+    def __init__(self, app: ASGIApp, authenticator_of: Any, public_url: str) -> None:
         self._app = app
         self._authenticator_of = authenticator_of
+        self._public_url = public_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_graphiql_page(scope):
@@ -390,7 +392,10 @@ class AuthenticationMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             presented = credentials(
-                headers.get("authorization"), headers.get("dpop"), scope["method"], request_url(scope)
+                headers.get("authorization"),
+                headers.get("dpop"),
+                scope["method"],
+                request_url(scope, self._public_url),
             )
             scope[PRINCIPAL_SCOPE_KEY] = await self._authenticator_of(scope).authenticate(presented)
         except Exception as exc:
@@ -398,16 +403,19 @@ class AuthenticationMiddleware:
             if error is None:
                 log.exception("unexpected error while authenticating")
                 error = AksonError("Unexpected error; it has been logged.")
-            await send_error(send, error)
+            scheme = (headers.get("authorization") or "").partition(" ")[0].lower()
+            await send_error(send, error, scheme)
             return
         await self._app(scope, receive, send)
 
 
-def request_url(scope: Scope) -> str:
-    """The request URL as the client addressed it, without query (the DPoP `htu`; ws:// for a websocket)."""
-    headers = dict(scope["headers"])
-    host = headers.get(b"host", b"").decode("latin-1") or "{}:{}".format(*scope["server"])
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+def request_url(scope: Scope, public_url: str) -> str:
+    """The URL of this request at the gateway's public address, without query (the DPoP `htu`; ws:// or
+    wss:// for a websocket). The Host header plays no part: a client cannot choose what is checked."""
+    base = public_url
+    if scope["type"] == "websocket":
+        base = "ws" + base.removeprefix("http")
+    return f"{base}{scope['path']}"
 
 
 def is_graphiql_page(scope: Scope) -> bool:
@@ -418,14 +426,22 @@ def is_graphiql_page(scope: Scope) -> bool:
     return b"text/html" in accept
 
 
-async def send_error(send: Send, error: AksonError) -> None:
-    """Answer with a typed JSON error before GraphQL runs (401 carries WWW-Authenticate)."""
+def challenge(error: Unauthenticated, scheme: str | None) -> str:
+    """The WWW-Authenticate value: a DPoP challenge (RFC 9449, with the proof algorithms accepted) for
+    DPoP failures and for any failure of a request that used the DPoP scheme, else a Bearer one."""
+    description = error.message.replace('"', "'").replace("\\", "/")
+    if error.challenge == "DPoP" or scheme == "dpop":
+        algorithms = " ".join(PROOF_ALGORITHMS)
+        return f'DPoP error="{error.oauth_error}", error_description="{description}", algs="{algorithms}"'
+    return f'Bearer error="{error.oauth_error}", error_description="{description}"'
+
+
+async def send_error(send: Send, error: AksonError, scheme: str | None = None) -> None:
+    """Answer with a typed JSON error before GraphQL runs (401 carries WWW-Authenticate, in the scheme
+    the request used)."""
     body = orjson.dumps(http_error_body(error))
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(error, Unauthenticated):
-        description = error.message.replace('"', "'")
-        headers.append(
-            (b"www-authenticate", f'Bearer error="invalid_token", error_description="{description}"'.encode())
-        )
+        headers.append((b"www-authenticate", challenge(error, scheme).encode("latin-1", "replace")))
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

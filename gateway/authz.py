@@ -33,7 +33,7 @@ from watchfiles import awatch
 
 from gateway.auth import Principal
 from gateway.declare import ResourceKind
-from gateway.errors import ServiceUnavailable
+from gateway.errors import pdp_error
 from gateway.plan_sql import Attribute, Translator, UntranslatablePlan
 from gateway.sql import FALSE, TRUE, Sql, ident, join, sql, value
 
@@ -367,8 +367,7 @@ class Authorizer:
             try:
                 response = await self._client.check_resources(subject, entries)
             except grpc.aio.AioRpcError as exc:
-                log.error("Cerbos CheckResources failed: %s", exc.code())
-                raise ServiceUnavailable("the authorization service is unavailable; no data was returned") from exc
+                raise pdp_error(exc) from exc
         by_id: dict[str, Decision] = {}
         for result in response.results:
             allowed = result.actions.get(action) == effect_pb2.EFFECT_ALLOW
@@ -441,8 +440,7 @@ class Authorizer:
                     engine_pb2.PlanResourcesInput.Resource(kind=kind.name, policy_version=POLICY_VERSION, scope=scope),
                 )
             except grpc.aio.AioRpcError as exc:
-                log.error("Cerbos PlanResources failed: %s", exc.code())
-                raise ServiceUnavailable("the authorization service is unavailable; no data was returned") from exc
+                raise pdp_error(exc) from exc
         plan_kind = response.filter.kind
         if plan_kind == engine_pb2.PlanResourcesFilter.KIND_ALWAYS_ALLOWED:
             return ALL

@@ -89,6 +89,12 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    problems = [] if args.demo else settings.production_problems()
+    if problems:
+        print("akson serve: refusing to start outside demo mode (`--demo`):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
     # uvicorn re-raises the signal that stopped it; as an exception, SIGTERM still runs the cleanup below.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     components = start_components(settings)
@@ -106,6 +112,8 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         os.environ["CERBOS_URL"] = components.cerbos_target
         print(f"Akson Gateway on http://{args.host}:{args.port}/graphql (GraphiQL in the browser)", flush=True)
         if args.demo:
+            os.environ["AKSON_DEMO"] = "1"
+            os.environ.setdefault("AKSON_PUBLIC_URL", f"http://{args.host}:{args.port}")
             # The demo's webhook receivers run on this machine (examples/webhook_receiver.py).
             os.environ.setdefault("AKSON_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
             print("Demo tokens: `akson token --persona NAME`; personas: `akson personas`", flush=True)
@@ -236,9 +244,9 @@ def _cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.schema import schema
+    from gateway.schema import build_schema
 
-    print(schema.as_str())
+    print(build_schema(settings).as_str())
     return 0
 
 
@@ -251,7 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--demo", action="store_true", help="seed the demo journal when the database is empty")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: trust the demo issuer and persona tokens, and seed the demo journal when the database "
+        "is empty (without it, AKSON_JWKS_URL and AKSON_PUBLIC_URL are required)",
+    )
     serve.add_argument("--demo-patients", type=int, default=DEMO_PATIENTS)
     serve.set_defaults(handler=_cmd_serve)
 

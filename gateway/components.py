@@ -2,7 +2,9 @@
 
 `DATABASE_URL` unset -> an embedded PostgreSQL from the `pgserver` package in a project-local folder.
 `CERBOS_URL` unset -> the pinned Cerbos binary (npm package `cerbos`) serving `policies/` from disk,
-reloading on change. Whatever was started here is stopped by `Components.stop()`.
+reloading on change, supervised: when it exits for any reason it is reaped and started again on the same
+ports, with a backoff that grows while it keeps failing. Whatever was started here is stopped by
+`Components.stop()`.
 The Go binary is started directly, not through the npm Node wrapper, because stopping the wrapper
 leaves the server running.
 """
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -27,6 +31,13 @@ from gateway.config import Settings
 
 EMBEDDED_DATABASE = "akson"
 _PR_SET_PDEATHSIG = 1
+# Restarts of the PDP: the first at once, then doubling up to the ceiling while it keeps exiting within
+# `RESTART_STABLE_SECONDS` of its start; a run that long resets the backoff.
+RESTART_FIRST_DELAY = 0.1
+RESTART_MAX_DELAY = 10.0
+RESTART_STABLE_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 class ComponentError(RuntimeError):
@@ -68,6 +79,10 @@ class CerbosProcess:
     grpc_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _supervisor: threading.Thread | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -102,22 +117,55 @@ class CerbosProcess:
         )
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start the PDP and wait until it reports healthy."""
+        """Start the PDP, wait until it reports healthy, and keep it running until `stop()`."""
         if not self.binary.exists():
             raise ComponentError(
                 f"Cerbos binary not found at {self.binary}; run `npm ci` in the project (make does this)"
             )
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        config = self.work_dir / "cerbos.yaml"
-        config.write_text(self.config_text())
-        log = (self.work_dir / "cerbos.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(self.binary), "server", f"--config={config}", "--log-level=warn"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )
+        (self.work_dir / "cerbos.yaml").write_text(self.config_text())
+        self._spawn()
+        self._wait_healthy(timeout)
+        self._supervisor = threading.Thread(target=self._supervise, name="cerbos-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _spawn(self) -> None:
+        with (self.work_dir / "cerbos.log").open("ab") as output:
+            self.process = subprocess.Popen(
+                [str(self.binary), "server", f"--config={self.work_dir / 'cerbos.yaml'}", "--log-level=warn"],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
+
+    def _supervise(self) -> None:
+        """Wait for the PDP to exit (which reaps it) and start it again, until `stop()`."""
+        delay = RESTART_FIRST_DELAY
+        while not self._stopping.is_set():
+            process = self.process
+            assert process is not None
+            started = time.monotonic()
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started >= RESTART_STABLE_SECONDS:
+                delay = RESTART_FIRST_DELAY
+            log.error("the Cerbos PDP exited (code %s); starting it again in %.1fs", code, delay)
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, RESTART_MAX_DELAY)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.restarts += 1
+                try:
+                    self._spawn()
+                except OSError as exc:
+                    log.error("the Cerbos PDP could not be started again: %s", exc)
+
+    def _wait_healthy(self, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.http_port}/_cerbos/health"
         while time.monotonic() < deadline:
@@ -131,7 +179,9 @@ class CerbosProcess:
         raise ComponentError(f"Cerbos did not become healthy in {timeout:.0f}s")
 
     def stop(self) -> None:
-        """Stop the PDP; waits briefly, then kills."""
+        """Stop supervising and stop the PDP; waits briefly, then kills."""
+        with self._lock:
+            self._stopping.set()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

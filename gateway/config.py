@@ -11,6 +11,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway.claims import ClaimNames
 
@@ -22,6 +23,9 @@ def _cerbos_binary_default(project: Path) -> Path:
     )
     name = f"cerbos-{system}-{machine}"
     return project / "node_modules" / "@cerbos" / name / name
+
+
+DEMO_BASE_URL = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,26 @@ class Settings:
     claim_names: ClaimNames
     traces_exporter: str
     max_page_size: int = 100
+    # Demo mode (`akson serve --demo`): the demo issuer, its token endpoint and persona tokens are trusted,
+    # and the audit-off switch for benchmarks is allowed. Outside it the gateway refuses to start while
+    # any of them is configured (see `production_problems`).
+    demo: bool = False
+    # Where clients reach the gateway (scheme, host, port, path prefix): the base of every URL the
+    # gateway publishes and of the DPoP `htu` it checks. Never taken from a request's Host header.
+    public_url: str | None = None
+    # What one GraphQL document may ask for, checked before validation and execution: nesting depth, lexer
+    # tokens, aliases, and fields selected once every fragment spread is expanded (a document of fragments
+    # that each spread the previous one twice is small but selects 2^N fields).
+    graphql_max_depth: int = 10
+    graphql_max_tokens: int = 2000
+    graphql_max_aliases: int = 30
+    graphql_max_selections: int = 1000
     audit_disabled_for_benchmark: bool = False
     # Connections per worker. Few statements at once keep PostgreSQL fastest when it shares the gateway's
     # cores: on 2 cores, 3 per worker answered Q2 at c32 faster than 10 (bench/PROFILE.md).
     database_pool_size: int = 3
+    # The longest the PDP client waits between attempts to reconnect to a PDP that went away.
+    pdp_reconnect_seconds: float = 1.0
     # The change feed: how many events one page may scan past (so an empty page still moves the cursor on).
     change_scan_window: int = 10_000
     # Subscriptions: how often the change hub looks for commits whose notification it may have missed, how
@@ -70,6 +90,22 @@ class Settings:
     webhook_secret_overlap_seconds: float = 86_400.0
     webhook_batch_size: int = 100
     webhook_concurrency: int = 8
+
+    def production_problems(self) -> list[str]:
+        """Why these settings are unsafe outside demo mode; empty when they are safe."""
+        problems = []
+        if not self.jwks_url:
+            problems.append("AKSON_JWKS_URL is not set, so the gateway would trust the demo issuer's key")
+        if self.audit_disabled_for_benchmark:
+            problems.append("AKSON_BENCHMARK_WITHOUT_AUDIT=1 switches the audit log off")
+        if not self.public_url:
+            problems.append("AKSON_PUBLIC_URL is not set, so published URLs would have no trustworthy base")
+        return problems
+
+    @property
+    def base_url(self) -> str:
+        """The public URL; in demo mode without one, the address `akson serve` listens on by default."""
+        return self.public_url or DEMO_BASE_URL
 
     @property
     def demo_key_path(self) -> Path:
@@ -104,7 +140,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         claim_names=ClaimNames.from_json(env.get("AKSON_CLAIM_NAMES")),
         traces_exporter=exporter,
         audit_disabled_for_benchmark=env.get("AKSON_BENCHMARK_WITHOUT_AUDIT") == "1",
+        demo=env.get("AKSON_DEMO") == "1",
+        public_url=_url(env, "AKSON_PUBLIC_URL"),
+        graphql_max_depth=_positive(env, "AKSON_GRAPHQL_MAX_DEPTH", 10),
+        graphql_max_tokens=_positive(env, "AKSON_GRAPHQL_MAX_TOKENS", 2000),
+        graphql_max_aliases=_positive(env, "AKSON_GRAPHQL_MAX_ALIASES", 30),
+        graphql_max_selections=_positive(env, "AKSON_GRAPHQL_MAX_SELECTIONS", 1000),
         database_pool_size=_positive(env, "AKSON_DATABASE_POOL_SIZE", 3),
+        pdp_reconnect_seconds=_seconds(env, "AKSON_PDP_RECONNECT_SECONDS", 1.0),
         change_scan_window=_positive(env, "AKSON_CHANGE_SCAN_WINDOW", 10_000),
         change_poll_seconds=_seconds(env, "AKSON_CHANGE_POLL_SECONDS", 5.0),
         subscription_send_timeout_seconds=_seconds(env, "AKSON_SUBSCRIPTION_SEND_TIMEOUT_SECONDS", 10.0),
@@ -140,6 +183,17 @@ def _seconds(env: dict[str, str], name: str, default: float) -> float:
     if not seconds > 0:
         raise ValueError(f"{name} must be a positive number of seconds, not {raw!r}")
     return seconds
+
+
+def _url(env: dict[str, str], name: str) -> str | None:
+    """An http(s) base URL without query or trailing slash, checked here so a typo fails at start-up."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{name} must be an http(s) URL such as https://akson.example.no, not {raw!r}")
+    return raw.rstrip("/")
 
 
 def _networks(env: dict[str, str], name: str) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from gateway.errors import Unauthenticated
+from gateway.errors import DpopProofRejected
 
 PROOF_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 _KEY_TYPES = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}
@@ -38,30 +38,30 @@ class DpopVerifier:
         self._seen: dict[str, float] = {}
 
     def verify(self, proof: str | None, *, access_token: str, jkt: str, method: str, url: str) -> None:
-        """Raise Unauthenticated unless `proof` is a fresh, unused proof for this request and key."""
+        """Raise DpopProofRejected unless `proof` is a fresh, unused proof for this request and key."""
         if not proof:
-            raise Unauthenticated("this token is DPoP-bound: send a DPoP proof in the DPoP header")
+            raise DpopProofRejected("this token is DPoP-bound: send a DPoP proof in the DPoP header")
         header, claims, key = self._signed(proof)
         if header.get("typ") != "dpop+jwt":
-            raise Unauthenticated("DPoP proof rejected: typ must be dpop+jwt")
+            raise DpopProofRejected("DPoP proof rejected: typ must be dpop+jwt")
         if key.thumbprint() != jkt:
-            raise Unauthenticated("DPoP proof rejected: signed by a key other than the one the token is bound to")
+            raise DpopProofRejected("DPoP proof rejected: signed by a key other than the one the token is bound to")
         if claims.get("htm") != method:
-            raise Unauthenticated("DPoP proof rejected: htm does not match the request method")
+            raise DpopProofRejected("DPoP proof rejected: htm does not match the request method")
         if claims.get("htu") != url:
-            raise Unauthenticated("DPoP proof rejected: htu does not match the request URL")
+            raise DpopProofRejected("DPoP proof rejected: htu does not match the request URL")
         if claims.get("ath") != access_token_hash(access_token):
-            raise Unauthenticated("DPoP proof rejected: ath does not match the access token")
+            raise DpopProofRejected("DPoP proof rejected: ath does not match the access token")
         now = time.time()
         issued = claims.get("iat")
         if not isinstance(issued, int | float) or not (now - self._max_age <= issued <= now + self._skew):
-            raise Unauthenticated("DPoP proof rejected: iat is missing or not recent")
+            raise DpopProofRejected("DPoP proof rejected: iat is missing or not recent")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
-            raise Unauthenticated("DPoP proof rejected: jti is missing")
+            raise DpopProofRejected("DPoP proof rejected: jti is missing")
         self._forget(now)
         if jti in self._seen:
-            raise Unauthenticated("DPoP proof rejected: this proof was used before")
+            raise DpopProofRejected("DPoP proof rejected: this proof was used before")
         self._seen[jti] = now + self._max_age + self._skew
 
     def _signed(self, proof: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
@@ -69,14 +69,14 @@ class DpopVerifier:
             header = jws.extract_compact(proof.encode()).headers()
             jwk = header.get("jwk")
             if not isinstance(jwk, dict) or "d" in jwk or jwk.get("kty") not in _KEY_TYPES:
-                raise Unauthenticated("DPoP proof rejected: header must carry a public jwk")
+                raise DpopProofRejected("DPoP proof rejected: header must carry a public jwk")
             key = _KEY_TYPES[jwk["kty"]].import_key(jwk)  # type: ignore[attr-defined]
             payload = jws.deserialize_compact(proof, key, algorithms=PROOF_ALGORITHMS).payload
             claims = orjson.loads(payload)
         except (JoseError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
-            raise Unauthenticated("DPoP proof rejected: not a valid signed proof") from exc
+            raise DpopProofRejected("DPoP proof rejected: not a valid signed proof") from exc
         if not isinstance(claims, dict):
-            raise Unauthenticated("DPoP proof rejected: not a valid signed proof")
+            raise DpopProofRejected("DPoP proof rejected: not a valid signed proof")
         return header, claims, key
 
     def _forget(self, now: float) -> None:

@@ -10,6 +10,7 @@ import logging
 from typing import Any, ClassVar
 
 import asyncpg
+import grpc
 from graphql import GraphQLError, GraphQLSyntaxError
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,25 @@ class AksonError(Exception):
 
 
 class Unauthenticated(AksonError):
-    """No usable credentials: the caller must present a valid bearer token."""
+    """No usable credentials: the caller must present a valid bearer token. `challenge` is the scheme of
+    the WWW-Authenticate challenge and `oauth_error` its error code (RFC 6750, RFC 9449)."""
 
     code = "UNAUTHENTICATED"
     http_status = 401
+    challenge: ClassVar[str] = "Bearer"
+    oauth_error: ClassVar[str] = "invalid_token"
+
+
+class DpopTokenRejected(Unauthenticated):
+    """A DPoP-bound token presented the wrong way, or the DPoP scheme with an unbound token."""
+
+    challenge = "DPoP"
+
+
+class DpopProofRejected(DpopTokenRejected):
+    """The DPoP proof is missing, malformed, replayed or not for this request and key."""
+
+    oauth_error = "invalid_dpop_proof"
 
 
 class Forbidden(AksonError):
@@ -107,14 +123,28 @@ _UNREACHABLE = (
 _REFUSED_INPUT = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 
 
+def pdp_error(exc: grpc.aio.AioRpcError) -> AksonError:
+    """What a failed call to the Cerbos PDP means for the client: a request it calls invalid is bad input
+    (a value of the request, such as an empty id, that no policy can be asked about); anything else is
+    an outage of the PDP, and the request fails closed."""
+    if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        log.warning("the PDP refused a request as invalid: %s", exc.details())
+        return BadUserInput("a value in the request cannot be checked against the access rules (an empty id?)")
+    log.error("the PDP call failed: %s", exc.code())
+    return ServiceUnavailable("the authorization service is unavailable; no data was returned")
+
+
 def as_client_error(exc: BaseException) -> AksonError | None:
     """The typed error a client should see for `exc`, or None when it is a bug.
 
     The one table from foreign errors to ours: a database that cannot be reached is an outage, not a
-    bug (ServiceUnavailable); data the database refuses is bad input (BadUserInput, naming the rule).
+    bug (ServiceUnavailable); data the database refuses is bad input (BadUserInput, naming the rule); the
+    PDP's errors as `pdp_error` says.
     """
     if isinstance(exc, AksonError):
         return exc
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return pdp_error(exc)
     if isinstance(exc, _UNREACHABLE):
         return ServiceUnavailable("the journal database is unavailable; no data was returned")
     if isinstance(exc, _REFUSED_INPUT):

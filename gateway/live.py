@@ -92,7 +92,10 @@ class LiveSession:
         if not isinstance(authorization, str):
             raise Unauthenticated('send the access token in connection_init: {"Authorization": "Bearer <token>"}')
         presented = credentials(
-            authorization, proof if isinstance(proof, str) else None, "GET", request_url(request.scope)
+            authorization,
+            proof if isinstance(proof, str) else None,
+            "GET",
+            request_url(request.scope, runtime.settings.base_url),
         )
         claims, principal = await runtime.authenticator.authenticate_claims(presented)
         context = Context.build(runtime, request, principal)

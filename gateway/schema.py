@@ -14,11 +14,12 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.types import ExecutionContext
 
 from gateway import resources as K
+from gateway.config import Settings
+from gateway.document_checks import CheckedValidation
 from gateway.errors import as_client_error
 from gateway.json_sql import LIST_OF
 from gateway.telemetry import OperationSpan
@@ -50,9 +51,6 @@ from resolvers.writes import JournalMutations
 
 log = logging.getLogger(__name__)
 
-MAX_DEPTH = 10
-MAX_TOKENS = 2000
-MAX_ALIASES = 30
 PARSED_DOCUMENTS = 256
 
 
@@ -140,17 +138,18 @@ class AksonSchema(strawberry.Schema):
                 log.error("unexpected error while executing", exc_info=error.original_error)
 
 
-# The limits' validation rules, built once: the validation cache keys on the rules, so rules built anew for
-# every request (as the limiter extensions do) would make every request miss it.
-LIMIT_RULES = [
-    rule
-    for limiter in (QueryDepthLimiter(max_depth=MAX_DEPTH), MaxAliasesLimiter(max_alias_count=MAX_ALIASES))
-    for rule in limiter.validation_rules
-]
-
-
-def build_schema() -> AksonSchema:
-    """The schema with its extensions; one instance per process."""
+def build_schema(settings: Settings) -> AksonSchema:
+    """The schema with its extensions and the settings' limits; one instance per process."""
+    # The limits' validation rules, built once: the validation cache keys on the rules, so rules built anew for
+    # every request (as the limiter extensions do) would make every request miss it.
+    limit_rules = [
+        rule
+        for limiter in (
+            QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+        )
+        for rule in limiter.validation_rules
+    ]
     return AksonSchema(
         query=Query,
         mutation=Mutation,
@@ -158,12 +157,9 @@ def build_schema() -> AksonSchema:
         extensions=[
             OperationSpan,
             lambda: ParserCache(maxsize=PARSED_DOCUMENTS),
-            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: AddValidationRules(LIMIT_RULES),
-            lambda: ValidationCache(maxsize=PARSED_DOCUMENTS),
+            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            lambda: AddValidationRules(limit_rules),
+            lambda: CheckedValidation(settings.graphql_max_selections, maxsize=PARSED_DOCUMENTS),
             WholeSelectionReads,
         ],
     )
-
-
-schema = build_schema()

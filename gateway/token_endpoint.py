@@ -37,8 +37,9 @@ def _error(code: str, description: str, status: int = 400) -> Response:
 class TokenEndpoint:
     """Issues system tokens; remembers assertion ids to refuse replays (per process)."""
 
-    def __init__(self, pool: asyncpg.Pool, key: ECKey, issuer: str, audience: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, key: ECKey, issuer: str, audience: str, url: str) -> None:
         self._pool = pool
+        self._url = url
         self._key = key
         self._issuer = issuer
         self._audience = audience
@@ -59,7 +60,7 @@ class TokenEndpoint:
         if registered is None:
             return _error("invalid_client", "no approved backend service with registered keys has this client id", 401)
         keys, scopes = registered
-        problem = self._check_assertion(assertion, keys, client_id, str(request.url))
+        problem = self._check_assertion(assertion, keys, client_id, self._url)
         if problem:
             return _error("invalid_client", problem, 401)
         asked = str(form.get("scope") or " ".join(scopes)).split()

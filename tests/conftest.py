@@ -202,8 +202,10 @@ def start_gateway(
     data_dir: Path,
     extra_env: dict[str, str] | None = None,
     demo_patients: int = TEST_PATIENTS,
+    demo: bool = True,
 ) -> Gateway:
-    """Start `akson serve --demo` as a subprocess and wait until it is healthy."""
+    """Start `akson serve --demo` (or, with `demo=False`, in production mode at its loopback address) as a
+    subprocess and wait until it is healthy."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "gateway.log"
@@ -213,6 +215,7 @@ def start_gateway(
         "AKSON_DATA_DIR": str(data_dir),
         "AKSON_PROJECT_DIR": str(PROJECT),
         "OTEL_TRACES_EXPORTER": "console",
+        **({} if demo else {"AKSON_PUBLIC_URL": f"http://127.0.0.1:{port}"}),
         **(extra_env or {}),
     }
     with log_path.open("wb") as log:
@@ -222,9 +225,7 @@ def start_gateway(
                 "-m",
                 "gateway.cli",
                 "serve",
-                "--demo",
-                "--demo-patients",
-                str(demo_patients),
+                *(["--demo", "--demo-patients", str(demo_patients)] if demo else []),
                 "--port",
                 str(port),
             ],

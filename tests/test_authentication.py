@@ -151,9 +151,12 @@ def test_the_issuer_publishes_its_keys_and_discovery_document(gateway: Gateway) 
     keys = httpx.get(f"{gateway.base_url}/.well-known/jwks.json").json()["keys"]
     assert [k["kty"] for k in keys] == ["EC"]
     assert "d" not in keys[0], "the private part must never be published"
-    discovery = httpx.get(f"{gateway.base_url}/.well-known/openid-configuration").json()
+    discovery = httpx.get(
+        f"{gateway.base_url}/.well-known/openid-configuration", headers={"Host": "evil.example"}
+    ).json()
     assert discovery["issuer"] == "https://demo-issuer.akson.invalid"
-    assert discovery["jwks_uri"].endswith("/.well-known/jwks.json")
+    assert discovery["jwks_uri"] == f"{gateway.base_url}/.well-known/jwks.json"
+    assert discovery["token_endpoint"] == f"{gateway.base_url}/oauth/token"
 
 
 def test_graphiql_is_served_to_a_browser_without_a_token(gateway: Gateway) -> None:

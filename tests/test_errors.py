@@ -94,5 +94,8 @@ def test_queries_in_the_url_are_not_accepted(gateway: Gateway) -> None:
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
-def test_health_reports_database_and_pdp(gateway: Gateway) -> None:
-    assert httpx.get(f"{gateway.base_url}/healthz").json() == {"status": "ok", "database": "ok", "cerbos": "ok"}
+def test_health_reports_database_and_pdp_and_liveness_apart(gateway: Gateway) -> None:
+    ready = {"status": "ok", "database": "ok", "cerbos": "ok"}
+    assert httpx.get(f"{gateway.base_url}/healthz").json() == ready
+    assert httpx.get(f"{gateway.base_url}/healthz/ready").json() == ready
+    assert httpx.get(f"{gateway.base_url}/healthz/live").json() == {"status": "ok"}

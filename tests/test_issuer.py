@@ -1,8 +1,12 @@
-"""Tokens from a real OIDC-style issuer: keys from its JWKS URL, key rotation, and DPoP-bound tokens."""
+"""Tokens from a real OIDC-style issuer: keys from its JWKS URL, key rotation, and DPoP-bound tokens, on a
+gateway in production mode (no demo issuer, public URL from a setting)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -12,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
@@ -20,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway import demo_issuer
 from gateway.dpop import access_token_hash
 from gateway.personas import PERSONAS
-from tests.conftest import Gateway, run, start_gateway, stop_gateway
+from tests.conftest import PROJECT, Gateway, run, start_gateway, stop_gateway
 from tests.live_clients import raw_socket, receive, ws_url
 
 ISSUER = "https://idp.test.invalid"
@@ -67,6 +72,7 @@ def idp(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         gateway.database_url,
         Path(tmp_path_factory.mktemp("idp")),
         extra_env={"AKSON_JWKS_URL": jwks.url, "AKSON_ISSUER": ISSUER, "AKSON_JWKS_MIN_REFETCH_SECONDS": "1"},
+        demo=False,
     )
     try:
         yield jwks, trusting
@@ -160,8 +166,56 @@ def test_dpop_bound_tokens_need_a_fresh_proof_for_this_request_and_key(idp: tupl
         response = call("DPoP", dpop)
         assert response.status_code == 401, fragment
         assert fragment in response.json()["errors"][0]["message"]
+        assert response.headers["www-authenticate"].startswith('DPoP error="invalid_dpop_proof"'), fragment
+        assert 'algs="ES256' in response.headers["www-authenticate"]
     bearer = call("Bearer", proof(holder, token, url))
     assert bearer.status_code == 401 and "DPoP-bound" in bearer.json()["errors"][0]["message"]
+    assert bearer.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
+    expired = trusting.post(QUERY, headers={"Authorization": f"DPoP {sign(jwks.keys[0], exp=1)}"})
+    assert expired.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
+    unbound = trusting.post(QUERY, token=sign(jwks.keys[0], exp=1))
+    assert unbound.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
+def test_outside_demo_mode_the_demo_issuer_and_its_token_endpoint_are_not_served(idp: tuple[Jwks, Gateway]) -> None:
+    _, trusting = idp
+    for path in ["/.well-known/jwks.json", "/.well-known/openid-configuration"]:
+        assert httpx.get(f"{trusting.base_url}{path}").status_code == 404
+    assert httpx.post(f"{trusting.base_url}/oauth/token", data={"grant_type": "client_credentials"}).status_code in {
+        404,
+        405,
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({}, "AKSON_JWKS_URL is not set"),
+        ({"AKSON_JWKS_URL": "https://idp.example/jwks"}, "AKSON_PUBLIC_URL is not set"),
+        (
+            {
+                "AKSON_JWKS_URL": "https://idp.example/jwks",
+                "AKSON_PUBLIC_URL": "https://akson.example",
+                "AKSON_BENCHMARK_WITHOUT_AUDIT": "1",
+            },
+            "switches the audit log off",
+        ),
+    ],
+    ids=["demo-issuer", "no-public-url", "audit-off"],
+)
+def test_outside_demo_mode_the_gateway_refuses_to_start_with_anything_unsafe(
+    tmp_path: Path, env: dict[str, str], problem: str
+) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AKSON_") and k != "CERBOS_URL"}
+    started = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", "1"],
+        env={**base, "AKSON_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT,
+    )
+    assert started.returncode == 2 and problem in started.stderr
 
 
 def test_gateway_workers_starting_together_agree_on_one_demo_key(tmp_path: Path) -> None:

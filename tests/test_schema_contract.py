@@ -5,8 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from gateway.schema import schema
+from gateway.config import load_settings
+from gateway.schema import build_schema
 from tests.conftest import PROJECT
+
+schema = build_schema(load_settings())
 
 
 def test_the_committed_schema_matches_the_code() -> None:
