@@ -275,6 +275,33 @@ def set_bodies(servers: dict[str, Server]) -> dict[str, dict[str, int]]:
     return rows
 
 
+AUDIT_SAMPLES = 10
+
+
+async def audit_cost(url: str, server: Server, queries: list[str]) -> dict[str, tuple[float, float]]:
+    """Audit rows and bytes (row size as stored, before compression) each query writes per request, from
+    AUDIT_SAMPLES requests sent one at a time to the gateway with audit on."""
+    conn = await asyncpg.connect(url)
+    cost: dict[str, tuple[float, float]] = {}
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            for query in queries:
+                before = await conn.fetchval("SELECT coalesce(max(id), 0) FROM audit_event")
+                for _ in range(AUDIT_SAMPLES):
+                    await client.post(
+                        server.url(query),
+                        content=server.bodies[query],
+                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {server.token}"},
+                    )
+                rows, size = await conn.fetchrow(
+                    "SELECT count(*), coalesce(sum(pg_column_size(a.*)), 0) FROM audit_event a WHERE id > $1", before
+                )
+                cost[query] = (rows / AUDIT_SAMPLES, size / AUDIT_SAMPLES)
+    finally:
+        await conn.close()
+    return cost
+
+
 class Sampler:
     """CPU seconds and peak memory of a server's processes over one measured window."""
 
@@ -481,6 +508,9 @@ def main() -> None:
         rows = set_bodies(servers)
         for query in queries:
             print(f"{query}: {next(iter(rows[query].values())):,} rows at the deepest level from every server")
+        if "gateway" in servers:
+            for query, (audit_rows, audit_bytes) in asyncio.run(audit_cost(url, servers["gateway"], queries)).items():
+                print(f"{query}: the audit log grows by {audit_rows:.1f} rows, {audit_bytes:,.0f} bytes per request")
         results: dict[tuple[str, str, int], Measurement] = {}
         for query in queries:
             for c in levels:

@@ -143,7 +143,9 @@ async def insert_rows(conn: asyncpg.Connection | asyncpg.Pool, rows: list[AuditR
         _TYPED,
         ")) WITH ORDINALITY AS r(",
         _NAMES,
-        ", ordinal) ORDER BY r.ordinal",
+        # The chain lock is taken before any row is formed, so every row's time (its month's partition) is
+        # read under the lock: time order is chain order (migration 0015).
+        ", ordinal) WHERE audit_chain_lock() ORDER BY r.ordinal",
     ).render()
     await conn.execute(text, *values)
 
@@ -189,40 +191,3 @@ class AuditWriter:
                             done.set_result(None)
         finally:
             self._writing = False
-
-
-GENESIS = "0" * 64
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    """The outcome of walking the audit chain."""
-
-    checked: int
-    broken_at: int | None
-    problem: str | None
-
-
-async def verify_chain(conn: asyncpg.Connection) -> ChainReport:
-    """Recompute every row's digest and link in id order; report the first row where the chain breaks
-    (an altered row, a removed row, a row inserted out of band) or a truncated tail."""
-    checked = 0
-    expected_prev = GENESIS
-    last_hash = GENESIS
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(
-            "SELECT id, prev_hash, row_hash, audit_row_digest(prev_hash, a) AS recomputed "
-            "FROM audit_event a ORDER BY id"
-        ):
-            checked += 1
-            if row["prev_hash"] != expected_prev:
-                return ChainReport(
-                    checked, row["id"], "does not link to the row before it (a row was removed or inserted out of band)"
-                )
-            if row["recomputed"] != row["row_hash"]:
-                return ChainReport(checked, row["id"], "its content does not match its hash (the row was altered)")
-            expected_prev = last_hash = row["row_hash"]
-        head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_chain_head WHERE id = 1")
-    if head is not None and head["last_hash"] != last_hash:
-        return ChainReport(checked, int(head["last_id"]), "the newest rows are missing (the log was truncated)")
-    return ChainReport(checked, None, None)

@@ -10,21 +10,24 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
+from typing import Any, TypeVar
 
 import asyncpg
 
 from gateway import demo_issuer
-from gateway.audit import ChainReport, verify_chain
+from gateway.audit_chain import Archived, AuditSeal, ChainReport, archive_before, verify_archives, verify_chain
 from gateway.components import ComponentError, start_components, start_database
 from gateway.config import Settings, load_settings
 from gateway.db import MigrationError, ensure_database, migrate
+from gateway.keys import load_or_create_key
 from gateway.personas import PERSONAS
 from gateway.policy_cli import add_commands as add_policy_commands
 from gateway.seed import is_seeded, reset, seed
 
 DEMO_PATIENTS = 1000
+T = TypeVar("T")
 
 
 async def _prepare(
@@ -210,30 +213,59 @@ async def _recent_audit(url: str, last: int) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def _verify(url: str) -> ChainReport:
+async def _with_conn(url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     conn = await asyncpg.connect(url)
     try:
-        return await verify_chain(conn)
+        return await work(conn)
     finally:
         await conn.close()
 
 
+def _print_report(report: ChainReport) -> int:
+    start = f" after checkpoint row {report.continued_after}" if report.continued_after else ""
+    if report.broken_at is None:
+        print(f"audit chain intact: {report.checked} rows verified{start}")
+        return 0
+    print(f"audit chain BROKEN at row {report.broken_at}: {report.problem} ({report.checked} rows checked{start})")
+    return 3
+
+
 def _cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     url, stop = start_database(settings)
+    seal = AuditSeal(load_or_create_key(settings.audit_key_path))
     try:
         if args.action == "verify":
-            report = asyncio.run(_verify(url))
-        else:
-            rows = asyncio.run(_recent_audit(url, args.last))
+            return _print_report(asyncio.run(_with_conn(url, lambda c: verify_chain(c, seal, full=args.full))))
+        if args.action == "verify-archives":
+            problems = asyncio.run(_with_conn(url, lambda c: verify_archives(c, seal, settings.audit_archive_dir)))
+            for problem in problems:
+                print(f"archive BROKEN: {problem}")
+            if not problems:
+                print(f"archives intact ({settings.audit_archive_dir})")
+            return 3 if problems else 0
+        if args.action == "archive":
+            if args.before is None:
+                print("akson audit archive: --before YYYY-MM-DD is required", file=sys.stderr)
+                return 2
+            before = args.before
+
+            async def archive(conn: asyncpg.Connection) -> list[Archived]:
+                return await archive_before(conn, seal, before, settings.audit_archive_dir)
+
+            try:
+                done = asyncio.run(_with_conn(url, archive))
+            except ValueError as exc:
+                print(f"akson audit archive: {exc}", file=sys.stderr)
+                return 3
+            for month in done:
+                print(f"archived {month.partition}: {month.rows} rows -> {month.path}")
+            if not done:
+                print(f"no month ends on or before {before}; nothing archived")
+            return 0
+        rows = asyncio.run(_recent_audit(url, args.last))
     finally:
         if stop:
             stop()
-    if args.action == "verify":
-        if report.broken_at is None:
-            print(f"audit chain intact: {report.checked} rows verified")
-            return 0
-        print(f"audit chain BROKEN at row {report.broken_at}: {report.problem} ({report.checked} rows checked)")
-        return 3
     for r in rows:
         print(
             f"{r['recorded_at']:%Y-%m-%d %H:%M:%S}  {r['decision']:<5} {r['reason'] or '-':<20} "
@@ -287,9 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_policy_commands(sub)
 
-    audit = sub.add_parser("audit", help="show recent audit records, or verify the audit chain")
-    audit.add_argument("action", nargs="?", choices=["recent", "verify"], default="recent")
+    audit = sub.add_parser(
+        "audit",
+        help="show recent audit records; verify the chain (from the last signed checkpoint, or --full); "
+        "archive months ending on or before --before to files; verify those files",
+    )
+    audit.add_argument(
+        "action", nargs="?", choices=["recent", "verify", "archive", "verify-archives"], default="recent"
+    )
     audit.add_argument("--last", type=int, default=20)
+    audit.add_argument("--full", action="store_true", help="verify from the first row, not the last checkpoint")
+    audit.add_argument("--before", type=date.fromisoformat, help="archive: months ending on or before this day")
     audit.set_defaults(handler=_cmd_audit)
     return parser
 

@@ -90,6 +90,8 @@ class Settings:
     webhook_secret_overlap_seconds: float = 86_400.0
     webhook_batch_size: int = 100
     webhook_concurrency: int = 8
+    audit_key_file: Path | None = None
+    audit_archive_folder: Path | None = None
 
     def production_problems(self) -> list[str]:
         """Why these settings are unsafe outside demo mode; empty when they are safe."""
@@ -111,6 +113,17 @@ class Settings:
     def demo_key_path(self) -> Path:
         """Where the demo issuer keeps its signing key, shared by `akson token` and the gateway."""
         return self.data_dir / "demo-issuer" / "signing-key.json"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The key that signs audit checkpoints and archive records (`AKSON_AUDIT_KEY_PATH`): keep it where
+        the database's administrators cannot write."""
+        return self.audit_key_file or self.data_dir / "audit" / "signing-key.json"
+
+    @property
+    def audit_archive_dir(self) -> Path:
+        """Where `akson audit archive` writes months moved out of the database (`AKSON_AUDIT_ARCHIVE_DIR`)."""
+        return self.audit_archive_folder or self.data_dir / "audit-archive"
 
     @property
     def embedded_pgdata(self) -> Path:
@@ -164,6 +177,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         webhook_secret_overlap_seconds=_seconds(env, "AKSON_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400.0),
         webhook_batch_size=_positive(env, "AKSON_WEBHOOK_BATCH_SIZE", 100),
         webhook_concurrency=_positive(env, "AKSON_WEBHOOK_CONCURRENCY", 8),
+        audit_key_file=Path(env["AKSON_AUDIT_KEY_PATH"]).resolve() if env.get("AKSON_AUDIT_KEY_PATH") else None,
+        audit_archive_folder=(
+            Path(env["AKSON_AUDIT_ARCHIVE_DIR"]).resolve() if env.get("AKSON_AUDIT_ARCHIVE_DIR") else None
+        ),
     )
 
 

@@ -53,6 +53,17 @@ def bundled_migrations() -> list[Migration]:
     return found
 
 
+# Months ahead whose audit partitions exist after every migration (and so every `akson serve`); rows past
+# them land in the default partition, which archiving leaves alone.
+AUDIT_MONTHS_AHEAD = 3
+
+
+async def ensure_audit_partitions(conn: asyncpg.Connection) -> None:
+    """Create this month's audit partition and the next ones, where the schema has partitions."""
+    if await conn.fetchval("SELECT to_regprocedure('audit_ensure_partitions(date, integer)') IS NOT NULL"):
+        await conn.execute("SELECT audit_ensure_partitions(current_date, $1)", AUDIT_MONTHS_AHEAD)
+
+
 async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
     """Bring the schema up to date so the code and the tables agree; returns what was applied."""
     migrations = bundled_migrations() if migrations is None else migrations
@@ -90,6 +101,7 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
                     f"migration {migration.version:04d}_{migration.name} failed and was rolled back: {exc}"
                 ) from exc
             applied_now.append(f"{migration.version:04d}_{migration.name}")
+        await ensure_audit_partitions(conn)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now

@@ -7,17 +7,15 @@ follow HelseID for personnel and ID-porten for citizens; a backend service's tok
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-import orjson
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
 from gateway.claims import ClaimNames
+from gateway.keys import load_or_create_key as load_or_create_key
 from gateway.personas import Persona
 
 _NAMES = ClaimNames()
@@ -28,28 +26,6 @@ CLAIM_CITIZEN_PID = _NAMES.citizen_pid
 CLAIM_PURPOSE_OF_USE = _NAMES.purpose_of_use
 CLAIM_LAUNCH_PATIENT = _NAMES.launch_patient
 TOKEN_LIFETIME_SECONDS = 3600
-
-
-def load_or_create_key(path: Path) -> ECKey:
-    """The issuer's private key; created once, atomically, so concurrent starts agree on it."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = ECKey.generate_key(
-            "P-256", parameters={"kid": uuid.uuid4().hex[:16], "use": "sig", "alg": "ES256"}, private=True
-        )
-        # Written whole under a private name, then linked into place: a second process starting at the
-        # same moment either wins the link or reads the winner's complete key, never a half-written file.
-        draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(key.as_dict(private=True)))
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return ECKey.import_key(orjson.loads(path.read_bytes()))
 
 
 def public_keyset(key: ECKey) -> KeySet:

@@ -13,8 +13,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from joserfc.jwk import ECKey
 
-from gateway.audit import verify_chain
+from gateway.audit_chain import AuditSeal, verify_chain
 from gateway.db import GATEWAY_ROLE, migrate
 from tests.conftest import CITIZEN, PROJECT, Gateway, run
 
@@ -118,7 +119,7 @@ def test_the_running_gateways_log_is_a_valid_chain(gateway: Gateway) -> None:
     async def check() -> Any:
         conn = await asyncpg.connect(gateway.database_url)
         try:
-            return await verify_chain(conn)
+            return await verify_chain(conn, AuditSeal(ECKey.generate_key("P-256", private=True)))
         finally:
             await conn.close()
 
