@@ -102,14 +102,29 @@ def pdp_pids(gateway: Gateway) -> list[int]:
     return found
 
 
+def pdp_serving(drill: Drill) -> bool:
+    """Whether the gateway's PDP answers its own health check (its HTTP port is in the config it was given)."""
+    config = (drill.gateway.data_dir / "cerbos" / "cerbos.yaml").read_text()
+    port = config.split('httpListenAddr: "127.0.0.1:', 1)[1].split('"', 1)[0]
+    try:
+        return bool(httpx.get(f"http://127.0.0.1:{port}/_cerbos/health", timeout=0.5).json()["status"] == "SERVING")
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+
+
 def test_a_killed_pdp_is_restarted_by_the_gateway_and_reads_answer_again_within_seconds(drill: Drill) -> None:
     assert answered(drill.read())
     [pdp] = pdp_pids(drill.gateway)
     os.kill(pdp, signal.SIGKILL)
     killed = time.monotonic()
-    took = recover(drill, killed)
-    print(f"PDP killed: reads answered again after {took:.2f}s")
-    assert took < RECOVERY_SECONDS, f"reads answered again only {took:.1f}s after the PDP was killed"
+    while pdp_pids(drill.gateway) == [pdp] or not pdp_serving(drill):
+        assert time.monotonic() - killed < 30, "the PDP was not started again"
+        time.sleep(0.02)
+    serving = time.monotonic()
+    took = recover(drill, serving)
+    print(f"PDP killed: serving again after {serving - killed:.2f}s, reads answered {took:.2f}s after that")
+    assert serving - killed + took < RECOVERY_SECONDS, "reads answered again too late after the PDP was killed"
+    assert took < 2.0, f"the gateway reconnected only {took:.1f}s after the PDP answered again"
     [restarted] = pdp_pids(drill.gateway)
     assert restarted != pdp and not Path(f"/proc/{pdp}").exists(), "the killed PDP was left unreaped"
     ready = httpx.get(f"{drill.gateway.base_url}/healthz/ready")
