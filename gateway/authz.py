@@ -199,9 +199,15 @@ def _struct(values: dict[str, Any]) -> Struct:
     return struct
 
 
+def content_key(value: Any) -> bytes:
+    """A 32-byte key naming exactly this content (SHA-256 of its canonical JSON). Cache keys are digests:
+    the JSON of a principal or a resource's attributes runs to kilobytes, and a soak held thousands."""
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).digest()
+
+
 def _input_key(kind: str, action: str, resource_id: str, attributes: dict[str, Any], scope: str) -> bytes:
-    """Everything about a resource that a decision depends on, as bytes naming exactly that content."""
-    return orjson.dumps([kind, action, resource_id, scope, attributes], option=orjson.OPT_SORT_KEYS)
+    """Everything about a resource that a decision depends on, as a key naming exactly that content."""
+    return content_key([kind, action, resource_id, scope, attributes])
 
 
 def principal_attributes(principal: Principal) -> dict[str, Any]:
@@ -269,7 +275,7 @@ class Authorizer:
         costs more than a plan lookup (protobuf's Struct is filled in Python), so messages are reused."""
         roles = sorted(principal.roles)
         attributes = principal_attributes(principal)
-        key = orjson.dumps([principal.id, roles, attributes], option=orjson.OPT_SORT_KEYS)
+        key = content_key([principal.id, roles, attributes])
         message = self._subjects.get(key)
         if message is None:
             if len(self._subjects) >= self.PLAN_CACHE_SIZE:
@@ -321,6 +327,7 @@ class Authorizer:
             (subject_key, self.policy_version, _input_key(kind.name, action, rid, attrs, scope))
             for (rid, attrs), scope in zip(resources, row_scopes, strict=True)
         ]
+        self._forget_decisions(now)
         known: list[Decision | None] = []
         for key in keys:
             remembered = self._decisions.get(key)
@@ -336,8 +343,21 @@ class Authorizer:
             for i, decision in zip(asked, answers, strict=True):
                 known[i] = decision
                 if remember:
+                    self._decisions.pop(keys[i], None)
                     self._decisions[keys[i]] = (now, decision)
         return [decision for decision in known if decision is not None]
+
+    def _forget_decisions(self, now: float) -> None:
+        """Drop decisions past their 5 s from the front of the cache: entries are in the order they were
+        made (a renewed one moves to the end), so the expired ones come first and memory holds only the
+        last few seconds' decisions."""
+        expired = []
+        for key, (made, _) in self._decisions.items():
+            if now - made < self.DECISION_SECONDS:
+                break
+            expired.append(key)
+        for key in expired:
+            del self._decisions[key]
 
     async def _check(
         self,
