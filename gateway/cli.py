@@ -199,18 +199,14 @@ def _cmd_personas(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _recent_audit(url: str, last: int) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            """SELECT recorded_at, actor_kind, coalesce(actor_hpr_number, actor_id) AS actor, client_id,
-                      patient_id, resource_kind, action, decision, reason
-                 FROM audit_event ORDER BY id DESC LIMIT $1""",
-            last,
-        )
-        return list(reversed(rows))
-    finally:
-        await conn.close()
+async def _recent_audit(conn: asyncpg.Connection, last: int) -> list[asyncpg.Record]:
+    rows = await conn.fetch(
+        """SELECT recorded_at, actor_kind, coalesce(actor_hpr_number, actor_id) AS actor, client_id,
+                  patient_id, resource_kind, action, decision, reason
+             FROM audit_event ORDER BY id DESC LIMIT $1""",
+        last,
+    )
+    return list(reversed(rows))
 
 
 async def _with_conn(url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -262,7 +258,7 @@ def _cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
             if not done:
                 print(f"no month ends on or before {before}; nothing archived")
             return 0
-        rows = asyncio.run(_recent_audit(url, args.last))
+        rows = asyncio.run(_with_conn(url, lambda c: _recent_audit(c, args.last)))
     finally:
         if stop:
             stop()

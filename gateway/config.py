@@ -11,6 +11,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.claims import ClaimNames
@@ -139,6 +140,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     exporter = env.get("OTEL_TRACES_EXPORTER", "none").strip().lower() or "none"
     if exporter not in {"none", "console", "otlp"}:
         raise ValueError(f"OTEL_TRACES_EXPORTER must be none, console or otlp, not {exporter!r}")
+    numbers: dict[str, Any] = {name: _positive(env, name) for name in _WHOLE_NUMBERS}
+    numbers.update({name: _seconds(env, name) for name in _SECONDS})
     return Settings(
         project_dir=project,
         data_dir=data_dir,
@@ -155,28 +158,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         audit_disabled_for_benchmark=env.get("AKSON_BENCHMARK_WITHOUT_AUDIT") == "1",
         demo=env.get("AKSON_DEMO") == "1",
         public_url=_url(env, "AKSON_PUBLIC_URL"),
-        graphql_max_depth=_positive(env, "AKSON_GRAPHQL_MAX_DEPTH", 10),
-        graphql_max_tokens=_positive(env, "AKSON_GRAPHQL_MAX_TOKENS", 2000),
-        graphql_max_aliases=_positive(env, "AKSON_GRAPHQL_MAX_ALIASES", 30),
-        graphql_max_selections=_positive(env, "AKSON_GRAPHQL_MAX_SELECTIONS", 1000),
-        database_pool_size=_positive(env, "AKSON_DATABASE_POOL_SIZE", 3),
-        pdp_reconnect_seconds=_seconds(env, "AKSON_PDP_RECONNECT_SECONDS", 1.0),
-        change_scan_window=_positive(env, "AKSON_CHANGE_SCAN_WINDOW", 10_000),
-        change_poll_seconds=_seconds(env, "AKSON_CHANGE_POLL_SECONDS", 5.0),
-        subscription_send_timeout_seconds=_seconds(env, "AKSON_SUBSCRIPTION_SEND_TIMEOUT_SECONDS", 10.0),
-        subscription_close_grace_seconds=_seconds(env, "AKSON_SUBSCRIPTION_CLOSE_GRACE_SECONDS", 10.0),
-        subscriptions_per_connection=_positive(env, "AKSON_SUBSCRIPTIONS_PER_CONNECTION", 20),
-        subscription_page_size=_positive(env, "AKSON_SUBSCRIPTION_PAGE_SIZE", 50),
-        subscription_window_bytes=_positive(env, "AKSON_SUBSCRIPTION_WINDOW_BYTES", 1_048_576),
         webhook_allowed_networks=_networks(env, "AKSON_WEBHOOK_ALLOWED_NETWORKS"),
-        webhook_timeout_seconds=_seconds(env, "AKSON_WEBHOOK_TIMEOUT_SECONDS", 10.0),
-        webhook_retry_base_seconds=_seconds(env, "AKSON_WEBHOOK_RETRY_BASE_SECONDS", 5.0),
-        webhook_retry_max_delay_seconds=_seconds(env, "AKSON_WEBHOOK_RETRY_MAX_DELAY_SECONDS", 3600.0),
-        webhook_retry_window_seconds=_seconds(env, "AKSON_WEBHOOK_RETRY_WINDOW_SECONDS", 86_400.0),
-        webhook_disable_after_seconds=_seconds(env, "AKSON_WEBHOOK_DISABLE_AFTER_SECONDS", 86_400.0),
-        webhook_secret_overlap_seconds=_seconds(env, "AKSON_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400.0),
-        webhook_batch_size=_positive(env, "AKSON_WEBHOOK_BATCH_SIZE", 100),
-        webhook_concurrency=_positive(env, "AKSON_WEBHOOK_CONCURRENCY", 8),
+        **numbers,
         audit_key_file=Path(env["AKSON_AUDIT_KEY_PATH"]).resolve() if env.get("AKSON_AUDIT_KEY_PATH") else None,
         audit_archive_folder=(
             Path(env["AKSON_AUDIT_ARCHIVE_DIR"]).resolve() if env.get("AKSON_AUDIT_ARCHIVE_DIR") else None
@@ -184,15 +167,50 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     )
 
 
-def _positive(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name, str(default))
+# Settings read from `AKSON_<FIELD>` (upper case), defaulting to the field's default above.
+_WHOLE_NUMBERS = (
+    "graphql_max_depth",
+    "graphql_max_tokens",
+    "graphql_max_aliases",
+    "graphql_max_selections",
+    "database_pool_size",
+    "change_scan_window",
+    "subscriptions_per_connection",
+    "subscription_page_size",
+    "subscription_window_bytes",
+    "webhook_batch_size",
+    "webhook_concurrency",
+)
+_SECONDS = (
+    "pdp_reconnect_seconds",
+    "change_poll_seconds",
+    "subscription_send_timeout_seconds",
+    "subscription_close_grace_seconds",
+    "webhook_timeout_seconds",
+    "webhook_retry_base_seconds",
+    "webhook_retry_max_delay_seconds",
+    "webhook_retry_window_seconds",
+    "webhook_disable_after_seconds",
+    "webhook_secret_overlap_seconds",
+)
+
+
+def _variable(field: str) -> tuple[str, str]:
+    """The environment variable of a setting, and the text of its default."""
+    return f"AKSON_{field.upper()}", str(Settings.__dataclass_fields__[field].default)
+
+
+def _positive(env: dict[str, str], field: str) -> int:
+    name, default = _variable(field)
+    raw = env.get(name, default)
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
     return int(raw)
 
 
-def _seconds(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, str(default))
+def _seconds(env: dict[str, str], field: str) -> float:
+    name, default = _variable(field)
+    raw = env.get(name, default)
     try:
         seconds = float(raw)
     except ValueError:
