@@ -16,58 +16,46 @@ from typing import Any
 import asyncpg
 import orjson
 from cerbos.sdk.grpc.client import AsyncCerbosClient
-from cross_web import HTTPException
-from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import StrawberryGraphQLError
-from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types import ExecutionResult
 
 from gateway import demo_issuer
 from gateway.audit import AuditWriter
 from gateway.auth import (
-    PRINCIPAL_SCOPE_KEY,
     AuthenticationMiddleware,
     Authenticator,
     TokenVerifier,
     is_graphiql_page,
-    send_error,
 )
 from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
 from gateway.change_hub import ChangeHub
 from gateway.config import Settings, load_settings
 from gateway.context import Context
-from gateway.db import create_pool
-from gateway.errors import (
-    AksonError,
-    AuditUnavailable,
-    BadRequest,
-    ServiceUnavailable,
-    as_client_error,
-    graphql_error_payload,
-)
+from gateway.db import AppShares, create_pool
+from gateway.graphql_http import GraphQLHttp
 from gateway.jwks import RemoteJwks, StaticKeys
 from gateway.live import ABANDONED_KEY, INIT_TIMEOUT, JournalSocket
+from gateway.rate_limits import PostgresRateLimiter
 from gateway.registry import AppStatus
 from gateway.runtime import Runtime, runtime_of
 from gateway.schema import build_schema
 from gateway.telemetry import setup_logging, setup_tracing, traced
 from gateway.token_endpoint import TokenEndpoint
+from gateway.trusted_documents import TrustedDocuments
 from gateway.webhook_worker import WebhookWorker
 
 log = logging.getLogger(__name__)
 
 
 class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context, error shape and the audit step before the response;
-    websockets speak graphql-transport-ws through `JournalSocket` (gateway/live.py)."""
+    """Strawberry's ASGI view, for what it does well: the GraphiQL page, and websockets speaking
+    graphql-transport-ws through `JournalSocket` (gateway/live.py). HTTP requests go to `GraphQLHttp`."""
 
     graphql_transport_ws_handler_class = JournalSocket
 
@@ -82,77 +70,34 @@ class GraphQLView(GraphQL[Context, None]):
                 if current is not None:
                     current.uncancel()
             return
-        request = Request(scope=scope, receive=receive)
-        if is_graphiql_page(scope):
-            await (await self.render_graphql_ide(request))(scope, receive, send)
-            return
-        try:
-            response = await self.run(request)
-        except HTTPException as exc:
-            await send_error(send, BadRequest(exc.reason))
-            return
-        except AksonError as exc:
-            await send_error(send, exc)
-            return
-        await response(scope, receive, send)
+        await (await self.render_graphql_ide(Request(scope=scope, receive=receive)))(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context | None:  # type: ignore[override]
-        """The request's context; a websocket gets its context when `connection_init` authenticates it."""
-        if isinstance(request, WebSocket):
-            return None
-        return Context.build(runtime_of(request.scope), request, request.scope[PRINCIPAL_SCOPE_KEY])
-
-    async def execute_operation(self, **kwargs: Any) -> Any:  # type: ignore[override]
-        """Run the operation, write its audit records, and fail closed: if the records cannot be
-        written, or a component was unreachable, the response carries no data."""
-        result = await super().execute_operation(**kwargs)
-        context: Context = kwargs["context"]
-        span_context = trace.get_current_span().get_span_context()
-        if span_context.is_valid:
-            kwargs["sub_response"].headers["x-trace-id"] = f"{span_context.trace_id:032x}"
-        runtime = runtime_of(context.request.scope)
-        if runtime.settings.audit_disabled_for_benchmark:
-            kwargs["sub_response"].headers["x-akson-audit"] = "disabled-for-benchmark"
-            context.audit.records.clear()
-            return result
-        try:
-            await context.audit.flush(runtime.audit_writer)
-        except Exception as exc:
-            log.error("audit write failed; withholding the response data: %s", type(exc).__name__)
-            return self._fail_closed(
-                kwargs, AuditUnavailable("the access could not be recorded in the audit log, so no data is returned")
-            )
-        for error in getattr(result, "errors", None) or []:
-            client_error = as_client_error(error.original_error) if error.original_error else None
-            if isinstance(client_error, ServiceUnavailable):
-                return self._fail_closed(kwargs, client_error)
-        return result
-
-    @staticmethod
-    def _fail_closed(kwargs: dict[str, Any], error: ServiceUnavailable) -> ExecutionResult:
-        kwargs["sub_response"].status_code = error.http_status
-        return ExecutionResult(data=None, errors=[StrawberryGraphQLError(error.message, original_error=error)])
-
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
-        payload: GraphQLHTTPResponse = {"data": result.data}
-        if result.errors:
-            payload["errors"] = [graphql_error_payload(e) for e in result.errors]
-        return payload
+        """A websocket gets its context when `connection_init` authenticates it (gateway/live.py)."""
+        return None
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
-        """orjson refuses invalid UTF-8, lone surrogates and nesting deeper than 1024 as JSON errors
-        (400), where the standard library raises other errors (500)."""
+        """orjson refuses invalid UTF-8, lone surrogates and nesting deeper than 1024 as JSON errors."""
         return orjson.loads(data)
 
-    def parse_json(self, data: str | bytes) -> Any:
-        """A request body (or GET `variables`) must be a JSON object; anything else is a bad request."""
-        parsed = super().parse_json(data)
-        if not isinstance(parsed, dict):
-            raise HTTPException(400, "The request body must be a JSON object with a `query` string")
-        return parsed
+
+class GraphQLEndpoint:
+    """`/graphql`: the GraphiQL page for a browser (where introspection is on), websockets to strawberry's
+    view, and every other HTTP request through authentication to the GraphQL-over-HTTP transport."""
+
+    def __init__(self, view: GraphQLView, http: ASGIApp, graphiql: bool) -> None:
+        self._view = view
+        self._http = http
+        self._graphiql = graphiql
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" or (self._graphiql and is_graphiql_page(scope)):
+            await self._view(scope, receive, send)
+        else:
+            await self._http(scope, receive, send)
 
 
 async def live(request: Request) -> Response:
@@ -218,7 +163,12 @@ def create_app(settings: Settings | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert settings.database_url and settings.cerbos_url
-        pool = await create_pool(settings.database_url, min_size=1, max_size=settings.database_pool_size)
+        pool = await create_pool(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.database_pool_size,
+            statement_timeout_ms=int(settings.request_deadline_seconds * 1000),
+        )
         cerbos = AsyncCerbosClient(
             settings.cerbos_url.removeprefix("grpc://"),
             timeout_secs=5,
@@ -261,6 +211,9 @@ def create_app(settings: Settings | None = None) -> Any:
             audit_writer=audit_writer,
             hub=hub,
             webhooks=webhooks,
+            trusted_documents=TrustedDocuments(pool),
+            rate_limiter=PostgresRateLimiter(pool),
+            app_shares=AppShares(pool, settings.database_pool_size),
         )
         watcher = asyncio.create_task(authorizer.watch(settings.policy_dir))
         # What start-up built (schema, policies, pools) lives as long as the process: kept out of the
@@ -278,8 +231,9 @@ def create_app(settings: Settings | None = None) -> Any:
             await cerbos.close()  # type: ignore[no-untyped-call]
             await pool.close()
 
-    graphql = GraphQLView(
-        build_schema(settings),
+    schema = build_schema(settings)
+    view = GraphQLView(
+        schema,
         graphql_ide="graphiql",
         allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -289,9 +243,15 @@ def create_app(settings: Settings | None = None) -> Any:
     routes = [
         Route(
             "/graphql",
-            AuthenticationMiddleware(graphql, lambda scope: runtime_of(scope).authenticator, settings.base_url),
+            GraphQLEndpoint(
+                view,
+                AuthenticationMiddleware(
+                    GraphQLHttp(schema), lambda scope: runtime_of(scope).authenticator, settings.base_url
+                ),
+                graphiql=settings.introspection,
+            ),
         ),
-        WebSocketRoute("/graphql", graphql),
+        WebSocketRoute("/graphql", view),
         Route("/healthz", ready),
         Route("/healthz/ready", ready),
         Route("/healthz/live", live),

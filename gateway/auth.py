@@ -440,7 +440,11 @@ async def send_error(send: Send, error: AksonError, scheme: str | None = None) -
     """Answer with a typed JSON error before GraphQL runs (401 carries WWW-Authenticate, in the scheme
     the request used)."""
     body = orjson.dumps(http_error_body(error))
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
     if isinstance(error, Unauthenticated):
         headers.append((b"www-authenticate", challenge(error, scheme).encode("latin-1", "replace")))
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})

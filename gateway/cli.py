@@ -19,8 +19,9 @@ import asyncpg
 from gateway import demo_issuer
 from gateway.audit_chain import Archived, AuditSeal, ChainReport, archive_before, verify_archives, verify_chain
 from gateway.components import ComponentError, start_components, start_database
-from gateway.config import Settings, load_settings
+from gateway.config import DEMO_BASE_URL, Settings, load_settings
 from gateway.db import MigrationError, ensure_database, migrate
+from gateway.documents_cli import add_commands as add_document_commands
 from gateway.keys import load_or_create_key
 from gateway.personas import PERSONAS
 from gateway.policy_cli import add_commands as add_policy_commands
@@ -314,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the GraphQL schema (SDL)").set_defaults(handler=_cmd_schema)
 
     add_policy_commands(sub)
+    add_document_commands(sub, DEMO_BASE_URL)
 
     audit = sub.add_parser(
         "audit",

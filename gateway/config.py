@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.claims import ClaimNames
+from gateway.personas import DEMO_APP_CLIENT_ID
 
 
 def _cerbos_binary_default(project: Path) -> Path:
@@ -93,6 +94,28 @@ class Settings:
     webhook_concurrency: int = 8
     audit_key_file: Path | None = None
     audit_archive_folder: Path | None = None
+    # The HTTP edge: the largest request body (413 beyond it) and the largest `variables` object (its JSON).
+    max_body_bytes: int = 1_048_576
+    max_variables_bytes: int = 262_144
+    # How long one request may take in all (504 DEADLINE_EXCEEDED beyond it); every statement it runs gets
+    # what is left of it as its `statement_timeout`.
+    request_deadline_seconds: float = 10.0
+    # What a third-party app may spend unless its approval set its own budget: requests per minute (per app,
+    # across every process), the cost of one request (see gateway/cost.py) and cost per minute. A person
+    # has a budget of requests per minute of their own, whatever app they use.
+    app_requests_per_minute: int = 1_200
+    app_max_cost_per_request: int = 50_000
+    app_cost_per_minute: int = 2_000_000
+    user_requests_per_minute: int = 600
+    # Trusted documents: third-party apps must send the id of an operation they registered, not query text.
+    # Required outside demo mode unless AKSON_TRUSTED_DOCUMENTS=optional; the apps listed in
+    # AKSON_FIRST_PARTY_APPS (in demo mode also the demo app, GraphiQL's) may always send text.
+    trusted_documents_required: bool = False
+    first_party_apps: tuple[str, ...] = ()
+    # Schema introspection (`__schema`, `__type`): on in demo mode, off elsewhere unless AKSON_INTROSPECTION=on.
+    introspection: bool = True
+    # Rate-limit counters live in PostgreSQL, or in Redis when REDIS_URL is set.
+    redis_url: str | None = None
 
     def production_problems(self) -> list[str]:
         """Why these settings are unsafe outside demo mode; empty when they are safe."""
@@ -140,6 +163,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     exporter = env.get("OTEL_TRACES_EXPORTER", "none").strip().lower() or "none"
     if exporter not in {"none", "console", "otlp"}:
         raise ValueError(f"OTEL_TRACES_EXPORTER must be none, console or otlp, not {exporter!r}")
+    demo = env.get("AKSON_DEMO") == "1"
     numbers: dict[str, Any] = {name: _positive(env, name) for name in _WHOLE_NUMBERS}
     numbers.update({name: _seconds(env, name) for name in _SECONDS})
     return Settings(
@@ -156,9 +180,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         claim_names=ClaimNames.from_json(env.get("AKSON_CLAIM_NAMES")),
         traces_exporter=exporter,
         audit_disabled_for_benchmark=env.get("AKSON_BENCHMARK_WITHOUT_AUDIT") == "1",
-        demo=env.get("AKSON_DEMO") == "1",
+        demo=demo,
         public_url=_url(env, "AKSON_PUBLIC_URL"),
         webhook_allowed_networks=_networks(env, "AKSON_WEBHOOK_ALLOWED_NETWORKS"),
+        trusted_documents_required=_choice(env, "AKSON_TRUSTED_DOCUMENTS", ("required", "optional"), demo)
+        == "required",
+        first_party_apps=tuple(a.strip() for a in env.get("AKSON_FIRST_PARTY_APPS", "").split(",") if a.strip())
+        + ((DEMO_APP_CLIENT_ID,) if demo else ()),
+        introspection=_choice(env, "AKSON_INTROSPECTION", ("off", "on"), demo) == "on",
+        redis_url=env.get("REDIS_URL") or None,
         **numbers,
         audit_key_file=Path(env["AKSON_AUDIT_KEY_PATH"]).resolve() if env.get("AKSON_AUDIT_KEY_PATH") else None,
         audit_archive_folder=(
@@ -180,6 +210,12 @@ _WHOLE_NUMBERS = (
     "subscription_window_bytes",
     "webhook_batch_size",
     "webhook_concurrency",
+    "max_body_bytes",
+    "max_variables_bytes",
+    "app_requests_per_minute",
+    "app_max_cost_per_request",
+    "app_cost_per_minute",
+    "user_requests_per_minute",
 )
 _SECONDS = (
     "pdp_reconnect_seconds",
@@ -192,6 +228,7 @@ _SECONDS = (
     "webhook_retry_window_seconds",
     "webhook_disable_after_seconds",
     "webhook_secret_overlap_seconds",
+    "request_deadline_seconds",
 )
 
 
@@ -218,6 +255,14 @@ def _seconds(env: dict[str, str], field: str) -> float:
     if not seconds > 0:
         raise ValueError(f"{name} must be a positive number of seconds, not {raw!r}")
     return seconds
+
+
+def _choice(env: dict[str, str], name: str, values: tuple[str, str], demo: bool) -> str:
+    """One of two values; unset, the first outside demo mode and the second in it."""
+    raw = env.get(name, "").strip().lower() or values[1 if demo else 0]
+    if raw not in values:
+        raise ValueError(f"{name} must be {values[0]} or {values[1]}, not {raw!r}")
+    return raw
 
 
 def _url(env: dict[str, str], name: str) -> str | None:

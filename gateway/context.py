@@ -25,6 +25,7 @@ from gateway.write_path import JournalWriter
 from gateway.writes import JournalWrites
 
 if TYPE_CHECKING:
+    from gateway.admission import Admitted
     from gateway.live import LiveSession
     from gateway.runtime import Runtime
 
@@ -103,6 +104,7 @@ class Context:
     webhooks: WebhookEndpoints
     runtime: Runtime
     live: LiveSession | None = None
+    admitted: Admitted | None = None
 
     @classmethod
     def build(cls, runtime: Runtime, request: HTTPConnection, principal: Principal) -> Context:
@@ -123,7 +125,8 @@ class Context:
 def _services(runtime: Runtime, principal: Principal, audit: AuditTrail) -> dict[str, Any]:
     """The doors to data of one principal, all writing to one audit trail."""
     pool, authorizer, settings = runtime.pool, runtime.authorizer, runtime.settings
-    store = Store(pool, authorizer, principal, audit, settings.max_page_size)
+    reads = pool if principal.client_id in settings.first_party_apps else runtime.app_shares.of(principal.client_id)
+    store = Store(reads, authorizer, principal, audit, settings.max_page_size)
     return {
         "store": store,
         "loaders": Loaders(store),

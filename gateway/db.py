@@ -8,10 +8,12 @@ no longer matches the code. A session advisory lock serializes gateways that sta
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -134,8 +136,11 @@ async def _keep_connection(conn: asyncpg.Connection) -> None:
     return None
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """The gateway's connection pool; statements run with a timeout so a stuck query fails cleanly.
+async def create_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 30_000
+) -> asyncpg.Pool:
+    """The gateway's connection pool; statements run with a timeout (a request's deadline) so a stuck
+    query fails cleanly in PostgreSQL too.
 
     The gateway keeps no session state on pooled connections (no advisory locks, LISTEN, cursors or
     SET), so the default reset round trip on every release is skipped. A whole-selection read is one
@@ -153,7 +158,52 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
             "application_name": "akson-gateway",
             "timezone": "UTC",
             "role": GATEWAY_ROLE,
+            "statement_timeout": str(statement_timeout_ms),
         },
     )
     assert pool is not None
     return pool
+
+
+class Reads(Protocol):
+    """What the store reads with: the pool itself, or one app's share of it."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+
+
+class AppShare:
+    """One third-party app's share of the process's connections for its reads: all but one of them, so
+    that however long its statements run, another app's reads always find a connection."""
+
+    def __init__(self, pool: asyncpg.Pool, share: asyncio.Semaphore) -> None:
+        self._pool = pool
+        self._share = share
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """`Pool.fetch` within the app's share."""
+        async with self._share:
+            return list(await self._pool.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        """`Pool.fetchrow` within the app's share."""
+        async with self._share:
+            row: asyncpg.Record | None = await self._pool.fetchrow(query, *args)
+            return row
+
+
+class AppShares:
+    """The shares of every third-party app that read through this process."""
+
+    def __init__(self, pool: asyncpg.Pool, connections: int) -> None:
+        self._pool = pool
+        self._connections = max(1, connections - 1)
+        self._shares: dict[str, AppShare] = {}
+
+    def of(self, client_id: str) -> AppShare:
+        """The app's share (made on its first request)."""
+        share = self._shares.get(client_id)
+        if share is None:
+            share = self._shares[client_id] = AppShare(self._pool, asyncio.Semaphore(self._connections))
+        return share

@@ -96,6 +96,95 @@ class BadRequest(AksonError):
     http_status = 400
 
 
+class RequestRefused(AksonError):
+    """The request ends before execution: its response has no `data` entry and the error's HTTP status."""
+
+    code = "BAD_REQUEST"
+    http_status = 400
+
+
+class BatchNotSupported(RequestRefused):
+    """A JSON array of operations: each operation must be its own request (so each is limited and audited)."""
+
+    code = "BATCH_NOT_SUPPORTED"
+
+
+class PayloadTooLarge(RequestRefused):
+    """The body, or its `variables`, is larger than the gateway accepts."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class UnsupportedMediaType(RequestRefused):
+    """A POST body that is not `application/json`."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+
+
+class NotAcceptable(RequestRefused):
+    """The client accepts neither `application/graphql-response+json` nor `application/json`."""
+
+    code = "NOT_ACCEPTABLE"
+    http_status = 406
+
+
+class MethodNotAllowed(RequestRefused):
+    """Anything but GET and POST, or a mutation sent with GET (`allow` is the Allow header's value)."""
+
+    code = "METHOD_NOT_ALLOWED"
+    http_status = 405
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class TrustedDocumentNotFound(RequestRefused):
+    """The request names a document its app has not registered."""
+
+    code = "TRUSTED_DOCUMENT_NOT_FOUND"
+
+
+class PersistedQueryNotFound(TrustedDocumentNotFound):
+    """Apollo's code for the same refusal, so that Apollo clients behave as they were built to."""
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+
+class TrustedDocumentRequired(RequestRefused):
+    """A third-party app sent query text where only registered documents may run."""
+
+    code = "TRUSTED_DOCUMENT_REQUIRED"
+
+
+class CostLimitExceeded(RequestRefused):
+    """The operation's static cost is over the app's budget for one request: it never fits; ask for less."""
+
+    code = "COST_LIMIT_EXCEEDED"
+
+
+class CostBudgetExhausted(CostLimitExceeded):
+    """The app spent its cost budget for the minute: the same operation fits after `Retry-After`."""
+
+    http_status = 429
+
+
+class RateLimited(RequestRefused):
+    """The app or the person used up a budget of requests per minute; try again after `Retry-After`."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+
+
+class DeadlineExceeded(RequestRefused):
+    """The request took longer than the gateway allows; its statements were cancelled."""
+
+    code = "DEADLINE_EXCEEDED"
+    http_status = 504
+
+
 class ServiceUnavailable(AksonError):
     """A component the gateway needs (PostgreSQL, Cerbos, the audit log) is not answering: fail closed."""
 

@@ -25,11 +25,14 @@ from gateway.authz import Authorizer
 from gateway.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from gateway.resources import APP, KINDS
 from gateway.scopes import InvalidScope, parse_scopes
-from gateway.sql import join, sql, value
-from gateway.store import fetch
+from gateway.sql import Sql, ident, join, sql, value
+from gateway.store import Row, fetch
+from gateway.trusted_documents import checked_document
 from gateway.write_input import check_text
 from gateway.write_path import WriteTransaction
 
+MAX_DOCUMENTS_AT_ONCE = 500
+MAX_BUDGET = 1_000_000_000
 CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,62}")
 TRANSITIONS = {
     "approve": {"pending", "suspended"},
@@ -40,26 +43,47 @@ OUTCOME = {"approve": "approved", "suspend": "suspended", "revoke": "revoked"}
 _SELECT = sql("SELECT ", APP.select_list(), " FROM app a")
 
 
+@dataclass(frozen=True)
+class AppLimits:
+    """The budgets a policy admin set when approving an app; None where the gateway's defaults apply."""
+
+    requests_per_minute: int | None = None
+    max_cost_per_request: int | None = None
+    cost_per_minute: int | None = None
+
+
 class AppStatus:
-    """Whether a client id may call the API now; a short cache keeps this off the hot path."""
+    """Whether a client id may call the API now, and its budgets; a short cache keeps this off the hot path."""
 
     def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 2.0) -> None:
         self._pool = pool
         self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[str | None, float]] = {}
+        self._cache: dict[str, tuple[str | None, AppLimits, float]] = {}
+
+    async def _entry(self, client_id: str, fresh: bool) -> tuple[str | None, AppLimits, float]:
+        cached = self._cache.get(client_id)
+        if fresh or cached is None or time.monotonic() - cached[2] > self._ttl:
+            row = await self._pool.fetchrow(
+                "SELECT status, requests_per_minute, max_cost_per_request, cost_per_minute FROM app "
+                "WHERE client_id = $1",
+                client_id,
+            )
+            limits = AppLimits(*(row[1:] if row else ()))
+            cached = (row["status"] if row else None, limits, time.monotonic())
+            self._cache[client_id] = cached
+        return cached
 
     async def require_approved(self, client_id: str, *, fresh: bool = False) -> None:
         """Refuse tokens of apps that are not registered and approved (`fresh`: ask the database now)."""
-        cached = self._cache.get(client_id)
-        if fresh or cached is None or time.monotonic() - cached[1] > self._ttl:
-            status = await self._pool.fetchval("SELECT status FROM app WHERE client_id = $1", client_id)
-            cached = (status, time.monotonic())
-            self._cache[client_id] = cached
-        status = cached[0]
+        status = (await self._entry(client_id, fresh))[0]
         if status is None:
             raise Unauthenticated(f"the app {client_id!r} is not registered with this gateway")
         if status != "approved":
             raise Unauthenticated(f"the app {client_id!r} is {status}; its tokens are not accepted")
+
+    async def limits(self, client_id: str) -> AppLimits:
+        """The app's budgets as its approval set them (cached with its status)."""
+        return (await self._entry(client_id, False))[1]
 
     def forget(self, client_id: str) -> None:
         """Drop a cached status after this process changed it."""
@@ -203,26 +227,37 @@ class Registry:
             raise NotFound(f"no app {client_id!r} is registered")
         return row
 
+    async def _decided_row(self, tx: WriteTransaction, client_id: str, action: str, lock: Sql) -> Row:
+        """The app's row, locked, once policy allowed reading it and then `action` on it."""
+        rows = await tx.fetch(sql(_SELECT, " WHERE a.client_id = ", value(client_id, "text"), lock))
+        row = rows[0] if rows else None
+        attrs = self._attributes(client_id, row)
+        await tx.decide_on(APP, "read", [(client_id, attrs)])
+        if row is None:
+            raise NotFound(f"no app {client_id!r} is registered")
+        await tx.decide_on(APP, action, [(client_id, attrs)])
+        return row
+
     async def app(self, client_id: str) -> asyncpg.Record:
         """One app, if you registered it or are a policy admin."""
         return await self._row(client_id)
 
     async def decide(
-        self, client_id: str, action: str, reason: str, acting_unit_id: str | None = None
+        self,
+        client_id: str,
+        action: str,
+        reason: str,
+        acting_unit_id: str | None = None,
+        limits: AppLimits | None = None,
     ) -> asyncpg.Record:
         """Approve, suspend or revoke an app, following the allowed transitions. Approving a backend service
         may name the unit it acts for (its data-processing agreement): its system scopes then reach that
-        unit's patients as the unit's care relations allow."""
+        unit's patients as the unit's care relations allow. Approving may set the app's budgets (`limits`);
+        those it leaves out keep the gateway's defaults."""
         text = check_text(reason, "reason", max_length=500)
         assert text is not None
         async with self._transaction() as tx:
-            rows = await tx.fetch(sql(_SELECT, " WHERE a.client_id = ", value(client_id, "text"), " FOR UPDATE"))
-            row = rows[0] if rows else None
-            attrs = self._attributes(client_id, row)
-            await tx.decide_on(APP, "read", [(client_id, attrs)])
-            if row is None:
-                raise NotFound(f"no app {client_id!r} is registered")
-            await tx.decide_on(APP, action, [(client_id, attrs)])
+            row = await self._decided_row(tx, client_id, action, lock=sql(" FOR UPDATE"))
             if row["status"] not in TRANSITIONS[action]:
                 raise BadUserInput(f"an app that is {row['status']} cannot be {OUTCOME[action]}", argument="clientId")
             acting = sql()
@@ -235,6 +270,10 @@ class Registry:
                 if not exists:
                     raise BadUserInput("actingUnitId names no unit", argument="actingUnitId")
                 acting = sql(", acting_unit_id = ", value(acting_unit_id, "uuid"))
+            if limits is not None:
+                if action != "approve":
+                    raise BadUserInput("budgets are set when approving an app", argument="limits")
+                acting = sql(acting, _budget_columns(limits))
             updated = await tx.fetch(
                 sql(
                     "UPDATE app a SET status = ",
@@ -253,6 +292,49 @@ class Registry:
             )
         self._status.forget(client_id)
         return updated[0]
+
+    async def register_documents(self, client_id: str, documents: list[str]) -> list[asyncpg.Record]:
+        """Register operations the app will send (its trusted documents), as its registrant or a policy admin;
+        a document registered before stays as it was. Returns the app's documents among those given."""
+        if not 1 <= len(documents) <= MAX_DOCUMENTS_AT_ONCE:
+            raise BadUserInput(f"register 1 to {MAX_DOCUMENTS_AT_ONCE} documents at once", argument="documents")
+        checked = [checked_document(d) for d in documents]
+        async with self._transaction() as tx:
+            await self._decided_row(tx, client_id, "register_documents", lock=sql(" FOR SHARE"))
+            await tx.fetch(
+                sql(
+                    "INSERT INTO trusted_document (client_id, sha256, document, operation_names, registered_by) "
+                    "SELECT ",
+                    value(client_id, "text"),
+                    ", d.sha256, d.document, ARRAY(SELECT jsonb_array_elements_text(d.names)), ",
+                    value(self._principal.ref, "text"),
+                    " FROM jsonb_to_recordset(",
+                    value(
+                        orjson.dumps(
+                            [
+                                {"sha256": h, "document": t, "names": list(n)}
+                                for (h, n), t in zip(checked, documents, strict=True)
+                            ]
+                        ).decode(),
+                        "jsonb",
+                    ),
+                    ") AS d(sha256 text, document text, names jsonb) ON CONFLICT DO NOTHING RETURNING sha256",
+                )
+            )
+        return await self.trusted_documents(client_id, [h for h, _ in checked])
+
+    async def trusted_documents(self, client_id: str, only: list[str] | None = None) -> list[asyncpg.Record]:
+        """An app's trusted documents, newest first (the app itself was read under policy by the caller)."""
+        chosen = sql() if only is None else sql(" AND sha256 = ANY(", value(only, "text[]"), ")")
+        return await fetch(
+            self._pool,
+            sql(
+                "SELECT sha256, operation_names, registered_by, registered_at FROM trusted_document WHERE client_id = ",
+                value(client_id, "text"),
+                chosen,
+                " ORDER BY registered_at DESC, sha256",
+            ),
+        )
 
     async def apps(self, first: int, status: str | None) -> list[asyncpg.Record]:
         """The apps you may see, newest first (registrants see their own, policy admins all)."""
@@ -275,6 +357,19 @@ class Registry:
                 value(first, "integer"),
             ),
         )
+
+
+def _budget_columns(limits: AppLimits) -> Sql:
+    """The SET list of an approval's budgets; each must be a positive whole number."""
+    parts = []
+    for column in ("requests_per_minute", "max_cost_per_request", "cost_per_minute"):
+        given = getattr(limits, column)
+        if given is None:
+            continue
+        if not 1 <= given <= MAX_BUDGET:
+            raise BadUserInput(f"{column} must be between 1 and {MAX_BUDGET}", argument="limits")
+        parts.append(sql(", ", ident(column), " = ", value(given, "integer")))
+    return sql(*parts)
 
 
 async def client_keys(pool: asyncpg.Pool, client_id: str) -> tuple[KeySet, list[str]] | None:

@@ -1277,6 +1277,9 @@ APP = ResourceKind(
         "decided_by",
         "decided_at",
         "acting_unit_id",
+        "requests_per_minute",
+        "max_cost_per_request",
+        "cost_per_minute",
     ),
     order=(("registered_at", "timestamptz"), ("client_id", "text")),
     attributes={

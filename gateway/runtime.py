@@ -15,10 +15,13 @@ from gateway.auth import Authenticator
 from gateway.authz import Authorizer
 from gateway.change_hub import ChangeHub
 from gateway.config import Settings
+from gateway.db import AppShares
 from gateway.registry import AppStatus
 from gateway.token_endpoint import TokenEndpoint
 
 if TYPE_CHECKING:
+    from gateway.rate_limits import PostgresRateLimiter
+    from gateway.trusted_documents import TrustedDocuments
     from gateway.webhook_worker import WebhookWorker
 
 
@@ -37,6 +40,9 @@ class Runtime:
     audit_writer: AuditWriter
     hub: ChangeHub
     webhooks: WebhookWorker
+    trusted_documents: TrustedDocuments
+    rate_limiter: PostgresRateLimiter
+    app_shares: AppShares
 
 
 def runtime_of(scope: Scope) -> Runtime:

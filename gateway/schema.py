@@ -18,6 +18,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext
 
 from gateway import resources as K
+from gateway.admission import Admission
 from gateway.config import Settings
 from gateway.document_checks import CheckedValidation
 from gateway.errors import as_client_error
@@ -160,6 +161,7 @@ def build_schema(settings: Settings) -> AksonSchema:
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
             lambda: AddValidationRules(limit_rules),
             lambda: CheckedValidation(settings.graphql_max_selections, maxsize=PARSED_DOCUMENTS),
+            Admission,
             WholeSelectionReads,
         ],
     )

@@ -25,6 +25,7 @@ from strawberry import UNSET, relay
 from gateway.audit import AuditRecord, AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer, SqlFilter
+from gateway.db import Reads
 from gateway.declare import Filter, ResourceKind, camel
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.json_sql import ListSelection, compile_list
@@ -163,7 +164,7 @@ def rows_by_id(kind: ResourceKind, ids: list[str], extra: Sql = EMPTY, *, for_po
     )
 
 
-async def fetch(pool: asyncpg.Pool | asyncpg.Connection, statement: Sql) -> list[Row]:
+async def fetch(pool: asyncpg.Pool | asyncpg.Connection | Reads, statement: Sql) -> list[Row]:
     """The rows of a statement built from fragments."""
     text, values = statement.render()
     return list(await pool.fetch(text, *values))
@@ -185,7 +186,7 @@ class Store:
     """Per-request door to the journal for one principal; its audit trail is flushed by the view."""
 
     def __init__(
-        self, pool: asyncpg.Pool, authorizer: Authorizer, principal: Principal, audit: AuditTrail, max_page_size: int
+        self, pool: Reads, authorizer: Authorizer, principal: Principal, audit: AuditTrail, max_page_size: int
     ) -> None:
         self._pool = pool
         self._authorizer = authorizer
@@ -512,6 +513,7 @@ class Store:
 
         text, values = compile_list(selection, where_of, lambda level: self._order_by(level.kind, level.args)).render()
         row = await self._pool.fetchrow(text, *values)
+        assert row is not None, "an aggregate returns one row"
         emergency = self._principal.emergency_patient_ids
         for kind_name, patient, ids in orjson.loads(row["audit"]):
             sql_filter = filters[kind_name]

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from gateway import deadline
 from gateway.audit import AuditRecord, AuditTrail, insert_rows
 from gateway.auth import Principal
 from gateway.authz import Authorizer
@@ -40,6 +41,8 @@ from gateway.write_input import Columns, InputChecker, check_order, check_text, 
 
 log = logging.getLogger(__name__)
 
+# A write outside any request (the webhook worker's, a command's) may take this long per statement.
+WRITE_TIMEOUT_MS = 30_000
 CREATE = "create"
 UPDATE = "update"
 ENTERED_IN_ERROR = "entered_in_error"
@@ -108,9 +111,11 @@ class WriteTransaction:
             self._transaction = self._conn.transaction()
             await self._transaction.start()
             await self._conn.execute(
-                "SELECT set_config('akson.actor', $1, true), set_config('akson.app', $2, true)",
+                "SELECT set_config('akson.actor', $1, true), set_config('akson.app', $2, true), "
+                "set_config('statement_timeout', $3, true)",
                 self._principal.ref,
                 self._principal.client_id,
+                deadline.statement_timeout(WRITE_TIMEOUT_MS),
             )
         except BaseException:
             await self._pool.release(self._conn)

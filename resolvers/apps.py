@@ -13,7 +13,7 @@ from strawberry.scalars import JSON
 
 from gateway import resources as K
 from gateway.errors import BadUserInput
-from gateway.registry import Registration
+from gateway.registry import AppLimits, Registration
 from gateway.store import Row
 from resolvers.common import FirstArg, Info, parse_global_id, to_one
 from resolvers.types import TYPES
@@ -52,6 +52,15 @@ class App:
     acting_unit_id: strawberry.Private[uuid.UUID | None]
     registered_at: datetime = strawberry.field(description="When it was registered.")
     decided_at: datetime | None = strawberry.field(description="When a policy admin last decided on it.")
+    requests_per_minute: int | None = strawberry.field(
+        description="Requests a minute its approval allows, across every gateway process; null: the gateway's default."
+    )
+    max_cost_per_request: int | None = strawberry.field(
+        description="The most one operation may cost (see the README's Limits); null: the gateway's default."
+    )
+    cost_per_minute: int | None = strawberry.field(
+        description="The cost its operations may add up to in a minute; null: the gateway's default."
+    )
 
     @classmethod
     def from_row(cls, row: Row) -> App:
@@ -68,7 +77,18 @@ class App:
             registered_at=row["registered_at"],
             decided_at=row["decided_at"],
             acting_unit_id=row["acting_unit_id"],
+            requests_per_minute=row["requests_per_minute"],
+            max_cost_per_request=row["max_cost_per_request"],
+            cost_per_minute=row["cost_per_minute"],
         )
+
+    @strawberry.field(
+        description="The operations the app registered (its trusted documents), newest first: send one with "
+        "`documentId` instead of query text."
+    )
+    async def trusted_documents(self, info: Info) -> list[TrustedDocument]:
+        rows = await info.context.registry.trusted_documents(self.client_id)
+        return [TrustedDocument.from_row(r) for r in rows]
 
     @strawberry.field(
         description="For a backend service: the unit it acts for, named when it was approved (its data-processing "
@@ -76,6 +96,30 @@ class App:
     )
     async def acting_unit(self, info: Info) -> Organization | None:
         return await to_one(info, K.ORGANIZATION, self.acting_unit_id)
+
+
+@strawberry.type(description="An operation an app registered, to be sent by its id instead of its text.")
+class TrustedDocument:
+    document_id: str = strawberry.field(description="What a request sends as `documentId`: sha256:<hex of the text>.")
+    operation_names: list[str] = strawberry.field(description="The named operations the document holds.")
+    registered_by: str = strawberry.field(description="Who registered it.")
+    registered_at: datetime = strawberry.field(description="When it was registered.")
+
+    @classmethod
+    def from_row(cls, row: Row) -> TrustedDocument:
+        return cls(
+            document_id=f"sha256:{row['sha256']}",
+            operation_names=list(row["operation_names"]),
+            registered_by=row["registered_by"],
+            registered_at=row["registered_at"],
+        )
+
+
+@strawberry.input(description="Budgets set when approving an app; a budget left out keeps the gateway's default.")
+class AppLimitsInput:
+    requests_per_minute: int | None = strawberry.field(default=None, description="Requests a minute.")
+    max_cost_per_request: int | None = strawberry.field(default=None, description="The most one operation may cost.")
+    cost_per_minute: int | None = strawberry.field(default=None, description="Cost a minute, all operations together.")
 
 
 @strawberry.input(
@@ -148,9 +192,35 @@ class AppMutations:
             strawberry.ID | None,
             strawberry.argument(description="For a backend service: the global id of the unit it acts for."),
         ] = None,
+        limits: Annotated[
+            AppLimitsInput | None,
+            strawberry.argument(
+                description="The app's budgets of requests and cost; the gateway's defaults if left out."
+            ),
+        ] = None,
     ) -> App:
         unit = None if acting_unit_id is None else parse_global_id(str(acting_unit_id), K.ORGANIZATION)[1]
-        return App.from_row(await info.context.registry.decide(client_id, "approve", reason, unit))
+        budgets = (
+            None
+            if limits is None
+            else AppLimits(limits.requests_per_minute, limits.max_cost_per_request, limits.cost_per_minute)
+        )
+        return App.from_row(await info.context.registry.decide(client_id, "approve", reason, unit, budgets))
+
+    @strawberry.mutation(
+        description="Register operations an app will send (its trusted documents), as its registrant or a policy "
+        "admin. Each document's id is sha256:<hex SHA-256 of its exact text>; registering one again changes nothing."
+    )
+    async def register_trusted_documents(
+        self,
+        info: Info,
+        client_id: ClientIdArg,
+        documents: Annotated[
+            list[str], strawberry.argument(description="GraphQL documents, each with at least one operation.")
+        ],
+    ) -> list[TrustedDocument]:
+        rows = await info.context.registry.register_documents(client_id, documents)
+        return [TrustedDocument.from_row(r) for r in rows]
 
     @strawberry.mutation(description="Suspend an approved app: its tokens stop working within seconds.")
     async def suspend_app(self, info: Info, client_id: ClientIdArg, reason: ReasonArg) -> App:

@@ -44,6 +44,8 @@ FAST_EVENTS = {
     "AKSON_WEBHOOK_RETRY_WINDOW_SECONDS": "6",
     "AKSON_WEBHOOK_DISABLE_AFTER_SECONDS": "6",
     "AKSON_WEBHOOK_TIMEOUT_SECONDS": "5",
+    # The suite's personas send thousands of requests a minute; the per-person budget is tested on its own.
+    "AKSON_USER_REQUESTS_PER_MINUTE": "1000000",
 }
 
 
@@ -281,15 +283,19 @@ def gateway(make_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         stop_gateway(started)
 
 
-@pytest.fixture(scope="session")
-def second_gateway(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """Another gateway process on the same journal (a second replica): its own PDP and change hub, the same
-    demo issuer key, so the same tokens work on both."""
-    data_dir = tmp_path_factory.mktemp("gateway-2")
+def start_replica(gateway: Gateway, data_dir: Path, extra_env: dict[str, str] | None = None) -> Gateway:
+    """Another gateway process on the same journal (a replica): its own PDP and change hub, the same demo
+    issuer key, so the same tokens work on both."""
     key = load_settings({"AKSON_DATA_DIR": str(data_dir), "AKSON_PROJECT_DIR": str(PROJECT)}).demo_key_path
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_bytes(load_settings({"AKSON_DATA_DIR": str(gateway.data_dir)}).demo_key_path.read_bytes())
-    started = start_gateway(gateway.database_url, data_dir, FAST_EVENTS)
+    return start_gateway(gateway.database_url, data_dir, {**FAST_EVENTS, **(extra_env or {})})
+
+
+@pytest.fixture(scope="session")
+def second_gateway(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A second replica of the gateway every HTTP test talks to."""
+    started = start_replica(gateway, tmp_path_factory.mktemp("gateway-2"))
     try:
         yield started
     finally:

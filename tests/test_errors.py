@@ -26,7 +26,7 @@ def test_a_body_that_is_not_json_is_a_bad_request(gateway: Gateway) -> None:
 
 def test_malformed_graphql_is_a_parse_error(gateway: Gateway) -> None:
     result = gateway.query("{ patients(fir", "gp")
-    assert result["data"] is None
+    assert "data" not in result
     assert result["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
     assert_no_internals(str(result))
 
@@ -60,7 +60,7 @@ def test_a_missing_variable_is_a_validation_error(gateway: Gateway) -> None:
 )
 def test_oversized_queries_are_refused_before_execution(gateway: Gateway, query: str, code: str) -> None:
     result = gateway.query(query, "gp")
-    assert result["data"] is None
+    assert "data" not in result
     assert result["errors"][0]["extensions"]["code"] == code
 
 
@@ -79,19 +79,25 @@ def test_a_query_deeper_than_the_limit_is_refused_and_one_within_it_runs(gateway
     within = gateway.query(nested(1), "gp")
     assert "errors" not in within and within["data"]["patients"]["edges"]
     too_deep = gateway.query(nested(2), "gp")
-    assert too_deep["data"] is None
+    assert "data" not in too_deep
     assert too_deep["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "depth" in too_deep["errors"][0]["message"]
 
 
-def test_queries_in_the_url_are_not_accepted(gateway: Gateway) -> None:
-    response = httpx.get(
-        f"{gateway.base_url}/graphql",
-        params={"query": "{ patients(first: 1) { totalCount } }"},
-        headers={"Authorization": f"Bearer {gateway.token('gp')}", "Accept": "application/json"},
+def test_queries_run_with_get_and_mutations_are_refused_with_405_naming_post(gateway: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {gateway.token('gp')}", "Accept": "application/json"}
+    query = httpx.get(
+        f"{gateway.base_url}/graphql", params={"query": "{ patients(first: 1) { totalCount } }"}, headers=headers
     )
-    assert response.status_code in {400, 405}
-    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert query.status_code == 200 and query.json()["data"]["patients"]["totalCount"] > 0
+    assert query.headers["cache-control"] == "no-store"
+    mutation = httpx.get(
+        f"{gateway.base_url}/graphql",
+        params={"query": 'mutation { enteredInError(id: "x", reason: "y") { id } }'},
+        headers=headers,
+    )
+    assert mutation.status_code == 405 and mutation.headers["allow"] == "POST"
+    assert mutation.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
 
 
 def test_health_reports_database_and_pdp_and_liveness_apart(gateway: Gateway) -> None:

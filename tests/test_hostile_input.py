@@ -68,7 +68,7 @@ def test_a_fragment_bomb_is_refused_before_validation_and_a_parallel_request_is_
     for took, response in answers:
         error = response.json()["errors"][0]
         assert error["extensions"] == {"code": "SELECTION_TOO_LARGE", "limit": 1000}
-        assert response.json()["data"] is None
+        assert "data" not in response.json()
         # Expanded, N=30 is a billion fields: a refusal in well under a second is one that never expanded it.
         assert took < 1.0
     assert cheap_response.json()["data"]["apps"] is not None and cheap_took < 1.0
@@ -114,7 +114,8 @@ def test_a_body_that_is_not_a_json_object_is_a_400_and_the_connection_answers_th
 ) -> None:
     [(status, answer), (next_status, next_answer)] = http_exchange(gateway, [body, orjson.dumps({"query": CHEAP})])
     assert status == 400
-    assert orjson.loads(answer)["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    code = "BATCH_NOT_SUPPORTED" if body == b"[]" else "BAD_REQUEST"
+    assert orjson.loads(answer)["errors"][0]["extensions"]["code"] == code
     assert b"Traceback" not in answer
     assert next_status == 200 and orjson.loads(next_answer)["data"]["apps"] is not None
 

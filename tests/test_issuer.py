@@ -71,7 +71,13 @@ def idp(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     trusting = start_gateway(
         gateway.database_url,
         Path(tmp_path_factory.mktemp("idp")),
-        extra_env={"AKSON_JWKS_URL": jwks.url, "AKSON_ISSUER": ISSUER, "AKSON_JWKS_MIN_REFETCH_SECONDS": "1"},
+        extra_env={
+            "AKSON_JWKS_URL": jwks.url,
+            "AKSON_ISSUER": ISSUER,
+            "AKSON_JWKS_MIN_REFETCH_SECONDS": "1",
+            # These tests are about tokens; the app sends query text as a first-party app may.
+            "AKSON_FIRST_PARTY_APPS": "akson-demo-app",
+        },
         demo=False,
     )
     try:

@@ -74,10 +74,11 @@ def sql_statements(response: Any) -> int:
 
 def request_sql(gateway: Gateway, response: Any) -> list[str]:
     """The request's own SQL statements, from its trace: the calling app's status is cached for 2 s and
-    looked up again by whichever request finds it expired, so it is left out."""
+    looked up again by whichever request finds it expired, so it is left out, as is admission's one
+    statement for the rate limits (`rate_take`), the same for every request."""
     spans = gateway.spans(response.headers["x-trace-id"])
     statements = [str(s["attributes"]["db.statement"]) for s in spans if "db.statement" in s["attributes"]]
-    return [s for s in statements if "FROM app WHERE client_id" not in s]
+    return [s for s in statements if "FROM app WHERE client_id" not in s and "rate_take(" not in s]
 
 
 def request_statements(gateway: Gateway, response: Any) -> int:

@@ -1,0 +1,121 @@
+"""Rate limits that hold across workers and processes: sliding-window counters in PostgreSQL.
+
+Each budget is a key (`app:<client id>`, `user:<person>`, `cost:<client id>`), an amount to take and a
+limit per minute. The counter keeps the current minute's count and the previous minute's, and estimates
+the last sixty seconds as `previous x (share of the previous minute still in view) + current`: the
+smooth sliding window Cloudflare describes, with two numbers per key. All of a request's budgets are
+taken in one statement (`rate_take`, migration 0016), atomically: if any has no room, none is taken.
+
+No well-kept library keeps such counters in PostgreSQL (`limits` speaks Redis, Memcached and MongoDB);
+the table and function are small, hence this module. What clients see follows the IETF draft
+"RateLimit header fields for HTTP": `RateLimit-Policy` names each budget and `RateLimit` what remains of
+the tightest, and a refusal carries `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import asyncpg
+
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one request takes from one budget."""
+
+    name: str
+    key: str
+    amount: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One budget after the request: what remains of it, and when it is whole again."""
+
+    budget: Budget
+    remaining: int
+    reset_seconds: int
+    retry_after: int | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the request had room in every budget, and how each stands."""
+
+    allowed: bool
+    standings: tuple[Standing, ...]
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until every exhausted budget has room for this request again."""
+        return max((s.retry_after or 0 for s in self.standings if s.retry_after is not None), default=1) or 1
+
+    def headers(self) -> list[tuple[str, str]]:
+        """`RateLimit-Policy` for every budget and `RateLimit` for the one with the least left (draft-ietf-httpapi-
+        ratelimit-headers); a refusal's `Retry-After` comes with its error."""
+        if not self.standings:
+            return []
+        policy = ", ".join(f'"{s.budget.name}";q={s.budget.limit};w={WINDOW_SECONDS}' for s in self.standings)
+        tightest = min(self.standings, key=lambda s: s.remaining / s.budget.limit)
+        headers = [
+            ("ratelimit-policy", policy),
+            ("ratelimit", f'"{tightest.budget.name}";r={tightest.remaining};t={tightest.reset_seconds}'),
+        ]
+        return headers
+
+
+def seconds_until_room(current: int, previous: int, elapsed: float, amount: int, limit: int) -> float | None:
+    """How long until `amount` fits a sliding window now holding `current` and `previous` with `elapsed`
+    (0-1) of the current window gone; None if it never fits (more than the whole limit)."""
+    if amount > limit:
+        return None
+    if previous * (1 - elapsed) + current + amount <= limit:
+        return 0.0
+    if current + amount <= limit:
+        needed = 1 - (limit - current - amount) / previous
+        return (needed - elapsed) * WINDOW_SECONDS
+    needed_next = 0.0 if current == 0 else max(0.0, 1 - (limit - amount) / current)
+    return (1 - elapsed + needed_next) * WINDOW_SECONDS
+
+
+def standing(budget: Budget, current: int, previous: int, elapsed: float, taken: bool) -> Standing:
+    """A budget's standing from its counter as `rate_take` left it."""
+    used = previous * (1 - elapsed) + current
+    wait = None if taken else seconds_until_room(current, previous, elapsed, budget.amount, budget.limit)
+    return Standing(
+        budget=budget,
+        remaining=max(0, math.floor(budget.limit - used)),
+        reset_seconds=max(1, math.ceil((1 - elapsed) * WINDOW_SECONDS)),
+        retry_after=None if taken else (math.ceil(wait) if wait is not None else None),
+    )
+
+
+class PostgresRateLimiter:
+    """Counters in the journal's PostgreSQL, shared by every process that uses the database."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def take(self, budgets: list[Budget]) -> Verdict:
+        """Take every budget's amount if all have room, else none; one statement."""
+        if not budgets:
+            return Verdict(True, ())
+        ordered = sorted(budgets, key=lambda b: b.key)
+        rows = await self._pool.fetch(
+            "SELECT key, current, previous, elapsed, taken FROM rate_take($1::text[], $2::bigint[], $3::bigint[], $4)",
+            [b.key for b in ordered],
+            [b.amount for b in ordered],
+            [b.limit for b in ordered],
+            WINDOW_SECONDS,
+        )
+        taken = bool(rows[0]["taken"])
+        by_key = {r["key"]: r for r in rows}
+        standings = tuple(
+            standing(b, by_key[b.key]["current"], by_key[b.key]["previous"], by_key[b.key]["elapsed"], taken)
+            for b in budgets
+        )
+        return Verdict(taken, standings)

@@ -1,0 +1,77 @@
+"""The rate limiter on its own, against real PostgreSQL: budgets taken all together or not at all, never
+more than the limit under concurrency, and the sliding window's arithmetic for Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.db import create_pool, migrate
+from gateway.rate_limits import Budget, PostgresRateLimiter, seconds_until_room
+from tests.conftest import run
+
+
+@pytest.fixture(scope="module")
+def database(make_database: Any) -> str:
+    url: str = make_database()
+
+    async def prepare() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    run(prepare())
+    return url
+
+
+def test_a_request_takes_every_budget_or_none(database: str) -> None:
+    async def scenario() -> list[Any]:
+        pool = await create_pool(database, min_size=1, max_size=2)
+        try:
+            limiter = PostgresRateLimiter(pool)
+            roomy = Budget("app", "app:all-or-none", 1, 100)
+            tight = Budget("cost", "cost:all-or-none", 40, 50)
+            first = await limiter.take([roomy, tight])
+            second = await limiter.take([roomy, tight])
+            counts = await pool.fetch(
+                "SELECT key, current FROM rate_counter WHERE key LIKE '%all-or-none' ORDER BY key"
+            )
+            return [first, second, [(r["key"], r["current"]) for r in counts]]
+        finally:
+            await pool.close()
+
+    first, second, counts = run(scenario())
+    assert first.allowed and not second.allowed
+    assert counts == [("app:all-or-none", 1), ("cost:all-or-none", 40)], "the refused request took nothing"
+    cost = next(s for s in second.standings if s.budget.name == "cost")
+    assert cost.remaining == 10 and cost.retry_after is not None and cost.retry_after > 0
+
+
+def test_concurrent_requests_never_take_more_than_the_limit(database: str) -> None:
+    async def scenario() -> int:
+        pool = await create_pool(database, min_size=4, max_size=8)
+        try:
+            limiter = PostgresRateLimiter(pool)
+            budgets = [Budget("app", "app:concurrent", 1, 25), Budget("user", "user:concurrent", 1, 1000)]
+            verdicts = await asyncio.gather(*(limiter.take(budgets) for _ in range(60)))
+            return sum(v.allowed for v in verdicts)
+        finally:
+            await pool.close()
+
+    assert run(scenario()) == 25
+
+
+def test_room_comes_back_as_the_sliding_window_moves_on() -> None:
+    assert seconds_until_room(current=0, previous=0, elapsed=0.5, amount=1, limit=10) == 0.0
+    assert seconds_until_room(current=0, previous=10, elapsed=0.5, amount=1, limit=10) == 0.0
+    # 10 in the previous minute with 80% of it in view, and 2 now: room for one more when 70% is.
+    assert seconds_until_room(current=2, previous=10, elapsed=0.2, amount=1, limit=10) == pytest.approx(6.0)
+    # The current minute is full: wait for it to end, then for a tenth of it to slide out.
+    assert seconds_until_room(current=10, previous=0, elapsed=0.5, amount=1, limit=10) == pytest.approx(36.0)
+    assert seconds_until_room(current=0, previous=0, elapsed=0.0, amount=11, limit=10) is None
