@@ -41,7 +41,7 @@ from gateway.db import AppShares, create_pool
 from gateway.graphql_http import GraphQLHttp
 from gateway.jwks import RemoteJwks, StaticKeys
 from gateway.live import ABANDONED_KEY, INIT_TIMEOUT, JournalSocket
-from gateway.rate_limits import PostgresRateLimiter
+from gateway.rate_limits import PostgresRateLimiter, RedisRateLimiter
 from gateway.registry import AppStatus
 from gateway.runtime import Runtime, runtime_of
 from gateway.schema import build_schema
@@ -212,7 +212,7 @@ def create_app(settings: Settings | None = None) -> Any:
             hub=hub,
             webhooks=webhooks,
             trusted_documents=TrustedDocuments(pool),
-            rate_limiter=PostgresRateLimiter(pool),
+            rate_limiter=RedisRateLimiter(settings.redis_url) if settings.redis_url else PostgresRateLimiter(pool),
             app_shares=AppShares(pool, settings.database_pool_size),
         )
         watcher = asyncio.create_task(authorizer.watch(settings.policy_dir))
@@ -229,6 +229,7 @@ def create_app(settings: Settings | None = None) -> Any:
             await webhooks.stop()
             await hub.stop()
             await cerbos.close()  # type: ignore[no-untyped-call]
+            app.state.runtime.rate_limiter.close()
             await pool.close()
 
     schema = build_schema(settings)

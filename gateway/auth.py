@@ -375,10 +375,8 @@ class Authenticator:
 
 
 class AuthenticationMiddleware:
-    """The authentication step of the request path: no principal, no GraphQL execution.
-
-    Only the GraphiQL page itself (a browser GET without a query) is served without a token.
-    """
+    """The authentication step of the request path: no principal, no GraphQL execution. (The GraphiQL page,
+    which needs no token, is routed around it: gateway/app.py `GraphQLEndpoint`.)"""
 
     def __init__(self, app: ASGIApp, authenticator_of: Any, public_url: str) -> None:
         self._app = app
@@ -386,7 +384,7 @@ class AuthenticationMiddleware:
         self._public_url = public_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_graphiql_page(scope):
+        if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

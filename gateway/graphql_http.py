@@ -58,7 +58,7 @@ from gateway.errors import (
     graphql_error_payload,
 )
 from gateway.runtime import Runtime, runtime_of
-from gateway.trusted_documents import requested_document
+from gateway.trusted_documents import requested_document, sha256_of
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -93,6 +93,10 @@ class Answer:
     headers: list[tuple[str, str]]
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its request was answered."""
+
+
 async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
     """The whole request body, refused with 413 as soon as it is known to be larger than `limit`."""
     if declared is not None and declared > limit:
@@ -102,7 +106,7 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -186,10 +190,8 @@ class GraphQLHttp:
         try:
             media = negotiate(headers.get("accept"))
             answer = await self._answer(scope, receive, headers, media)
-        except asyncio.CancelledError:
-            if scope.get("akson.client_gone"):
-                return
-            raise
+        except ClientGone:
+            return
         except AksonError as exc:
             answer = self.error_answer(exc)
         await self._send(send, answer, media)
@@ -254,34 +256,37 @@ class GraphQLHttp:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await work
         if gone in done and not gone.cancelled():
-            scope["akson.client_gone"] = True
             await self._audit_abandoned(runtime, context, "CLIENT_DISCONNECTED")
-            raise asyncio.CancelledError
+            raise ClientGone
         await self._audit_abandoned(runtime, context, DeadlineExceeded.code)
         raise DeadlineExceeded(
             f"the request took longer than {settings.request_deadline_seconds:g} s and was stopped; ask for less",
             deadlineSeconds=settings.request_deadline_seconds,
         )
 
-    async def _document_text(self, runtime: Runtime, context: Context, params: dict[str, Any]) -> str | None:
-        """The text to run: a trusted document's, or the query's where text is allowed."""
+    async def _document_text(self, runtime: Runtime, context: Context, params: dict[str, Any]) -> str:
+        """The text to run: a trusted document's, or the query's where text is allowed. A request that sends
+        both (Apollo's persisted queries do, after PERSISTED_QUERY_NOT_FOUND) runs the registered text, or
+        its own where text is allowed and the hash is the text's."""
         principal = context.principal
+        settings = runtime.settings
+        text_allowed = not settings.trusted_documents_required or principal.client_id in settings.first_party_apps
         ref = requested_document(params)
-        if ref is not None:
-            return await runtime.trusted_documents.text(principal.client_id, ref)
         query = params.get("query")
-        if (
-            query is not None
-            and runtime.settings.trusted_documents_required
-            and principal.client_id not in runtime.settings.first_party_apps
-        ):
+        if ref is not None:
+            if query is None or not text_allowed:
+                return await runtime.trusted_documents.text(principal.client_id, ref)
+            if sha256_of(str(query)) != ref.sha256:
+                raise BadRequest("the document id is not the SHA-256 of the query sent with it")
+            return str(query)
+        if query is None:
+            raise BadRequest("the request has no `query` (or `documentId`)")
+        if not text_allowed:
             raise TrustedDocumentRequired(
                 "this gateway runs only the operations an app has registered: send `documentId` "
                 "(sha256:<hash of the registered text>) instead of `query`",
                 clientId=principal.client_id,
             )
-        if query is None:
-            raise BadRequest("the request has no `query` (or `documentId`)")
         return str(query)
 
     async def _execute(

@@ -7,17 +7,26 @@ smooth sliding window Cloudflare describes, with two numbers per key. All of a r
 taken in one statement (`rate_take`, migration 0016), atomically: if any has no room, none is taken.
 
 No well-kept library keeps such counters in PostgreSQL (`limits` speaks Redis, Memcached and MongoDB);
-the table and function are small, hence this module. What clients see follows the IETF draft
+the table and function are small, hence this module. With `REDIS_URL` set, the counters live in Redis
+instead, kept by the `limits` library's sliding-window counter: there each budget is taken on its own, so
+a request refused by one budget may still have been counted by the others. What clients see follows the IETF draft
 "RateLimit header fields for HTTP": `RateLimit-Policy` names each budget and `RateLimit` what remains of
 the tightest, and a refusal carries `Retry-After`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import asyncpg
+import coredis
+from limits import RateLimitItemPerMinute
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
 
 WINDOW_SECONDS = 60
 
@@ -94,11 +103,22 @@ def standing(budget: Budget, current: int, previous: int, elapsed: float, taken:
     )
 
 
+class RateLimiter(Protocol):
+    """Where the counters are kept."""
+
+    async def take(self, budgets: list[Budget]) -> Verdict: ...
+
+    def close(self) -> None: ...
+
+
 class PostgresRateLimiter:
     """Counters in the journal's PostgreSQL, shared by every process that uses the database."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    def close(self) -> None:
+        """Nothing to close: the pool belongs to the gateway."""
 
     async def take(self, budgets: list[Budget]) -> Verdict:
         """Take every budget's amount if all have room, else none; one statement."""
@@ -119,3 +139,39 @@ class PostgresRateLimiter:
             for b in budgets
         )
         return Verdict(taken, standings)
+
+
+class RedisRateLimiter:
+    """Counters in Redis (`REDIS_URL`), shared by every process that uses the same Redis."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._connections = coredis.ConnectionPool.from_url(redis_url)
+        # `limits` documents `connection_pool` but types its options as scalars; ours is closed in `close`.
+        options: dict[str, Any] = {"connection_pool": self._connections}
+        storage = storage_from_string(f"async+{redis_url}", **options)
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+
+    def close(self) -> None:
+        """Close the connections to Redis."""
+        self._connections.disconnect()
+
+    async def take(self, budgets: list[Budget]) -> Verdict:
+        """Take every budget's amount where it has room; allowed only if all had room."""
+        items = [RateLimitItemPerMinute(b.limit, namespace="akson") for b in budgets]
+        taken = await asyncio.gather(
+            *(self._limiter.hit(i, b.key, cost=b.amount) for i, b in zip(items, budgets, strict=True))
+        )
+        stats = await asyncio.gather(
+            *(self._limiter.get_window_stats(i, b.key) for i, b in zip(items, budgets, strict=True))
+        )
+        now = time.time()
+        standings = tuple(
+            Standing(
+                budget=b,
+                remaining=max(0, s.remaining),
+                reset_seconds=max(1, math.ceil(s.reset_time - now)),
+                retry_after=None if ok else max(1, math.ceil(s.reset_time - now)),
+            )
+            for b, ok, s in zip(budgets, taken, stats, strict=True)
+        )
+        return Verdict(all(taken), standings)

@@ -102,6 +102,7 @@ class Registration:
     jwks: dict[str, Any] | None
     jwks_uri: str | None
     scopes: tuple[str, ...]
+    documents: tuple[str, ...] = ()
 
 
 def validate(reg: Registration) -> None:
@@ -208,6 +209,8 @@ class Registry:
             )
             if not rows:
                 raise BadUserInput(f"an app with clientId {reg.client_id!r} is already registered", argument="clientId")
+            if reg.documents:
+                await self._insert_documents(tx, reg.client_id, list(reg.documents))
         return rows[0]
 
     @staticmethod
@@ -296,32 +299,27 @@ class Registry:
     async def register_documents(self, client_id: str, documents: list[str]) -> list[asyncpg.Record]:
         """Register operations the app will send (its trusted documents), as its registrant or a policy admin;
         a document registered before stays as it was. Returns the app's documents among those given."""
-        if not 1 <= len(documents) <= MAX_DOCUMENTS_AT_ONCE:
-            raise BadUserInput(f"register 1 to {MAX_DOCUMENTS_AT_ONCE} documents at once", argument="documents")
-        checked = [checked_document(d) for d in documents]
+        checked = _checked_documents(documents)
         async with self._transaction() as tx:
             await self._decided_row(tx, client_id, "register_documents", lock=sql(" FOR SHARE"))
-            await tx.fetch(
-                sql(
-                    "INSERT INTO trusted_document (client_id, sha256, document, operation_names, registered_by) "
-                    "SELECT ",
-                    value(client_id, "text"),
-                    ", d.sha256, d.document, ARRAY(SELECT jsonb_array_elements_text(d.names)), ",
-                    value(self._principal.ref, "text"),
-                    " FROM jsonb_to_recordset(",
-                    value(
-                        orjson.dumps(
-                            [
-                                {"sha256": h, "document": t, "names": list(n)}
-                                for (h, n), t in zip(checked, documents, strict=True)
-                            ]
-                        ).decode(),
-                        "jsonb",
-                    ),
-                    ") AS d(sha256 text, document text, names jsonb) ON CONFLICT DO NOTHING RETURNING sha256",
-                )
-            )
+            await self._insert_documents(tx, client_id, documents)
         return await self.trusted_documents(client_id, [h for h, _ in checked])
+
+    async def _insert_documents(self, tx: WriteTransaction, client_id: str, documents: list[str]) -> None:
+        """Keep the app's documents (in the caller's transaction); one registered before stays as it was."""
+        checked = _checked_documents(documents)
+        rows = [{"sha256": h, "document": t, "names": list(n)} for (h, n), t in zip(checked, documents, strict=True)]
+        await tx.fetch(
+            sql(
+                "INSERT INTO trusted_document (client_id, sha256, document, operation_names, registered_by) SELECT ",
+                value(client_id, "text"),
+                ", d.sha256, d.document, ARRAY(SELECT jsonb_array_elements_text(d.names)), ",
+                value(self._principal.ref, "text"),
+                " FROM jsonb_to_recordset(",
+                value(orjson.dumps(rows).decode(), "jsonb"),
+                ") AS d(sha256 text, document text, names jsonb) ON CONFLICT DO NOTHING",
+            )
+        )
 
     async def trusted_documents(self, client_id: str, only: list[str] | None = None) -> list[asyncpg.Record]:
         """An app's trusted documents, newest first (the app itself was read under policy by the caller)."""
@@ -357,6 +355,13 @@ class Registry:
                 value(first, "integer"),
             ),
         )
+
+
+def _checked_documents(documents: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """Each document's id and operation names, once it is known to be fit to register."""
+    if not 1 <= len(documents) <= MAX_DOCUMENTS_AT_ONCE:
+        raise BadUserInput(f"register 1 to {MAX_DOCUMENTS_AT_ONCE} documents at once", argument="documents")
+    return [checked_document(d) for d in documents]
 
 
 def _budget_columns(limits: AppLimits) -> Sql:

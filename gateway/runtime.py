@@ -20,7 +20,7 @@ from gateway.registry import AppStatus
 from gateway.token_endpoint import TokenEndpoint
 
 if TYPE_CHECKING:
-    from gateway.rate_limits import PostgresRateLimiter
+    from gateway.rate_limits import RateLimiter
     from gateway.trusted_documents import TrustedDocuments
     from gateway.webhook_worker import WebhookWorker
 
@@ -41,7 +41,7 @@ class Runtime:
     hub: ChangeHub
     webhooks: WebhookWorker
     trusted_documents: TrustedDocuments
-    rate_limiter: PostgresRateLimiter
+    rate_limiter: RateLimiter
     app_shares: AppShares
 
 

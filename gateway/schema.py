@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry import relay
 from strawberry.extensions import (
     AddValidationRules,
@@ -151,6 +151,8 @@ def build_schema(settings: Settings) -> AksonSchema:
         )
         for rule in limiter.validation_rules
     ]
+    if not settings.introspection:
+        limit_rules.append(NoSchemaIntrospectionCustomRule)
     return AksonSchema(
         query=Query,
         mutation=Mutation,

@@ -135,6 +135,11 @@ class RegisterAppInput:
     redirect_uris: list[str] = strawberry.field(default_factory=list, description="For user-facing apps.")
     jwks: JSON | None = strawberry.field(default=None, description="For backend services: a JWKS of public keys.")
     jwks_uri: str | None = strawberry.field(default=None, description="For backend services: https URL of a JWKS.")
+    trusted_documents: list[str] = strawberry.field(
+        default_factory=list,
+        description="The operations the app will send (GraphQL documents); more can be registered later with "
+        "`registerTrustedDocuments`.",
+    )
 
 
 ClientIdArg = Annotated[str, strawberry.argument(description="The app's client id.")]
@@ -174,6 +179,7 @@ class AppMutations:
             jwks=None if jwks is None else orjson.loads(orjson.dumps(jwks)),
             jwks_uri=input.jwks_uri,
             scopes=tuple(input.scopes),
+            documents=tuple(input.trusted_documents),
         )
         return App.from_row(await info.context.registry.register(registration))
 

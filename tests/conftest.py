@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -300,3 +302,15 @@ def second_gateway(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -
         yield started
     finally:
         stop_gateway(started)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis for the rate limiter: REDIS_URL, else this machine's; tests that need one skip when none answers."""
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=1).close()
+    except OSError:
+        pytest.skip(f"no Redis answers at {url}")
+    return url

@@ -44,3 +44,19 @@ def test_the_response_media_type_is_negotiated_from_accept() -> None:
     assert negotiate(f"{GRAPHQL_RESPONSE}, application/json;q=0.9") == GRAPHQL_RESPONSE
     assert negotiate(f"application/json, {GRAPHQL_RESPONSE}") == JSON
     assert negotiate(f"{GRAPHQL_RESPONSE};q=0, application/json") == JSON
+
+
+def test_a_person_has_a_budget_of_their_own_and_a_service_only_its_apps() -> None:
+    from gateway.admission import budgets
+    from gateway.auth import Principal
+
+    person = Principal(kind="personnel", id="p1", client_id="vendor-x", roles=frozenset({"personnel"}))
+    assert [(b.name, b.key, b.amount, b.limit) for b in budgets(person, 100, 10, 42, 1000)] == [
+        ("app", "app:vendor-x", 1, 100),
+        ("cost", "cost:vendor-x", 42, 1000),
+        ("user", "user:personnel:p1", 1, 10),
+    ]
+    first_party = budgets(person, None, 10, 42, 1000)
+    assert [b.name for b in first_party] == ["user"], "a first-party app has no budgets of its own"
+    service = Principal(kind="service", id="lab", client_id="lab", roles=frozenset({"service"}))
+    assert [b.name for b in budgets(service, 100, 10, 1, 1000)] == ["app", "cost"]

@@ -260,3 +260,14 @@ def test_a_dpop_bound_token_opens_a_live_connection_only_with_a_proof_for_the_we
     ]:
         kind, code, reason = run(init(payload))
         assert (kind, code) == ("closed", 4403) and fragment in reason, reason
+
+
+def test_outside_demo_mode_introspection_is_off_and_graphiql_is_not_served(idp: tuple[Jwks, Gateway]) -> None:
+    jwks, trusting = idp
+    token = sign(jwks.keys[0])
+    introspection = trusting.post("{ __schema { queryType { name } } }", token=token).json()
+    assert introspection["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "introspection" in introspection["errors"][0]["message"].lower()
+    assert trusting.post("{ __typename }", token=token).json() == {"data": {"__typename": "Query"}}
+    page = httpx.get(f"{trusting.base_url}/graphql", headers={"Accept": "text/html"})
+    assert page.status_code == 401 and "graphiql" not in page.text.lower()

@@ -1,15 +1,17 @@
-"""The rate limiter on its own, against real PostgreSQL: budgets taken all together or not at all, never
-more than the limit under concurrency, and the sliding window's arithmetic for Retry-After."""
+"""The rate limiters on their own, against real PostgreSQL and Redis: budgets taken all together or not at
+all (PostgreSQL), never more than the limit under concurrency, and the sliding window's arithmetic for
+Retry-After."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
 
 from gateway.db import create_pool, migrate
-from gateway.rate_limits import Budget, PostgresRateLimiter, seconds_until_room
+from gateway.rate_limits import Budget, PostgresRateLimiter, RedisRateLimiter, seconds_until_room
 from tests.conftest import run
 
 
@@ -75,3 +77,24 @@ def test_room_comes_back_as_the_sliding_window_moves_on() -> None:
     # The current minute is full: wait for it to end, then for a tenth of it to slide out.
     assert seconds_until_room(current=10, previous=0, elapsed=0.5, amount=1, limit=10) == pytest.approx(36.0)
     assert seconds_until_room(current=0, previous=0, elapsed=0.0, amount=11, limit=10) is None
+
+
+def test_with_redis_concurrent_requests_never_take_more_than_the_limit_and_the_refused_learn_when(
+    redis_url: str,
+) -> None:
+    key = f"app:redis-{uuid.uuid4().hex}"
+
+    async def scenario() -> list[Any]:
+        limiter = RedisRateLimiter(redis_url)
+        try:
+            verdicts = await asyncio.gather(*(limiter.take([Budget("app", key, 1, 25)]) for _ in range(60)))
+        finally:
+            limiter.close()
+        return list(verdicts)
+
+    verdicts = run(scenario())
+    assert sum(v.allowed for v in verdicts) == 25
+    refused = next(v for v in verdicts if not v.allowed)
+    [standing] = refused.standings
+    assert standing.remaining == 0 and 1 <= refused.retry_after <= 60
+    assert '"app";q=25;w=60' in dict(refused.headers())["ratelimit-policy"]

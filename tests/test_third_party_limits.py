@@ -52,10 +52,12 @@ def strict(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def third_party_app(gateway: Gateway, limits: dict[str, int] | None = None, documents: tuple[str, ...] = ()) -> str:
-    """A user-facing app the GP registered and a policy admin approved (with `limits`), with its documents."""
+    """A user-facing app the GP registered (with its trusted `documents`) and a policy admin approved (with
+    `limits`)."""
     client = f"vendor-{uuid.uuid4().hex[:8]}"
     registered = gateway.query(
-        "mutation($input: RegisterAppInput!) { registerApp(input: $input) { clientId } }",
+        """mutation($input: RegisterAppInput!) {
+          registerApp(input: $input) { clientId trustedDocuments { documentId } } }""",
         "gp",
         {
             "input": {
@@ -65,15 +67,15 @@ def third_party_app(gateway: Gateway, limits: dict[str, int] | None = None, docu
                 "kind": "USER_FACING",
                 "redirectUris": ["https://vendor.example.invalid/cb"],
                 "scopes": ["openid", "fhirUser", "user/*.crus"],
+                "trustedDocuments": list(documents),
             }
         },
     )
     assert "errors" not in registered, registered
+    shown = registered["data"]["registerApp"]["trustedDocuments"]
+    assert sorted(d["documentId"] for d in shown) == sorted(document_id(d) for d in documents)
     approved = gateway.query(APPROVE, "policy-admin", {"c": client, "limits": limits})
     assert approved["data"]["approveApp"]["status"] == "APPROVED", approved
-    if documents:
-        added = gateway.query(REGISTER, "gp", {"c": client, "d": list(documents)})
-        assert "errors" not in added, added
     return client
 
 
@@ -127,6 +129,11 @@ def test_where_trusted_documents_are_required_a_third_party_app_runs_only_what_i
     assert by_get.status_code == 200 and "apps" in by_get.json()["data"]
     other = third_party_app(gateway)
     assert code_of(call(strict, other, {"documentId": document_id(APPS)})) == "TRUSTED_DOCUMENT_NOT_FOUND"
+    apollo_retry = {"query": APPS, **apollo}
+    assert code_of(call(strict, other, apollo_retry)) == "PERSISTED_QUERY_NOT_FOUND", "registered text only"
+    assert call(gateway, other, apollo_retry).status_code == 200, "Apollo's retry with the text runs where text may"
+    mismatch = {"query": OBSERVATIONS, **apollo}
+    assert code_of(call(gateway, other, mismatch)) == "BAD_REQUEST"
     assert "errors" not in strict.query(APPS, "gp"), "the demo app (GraphiQL's) may still send text"
     assert call(gateway, client, {"query": APPS}).status_code == 200, "where they are optional, text runs"
 
@@ -298,3 +305,18 @@ def test_one_apps_blocked_queries_leave_another_apps_cheap_query_answered(gatewa
     run(scenario())
     assert finished[0][0] == "other" and finished[0][2] == 200
     assert len(finished) == 7
+
+
+def test_with_redis_url_set_the_budgets_are_counted_in_redis(
+    gateway: Gateway, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    client = third_party_app(gateway, {"requestsPerMinute": 2})
+    counted_in_redis = start_replica(gateway, tmp_path_factory.mktemp("redis"), {"REDIS_URL": redis_url})
+    try:
+        answers = [call(counted_in_redis, client, {"query": APPS}) for _ in range(3)]
+        on_postgres = call(gateway, client, {"query": APPS})
+    finally:
+        stop_gateway(counted_in_redis)
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert code_of(answers[-1]) == "RATE_LIMITED" and int(answers[-1].headers["retry-after"]) >= 1
+    assert on_postgres.status_code == 200, "the PostgreSQL counters never saw those requests"
