@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.scratch import scratch_journal
+from bench.scratch import LOAD_GENERATOR, scratch_journal
 from gateway import demo_issuer
 from gateway.components import free_port
 from gateway.config import load_settings
@@ -42,6 +42,7 @@ def start(database_url: str, name: str, audit: bool) -> tuple[subprocess.Popen[b
         "AKSON_DATA_DIR": str(data),
         "AKSON_PROJECT_DIR": str(ROOT),
         "OTEL_TRACES_EXPORTER": "none",
+        **LOAD_GENERATOR,
     }
     env.pop("CERBOS_URL", None)
     if not audit:

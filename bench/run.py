@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import postgraphile_peer  # noqa: E402
+from bench.scratch import LOAD_GENERATOR  # noqa: E402
 from gateway import demo_issuer  # noqa: E402
 from gateway.components import free_port, start_embedded_postgres  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
@@ -161,7 +162,7 @@ def start_gateway(name: str, url: str, audit: bool, workers: int) -> Server:
     data = WORK / name
     data.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in {"CERBOS_URL", "AKSON_BENCHMARK_WITHOUT_AUDIT"}}
-    env |= {"DATABASE_URL": url, "AKSON_DATA_DIR": str(data), "AKSON_PROJECT_DIR": str(ROOT)}
+    env |= {"DATABASE_URL": url, "AKSON_DATA_DIR": str(data), "AKSON_PROJECT_DIR": str(ROOT), **LOAD_GENERATOR}
     env["OTEL_TRACES_EXPORTER"] = "none"
     if not audit:
         env["AKSON_BENCHMARK_WITHOUT_AUDIT"] = "1"

@@ -8,10 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,7 +24,7 @@ import httpx
 import pytest
 
 from gateway.personas import CITIZEN_PATIENT_ID
-from tests.conftest import Gateway, gid, run, start_replica, stop_gateway
+from tests.conftest import PROJECT, Gateway, gid, run, start_replica, stop_gateway
 
 OBSERVATIONS = "query Observations { observations(first: 5) { totalCount edges { node { id } } } }"
 APPS = "query Apps { apps(first: 1) { clientId } }"
@@ -320,3 +325,48 @@ def test_with_redis_url_set_the_budgets_are_counted_in_redis(
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert code_of(answers[-1]) == "RATE_LIMITED" and int(answers[-1].headers["retry-after"]) >= 1
     assert on_postgres.status_code == 200, "the PostgreSQL counters never saw those requests"
+
+
+def test_akson_app_documents_registers_graphql_files_and_manifests_through_the_api(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    client = third_party_app(gateway)
+    (tmp_path / "apps.graphql").write_text(APPS)
+    (tmp_path / "manifest.json").write_text(json.dumps({document_id(OBSERVATIONS): OBSERVATIONS}))
+    apollo = {
+        "format": "apollo-persisted-query-manifest",
+        "version": 1,
+        "operations": [{"id": document_id(EMERGENCY)[7:], "name": "Emergency", "type": "mutation", "body": EMERGENCY}],
+    }
+    (tmp_path / "apollo.json").write_text(json.dumps(apollo))
+    (tmp_path / "wrong.json").write_text(json.dumps({document_id(APPS): OBSERVATIONS}))
+
+    def documents(*files: str, persona: str = "gp") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "app",
+                "documents",
+                client,
+                *[str(tmp_path / f) for f in files],
+                "--gateway",
+                gateway.base_url,
+            ],
+            env={**os.environ, "AKSON_TOKEN": gateway.token(persona)},
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    registered = documents("apps.graphql", "manifest.json", "apollo.json")
+    assert registered.returncode == 0, registered.stderr
+    assert sorted(registered.stdout.split()) == sorted(
+        [document_id(APPS), "Apps", document_id(OBSERVATIONS), "Observations", document_id(EMERGENCY), "Emergency"]
+    )
+    wrong = documents("wrong.json")
+    assert wrong.returncode == 2 and "not the SHA-256" in wrong.stderr
+    outsider = documents("apps.graphql", persona="homecare-nurse")
+    assert outsider.returncode == 1 and "FORBIDDEN" in outsider.stderr
