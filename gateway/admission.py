@@ -88,13 +88,14 @@ class Admission(SchemaExtension):
             execution.schema._schema, document, execution.operation_name, execution.variables, settings.max_page_size
         )
         context.admitted = Admitted(cost, per_request)
-        first_party = principal.client_id in settings.first_party_apps
-        if not first_party and cost > min(per_request, per_minute):
+        first_party = settings.is_first_party(principal.client_id)
+        ceiling = min(per_request, per_minute)
+        if not first_party and cost > ceiling:
             raise CostLimitExceeded(
-                f"the operation costs {cost}, more than the {min(per_request, per_minute)} this app may spend on one "
-                "request: ask for fewer items (`first`) or fewer nested lists",
+                f"the operation costs {cost}, more than the {ceiling} this app may spend on one request: ask for "
+                "fewer items (`first`) or fewer nested lists",
                 cost=cost,
-                limit=min(per_request, per_minute),
+                limit=ceiling,
             )
         emergency = is_emergency(principal, document)
         if not emergency:

@@ -117,6 +117,11 @@ class Settings:
     # Rate-limit counters live in PostgreSQL, or in Redis when REDIS_URL is set.
     redis_url: str | None = None
 
+    def is_first_party(self, client_id: str) -> bool:
+        """The municipality's own app: it may send query text, has no per-app budgets and reads from the
+        whole pool."""
+        return client_id in self.first_party_apps
+
     def production_problems(self) -> list[str]:
         """Why these settings are unsafe outside demo mode; empty when they are safe."""
         problems = []

@@ -125,7 +125,7 @@ class Context:
 def _services(runtime: Runtime, principal: Principal, audit: AuditTrail) -> dict[str, Any]:
     """The doors to data of one principal, all writing to one audit trail."""
     pool, authorizer, settings = runtime.pool, runtime.authorizer, runtime.settings
-    reads = pool if principal.client_id in settings.first_party_apps else runtime.app_shares.of(principal.client_id)
+    reads = pool if settings.is_first_party(principal.client_id) else runtime.app_shares.of(principal.client_id)
     store = Store(reads, authorizer, principal, audit, settings.max_page_size)
     return {
         "store": store,

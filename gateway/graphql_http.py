@@ -274,7 +274,7 @@ class GraphQLHttp:
         settings = runtime.settings
         text_allowed = (
             not settings.trusted_documents_required
-            or principal.client_id in settings.first_party_apps
+            or settings.is_first_party(principal.client_id)
             or (settings.demo and principal.client_id in PERSONA_APPS)
         )
         ref = requested_document(params)
@@ -333,13 +333,14 @@ class GraphQLHttp:
             answer = self.error_answer(refusal)
             answer.headers = headers + answer.headers
             return answer
-        payload: dict[str, Any] = {} if _is_request_error(result) else {"data": result.data}
+        request_error = _is_request_error(result)
+        payload: dict[str, Any] = {} if request_error else {"data": result.data}
         if result.errors:
             payload["errors"] = [graphql_error_payload(e) for e in result.errors]
         extensions = params.get("extensions") or {}
         if extensions.get("cost") and context.admitted is not None:
             payload["extensions"] = {"cost": {"requested": context.admitted.cost, "limit": context.admitted.cost_limit}}
-        if _is_request_error(result):
+        if request_error:
             return Answer(400 if media == GRAPHQL_RESPONSE else 200, payload, headers)
         if result.data is None and any(
             as_client_error(e.original_error) is None for e in result.errors or [] if e.original_error

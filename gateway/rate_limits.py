@@ -61,7 +61,7 @@ class Verdict:
     @property
     def retry_after(self) -> int:
         """Seconds until every exhausted budget has room for this request again."""
-        return max((s.retry_after or 0 for s in self.standings if s.retry_after is not None), default=1) or 1
+        return max((s.retry_after or 0 for s in self.standings), default=0) or 1
 
     def headers(self) -> list[tuple[str, str]]:
         """`RateLimit-Policy` for every budget and `RateLimit` for the one with the least left (draft-ietf-httpapi-

@@ -210,7 +210,7 @@ class Registry:
             if not rows:
                 raise BadUserInput(f"an app with clientId {reg.client_id!r} is already registered", argument="clientId")
             if reg.documents:
-                await self._insert_documents(tx, reg.client_id, list(reg.documents))
+                await self._insert_documents(tx, reg.client_id, _checked_documents(list(reg.documents)))
         return rows[0]
 
     @staticmethod
@@ -302,13 +302,11 @@ class Registry:
         checked = _checked_documents(documents)
         async with self._transaction() as tx:
             await self._decided_row(tx, client_id, "register_documents", lock=sql(" FOR SHARE"))
-            await self._insert_documents(tx, client_id, documents)
-        return await self.trusted_documents(client_id, [h for h, _ in checked])
+            await self._insert_documents(tx, client_id, checked)
+        return await self.trusted_documents(client_id, [d["sha256"] for d in checked])
 
-    async def _insert_documents(self, tx: WriteTransaction, client_id: str, documents: list[str]) -> None:
-        """Keep the app's documents (in the caller's transaction); one registered before stays as it was."""
-        checked = _checked_documents(documents)
-        rows = [{"sha256": h, "document": t, "names": list(n)} for (h, n), t in zip(checked, documents, strict=True)]
+    async def _insert_documents(self, tx: WriteTransaction, client_id: str, checked: list[dict[str, Any]]) -> None:
+        """Keep the app's checked documents (in the caller's transaction); one registered before stays as it was."""
         await tx.fetch(
             sql(
                 "INSERT INTO trusted_document (client_id, sha256, document, operation_names, registered_by) SELECT ",
@@ -316,7 +314,7 @@ class Registry:
                 ", d.sha256, d.document, ARRAY(SELECT jsonb_array_elements_text(d.names)), ",
                 value(self._principal.ref, "text"),
                 " FROM jsonb_to_recordset(",
-                value(orjson.dumps(rows).decode(), "jsonb"),
+                value(orjson.dumps(checked).decode(), "jsonb"),
                 ") AS d(sha256 text, document text, names jsonb) ON CONFLICT DO NOTHING",
             )
         )
@@ -357,11 +355,15 @@ class Registry:
         )
 
 
-def _checked_documents(documents: list[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """Each document's id and operation names, once it is known to be fit to register."""
+def _checked_documents(documents: list[str]) -> list[dict[str, Any]]:
+    """Documents fit to register, each with its id and operation names, as `_insert_documents` keeps them."""
     if not 1 <= len(documents) <= MAX_DOCUMENTS_AT_ONCE:
         raise BadUserInput(f"register 1 to {MAX_DOCUMENTS_AT_ONCE} documents at once", argument="documents")
-    return [checked_document(d) for d in documents]
+    checked = []
+    for text in documents:
+        sha256, names = checked_document(text)
+        checked.append({"sha256": sha256, "document": text, "names": list(names)})
+    return checked
 
 
 def _budget_columns(limits: AppLimits) -> Sql:
