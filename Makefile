@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test deps schema lint policy-test bench bench-seed bench-audit bench-events soak clean
+.PHONY: run test deps schema lint policy-test bench bench-scale bench-seed bench-audit bench-events soak clean
 
 run: deps
 	$(BIN)/akson serve --demo
@@ -51,6 +51,10 @@ schema: $(PY_STAMP)
 # The side-by-side benchmark (gateway, gateway without audit, PostGraphile 5, raw-SQL floor); writes bench/RESULTS.md.
 bench: deps
 	$(BIN)/python bench/run.py
+
+# Q2 and Q3 at 10,000,000 observations against 1,000,000 (seeds the larger journal once; prints the time).
+bench-scale: deps
+	$(BIN)/python bench/scale.py
 
 bench-seed: deps
 	$(BIN)/python bench/seed_time.py

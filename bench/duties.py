@@ -37,8 +37,7 @@ from gateway.db import create_pool
 from gateway.errors import AksonError, Forbidden
 from gateway.jwks import StaticKeys
 from gateway.registry import AppStatus
-from gateway.store import Store
-from resolvers.common import parse_global_id
+from gateway.store import Store, parse_global_id
 
 HEADERS = [(b"content-type", b"application/json")]
 FIELDS = ("id", "national_id", "family_name", "given_name", "birth_date", "gender")

@@ -1,9 +1,12 @@
-"""The raw-SQL floor of the benchmark: the same rows as Q1-Q3, fetched in one statement each with asyncpg,
-the JSON built by PostgreSQL and passed through untouched; no GraphQL, no authorization, no audit.
+"""The raw-SQL floor of the benchmark: the same rows as the reads, fetched in one statement each with asyncpg,
+the JSON built by PostgreSQL and passed through untouched; no GraphQL, no authorization, no audit on reads.
+The write (W1) inserts the observation and one audit row for it in one statement, through the audit
+chain's lock as the gateway's audit rows go.
 
 A bare ASGI app under the same server as the gateway (uvicorn with uvloop and httptools, the same worker
 count) so the two are measured through the same HTTP and load generator. POST /q1 {"patient_id"},
-/q2 {"unit_id"}, /q3 {"unit_id", "code"}. Run: `DATABASE_URL=... python bench/floor.py --port P --workers W`.
+/q2 {"unit_id"}, /q3 {"unit_id", "code"}, /c1 {"patient_id"}, /l1 {"unit_id"},
+/w1 {"patient_id", "unit_id"}. Run: `DATABASE_URL=... python bench/floor.py --port P --workers W`.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import asyncpg
 import orjson
 import uvicorn
 
+from bench.postgraphile_peer import BENCH_CODE_SYSTEM
 from gateway.cli import SERVER
-from gateway.sql import Sql, sql
+from gateway.sql import Sql, const, sql
 
 
 def _active_at_unit(patient: Sql) -> Sql:
@@ -68,9 +72,93 @@ STATEMENTS = {
         " ORDER BY ob.effective_at DESC, ob.id DESC LIMIT 100) ob",
     ),
 }
+
+def _newest(table: str, alias: str, column: str, limit: int, fields: str) -> Sql:
+    """A patient's newest rows of one table as a JSON array (the chart's lists), over the outer `p`."""
+    return sql(
+        "(SELECT coalesce(json_agg(json_build_object(",
+        sql(fields),
+        ") ORDER BY ",
+        sql(f"{alias}.{column} DESC, {alias}.id DESC"),
+        "), '[]') FROM (SELECT * FROM ",
+        sql(f"{table} {alias} WHERE {alias}.patient_id = p.id AND {alias}.entered_in_error_at IS NULL "),
+        sql(f"ORDER BY {alias}.{column} DESC, {alias}.id DESC LIMIT {limit}) {alias})"),
+    )
+
+
+ENCOUNTERS = sql(
+    "(SELECT coalesce(json_agg(json_build_object('id', e.id, 'class', e.class_code, 'status', e.status, "
+    "'periodStart', e.period_start, 'periodEnd', e.period_end, 'observations', "
+    "(SELECT coalesce(json_agg(json_build_object(",
+    OBSERVATION,
+    ") ORDER BY ob.effective_at DESC, ob.id DESC), '[]') FROM (SELECT * FROM observation ob "
+    "WHERE ob.encounter_id = e.id ORDER BY ob.effective_at DESC, ob.id DESC LIMIT 10) ob)) "
+    "ORDER BY e.period_start DESC, e.id DESC), '[]') "
+    "FROM (SELECT * FROM encounter e WHERE e.patient_id = p.id ORDER BY e.period_start DESC, e.id DESC LIMIT 5) e)",
+)
+STATEMENTS |= {
+    "/c1": sql(
+        "SELECT json_build_object(",
+        PATIENT,
+        ", 'encounters', ",
+        ENCOUNTERS,
+        ", 'conditions', ",
+        _newest(
+            "condition", "c", "recorded_at", 10,
+            "'id', c.id, 'clinicalStatus', c.clinical_status, 'code', c.code, 'display', c.code_display, "
+            "'recordedAt', c.recorded_at",
+        ),
+        ", 'medicationStatements', ",
+        _newest(
+            "medication_statement", "m", "date_asserted", 10,
+            "'id', m.id, 'status', m.status, 'code', m.code, 'display', m.code_display, 'dosage', m.dosage, "
+            "'dateAsserted', m.date_asserted",
+        ),
+        ", 'allergyIntolerances', ",
+        _newest(
+            "allergy_intolerance", "a", "recorded_at", 10,
+            "'id', a.id, 'criticality', a.criticality, 'code', a.code, 'display', a.code_display, "
+            "'recordedAt', a.recorded_at",
+        ),
+        ", 'carePlans', ",
+        _newest(
+            "care_plan", "cp", "created_at", 5, "'id', cp.id, 'status', cp.status, 'title', cp.title, "
+            "'createdAt', cp.created_at"
+        ),
+        ")::text FROM patient p WHERE p.id = $1::uuid",
+    ),
+    "/l1": sql(
+        "SELECT coalesce(json_agg(json_build_object('id', m.id, 'status', m.status, 'code', m.code, "
+        "'display', m.code_display, 'dosage', m.dosage, 'start', m.effective_start, 'end', m.effective_end, "
+        "'dateAsserted', m.date_asserted) ORDER BY m.date_asserted DESC, m.id DESC), '[]')::text "
+        "FROM (SELECT * FROM medication_statement m WHERE m.entered_in_error_at IS NULL AND ",
+        _active_at_unit(sql("m.patient_id")),
+        " ORDER BY m.date_asserted DESC, m.id DESC LIMIT 100) m",
+    ),
+    "/w1": sql(
+        "WITH o AS (INSERT INTO observation (id, patient_id, owning_unit_id, category, status, code_system, code, "
+        "code_display, value_quantity, value_unit, effective_at) VALUES (gen_random_uuid(), $1::uuid, $2::uuid, "
+        "'vital-signs', 'final', ",
+        const(BENCH_CODE_SYSTEM),
+        ", '8480-6', 'Systolic blood pressure', 120, 'mm[Hg]', '2026-12-01T10:00:00+00:00') "
+        "RETURNING id, patient_id) "
+        "INSERT INTO audit_event (request_id, actor_kind, actor_id, client_id, patient_id, resource_kind, "
+        "resource_ids, action, decision, reason, policy_version) "
+        "SELECT gen_random_uuid(), 'personnel', 'floor', 'floor', o.patient_id, 'observation', ARRAY[o.id::text], "
+        "'create', 'ALLOW', 'FLOOR', 'floor' FROM o WHERE audit_chain_lock() "
+        "RETURNING json_build_object('id', resource_ids[1])::text",
+    ),
+}
 # The statements as text: their parameters are positional, given per request.
 SQL = {path: statement.render()[0] for path, statement in STATEMENTS.items()}
-ARGUMENTS = {"/q1": ("patient_id",), "/q2": ("unit_id",), "/q3": ("unit_id", "code")}
+ARGUMENTS = {
+    "/q1": ("patient_id",),
+    "/q2": ("unit_id",),
+    "/q3": ("unit_id", "code"),
+    "/c1": ("patient_id",),
+    "/l1": ("unit_id",),
+    "/w1": ("patient_id", "unit_id"),
+}
 HEADERS = [(b"content-type", b"application/json"), (b"x-akson-sql-statements", b"1")]
 
 

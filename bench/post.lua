@@ -3,7 +3,8 @@
 -- the sums of the gateway's per-response work headers over all threads. With $WARMUP_SECONDS, throughput
 -- counts only the responses after the first WARMUP_SECONDS of the run: a server answering 32 concurrent
 -- requests in parallel completes its first ones only after seconds, and counting from the start would
--- charge that ramp to its throughput.
+-- charge that ramp to its throughput. A body holding the id 00000000-0000-4000-8000-00000000beef (a row id
+-- for PostGraphile's create mutation, whose table draws no ids itself) gets a new random UUID per request.
 local ffi = require("ffi")
 ffi.cdef([[
 typedef struct { long tv_sec; long tv_nsec; } akson_timespec;
@@ -23,6 +24,25 @@ wrk.headers["Content-Type"] = "application/json"
 local token = os.getenv("TOKEN") or ""
 if token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
+end
+local NEW_ID = "00000000%-0000%-4000%-8000%-00000000beef"
+local fresh_ids = string.find(wrk.body, NEW_ID) ~= nil
+
+function init(args)
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
+end
+
+local function uuid4()
+  return (string.gsub("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", "[xy]", function(c)
+    local v = (c == "x") and math.random(0, 15) or math.random(8, 11)
+    return string.format("%x", v)
+  end))
+end
+
+if fresh_ids then
+  function request()
+    return wrk.format(nil, nil, nil, (string.gsub(wrk.body, NEW_ID, uuid4())))
+  end
 end
 
 sql, cerbos, counted, non200, steady = 0, 0, 0, 0, 0

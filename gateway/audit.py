@@ -89,6 +89,14 @@ class AuditTrail:
         """Remember a decision; it is written by `flush` before the response."""
         self.records.append(record)
 
+    def mark(self) -> int:
+        """How many records are pending, for `rewind`."""
+        return len(self.records)
+
+    def rewind(self, mark: int) -> None:
+        """Drop the records made since `mark`: what they record was read but is not answered."""
+        del self.records[mark:]
+
     async def flush(self, writer: AuditWriter) -> int:
         """Write every pending record; returns once they are committed, raises if they could not be."""
         if not self.records:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import time
 import uuid
@@ -46,6 +47,7 @@ CLOCK_SKEW_SECONDS = 30
 # Units whose backend services deliver results rather than act within care relations.
 DIAGNOSTIC_UNITS = frozenset({"laboratorium", "radiologi"})
 PRINCIPAL_SCOPE_KEY = "akson.principal"
+CLAIMS_SCOPE_KEY = "akson.claims"
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,10 @@ class Principal:
     scopes: tuple[str, ...] = ()
     launch_patient_id: str | None = None
     grants: ScopeGrants = field(default_factory=lambda: ScopeGrants((), (), (), (), {}))
+    # The `principal_epoch` the journal was at when this was read, and whether it was kept from an earlier
+    # request: a kept principal is used only where a statement proves the epoch unchanged.
+    epoch: int | None = field(default=None, compare=False)
+    kept: bool = field(default=False, compare=False)
 
     @property
     def ref(self) -> str:
@@ -97,6 +103,8 @@ class AppGate(Protocol):
 class TokenVerifier:
     """Checks a JWT against the trusted issuer's keys and the claims every token must carry."""
 
+    KEPT_TOKENS = 10_000
+
     def __init__(self, keys: KeySource, *, issuer: str, audience: str, claim_names: ClaimNames) -> None:
         self._keys = keys
         essential: dict[str, jwt.ClaimsOption] = {
@@ -108,9 +116,27 @@ class TokenVerifier:
             claim_names.client_id: {"essential": True},
         }
         self._registry = jwt.JWTClaimsRegistry(None, CLOCK_SKEW_SECONDS, **essential)
+        self._verified: dict[str, dict[str, Any]] = {}
 
     async def verify(self, token: str) -> dict[str, Any]:
-        """Claims of a valid token; raises Unauthenticated saying what is wrong, without echoing it."""
+        """Claims of a valid token; raises Unauthenticated saying what is wrong, without echoing it. A token
+        whose signature was verified once is not verified again: its claims are kept (a bounded number of
+        tokens) and checked for expiry on every use."""
+        known = self._verified.get(token)
+        if known is not None:
+            try:
+                self._registry.validate(known)
+            except JoseError as exc:
+                del self._verified[token]
+                raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
+            return dict(known)
+        claims = await self._verify(token)
+        if len(self._verified) >= self.KEPT_TOKENS:
+            self._verified.clear()
+        self._verified[token] = claims
+        return dict(claims)
+
+    async def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError, TypeError) as exc:
@@ -194,12 +220,25 @@ def _national_id(value: object) -> str:
 class Authenticator:
     """Turns a request's Authorization header into a Principal, or refuses it."""
 
-    def __init__(self, verifier: TokenVerifier, pool: asyncpg.Pool, claim_names: ClaimNames, apps: AppGate) -> None:
+    KEPT_PRINCIPALS = 10_000
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        pool: asyncpg.Pool,
+        claim_names: ClaimNames,
+        apps: AppGate,
+        keep_seconds: float = 300.0,
+    ) -> None:
         self._verifier = verifier
         self._pool = pool
         self._names = claim_names
         self._apps = apps
         self._dpop = DpopVerifier()
+        self._keep_seconds = keep_seconds
+        # Principals kept between requests, by the claims they were made from, with the time (epoch
+        # seconds) until which the journal's clock cannot change them (a grant's end, the next day).
+        self._kept: dict[tuple[str, ...], tuple[Principal, float]] = {}
 
     async def authenticate(self, presented: Credentials) -> Principal:
         """The principal behind the credentials: verified token (and DPoP proof, when the token is
@@ -217,18 +256,52 @@ class Authenticator:
     async def reauthenticate(self, claims: dict[str, Any], *, fresh: bool = True) -> Principal:
         """The principal of claims verified earlier, as the journal and the app registry say now: the token
         must not have expired, the app must still be approved (`fresh`: asked of the database, not the
-        cache), and the person must still be known with their current units, roles and grants."""
+        cache), and the person must still be known with their current units, roles and grants (`fresh`:
+        read now; otherwise possibly kept from an earlier request, marked `kept`, for the request's
+        statements to prove current against `principal_epoch`)."""
         expires = claims.get("exp")
-        if isinstance(expires, int | float) and expires + CLOCK_SKEW_SECONDS < time.time():
+        now = time.time()
+        if isinstance(expires, int | float) and expires + CLOCK_SKEW_SECONDS < now:
             raise Unauthenticated("the access token expired; connect again with a new token")
         try:
             await self._apps.require_approved(str(claims[self._names.client_id]), fresh=fresh)
         except asyncpg.PostgresError as exc:
             raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
-        return await self.principal_for(claims)
+        key = self._key(claims)
+        kept = self._kept.get(key)
+        if not fresh and kept is not None and now < kept[1]:
+            return kept[0]
+        principal, valid_until = await self._principal_until(claims)
+        if len(self._kept) >= self.KEPT_PRINCIPALS:
+            self._kept.clear()
+        self._kept[key] = (replace(principal, kept=True), min(valid_until, now + self._keep_seconds))
+        return principal
+
+    def _key(self, claims: dict[str, Any]) -> tuple[str, ...]:
+        """Everything in claims a principal is made from."""
+        names = self._names
+        return tuple(
+            str(claims.get(name, ""))
+            for name in (
+                names.client_id,
+                names.scope,
+                names.personnel_pid,
+                names.citizen_pid,
+                names.purpose_of_use,
+                names.self_attested,
+                names.launch_patient,
+            )
+        )
 
     async def principal_for(self, claims: dict[str, Any]) -> Principal:
         """Who verified claims name in the journal, with the app's scopes (also used by `akson policy explain`)."""
+        principal, _ = await self._principal_until(claims)
+        return principal
+
+    async def _principal_until(self, claims: dict[str, Any]) -> tuple[Principal, float]:
+        """The principal of verified claims as the journal says now, and until when (epoch seconds) the
+        clock alone cannot change it: an emergency grant starting or ending, a role's or guardianship's
+        period (by date)."""
         names = self._names
         client_id = str(claims[names.client_id])
         scopes = tuple(str(claims.get(names.scope, "")).split())
@@ -239,11 +312,11 @@ class Authenticator:
         launch = _launch_patient(claims.get(names.launch_patient))
         try:
             if personnel_pid := claims.get(names.personnel_pid):
-                principal = await self._personnel(_national_id(personnel_pid), claims, client_id)
+                principal, valid_until = await self._personnel(_national_id(personnel_pid), claims, client_id)
             elif citizen_pid := claims.get(names.citizen_pid):
-                principal = await self._citizen(_national_id(citizen_pid), client_id)
+                principal, valid_until = await self._citizen(_national_id(citizen_pid), client_id)
             else:
-                principal = await self._service(client_id)
+                principal, valid_until = await self._service(client_id)
         except asyncpg.PostgresError as exc:
             raise ServiceUnavailable("the journal database is unavailable; try again shortly") from exc
         if principal.kind == "citizen":
@@ -254,7 +327,7 @@ class Authenticator:
                     reason="LAUNCH_PATIENT_NOT_OWN",
                 )
             launch = launch or principal.patient_id
-        return replace(principal, scopes=scopes, grants=granted, launch_patient_id=launch)
+        return replace(principal, scopes=scopes, grants=granted, launch_patient_id=launch), valid_until
 
     async def service_principal(self, client_id: str, scopes: list[str]) -> Principal:
         """A backend app as it would be with a system token for `scopes` (the webhook worker acts for it)."""
@@ -273,7 +346,9 @@ class Authenticator:
             presented.dpop_proof, access_token=presented.token, jkt=str(jkt), method=presented.method, url=presented.url
         )
 
-    async def _personnel(self, national_id: str, claims: dict[str, Any], client_id: str) -> Principal:
+    async def _personnel(
+        self, national_id: str, claims: dict[str, Any], client_id: str
+    ) -> tuple[Principal, float]:
         row = await self._pool.fetchrow(
             """SELECT p.id, p.hpr_number,
                       coalesce(array_agg(DISTINCT r.organization_id::text)
@@ -289,7 +364,13 @@ class Authenticator:
                              WHERE r2.practitioner_id = p.id AND m.policy_scope IS NOT NULL
                                AND r2.period_start <= current_date
                                AND (r2.period_end IS NULL OR r2.period_end >= current_date)
-                             ORDER BY 1) AS home_scopes
+                             ORDER BY 1) AS home_scopes,
+                      (SELECT epoch FROM principal_epoch) AS epoch,
+                      extract(epoch FROM least(
+                          (current_date + 1)::timestamptz,
+                          (SELECT min(CASE WHEN eg.granted_at > now() THEN eg.granted_at ELSE eg.expires_at END)
+                             FROM emergency_grant eg WHERE eg.practitioner_id = p.id AND eg.expires_at > now())
+                      ))::float8 AS valid_until
                  FROM practitioner p
                  LEFT JOIN practitioner_role r
                         ON r.practitioner_id = p.id
@@ -317,23 +398,27 @@ class Authenticator:
             self_attested=claims.get(self._names.self_attested) is True,
             emergency_patient_ids=frozenset(row["emergency_patients"]),
             home_scopes=tuple(row["home_scopes"]),
-        )
+            epoch=row["epoch"],
+        ), row["valid_until"]
 
-    async def _service(self, client_id: str) -> Principal:
+    async def _service(self, client_id: str) -> tuple[Principal, float]:
         """A backend service, acting for the unit its approval names (its data-processing agreement), if any:
         a laboratory's or radiology's service delivers results (`diagnostic_service`), another service acts
         within the unit's care relations (`unit_service`)."""
         row = await self._pool.fetchrow(
-            """SELECT a.acting_unit_id::text AS unit_id, o.unit_type, m.policy_scope
-                 FROM app a LEFT JOIN organization o ON o.id = a.acting_unit_id
-                 LEFT JOIN municipality m ON m.id = o.municipality_id
-                WHERE a.client_id = $1""",
+            """SELECT (SELECT epoch FROM principal_epoch) AS epoch, a.acting_unit_id::text AS unit_id, o.unit_type,
+                      m.policy_scope
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN app a ON a.client_id = $1
+                 LEFT JOIN organization o ON o.id = a.acting_unit_id
+                 LEFT JOIN municipality m ON m.id = o.municipality_id""",
             client_id,
         )
+        assert row is not None
         roles = {"service"}
         units: tuple[str, ...] = ()
         scopes: tuple[str, ...] = ()
-        if row is not None and row["unit_id"] is not None:
+        if row["unit_id"] is not None:
             units = (row["unit_id"],)
             scopes = (row["policy_scope"],) if row["policy_scope"] else ()
             roles.add("diagnostic_service" if row["unit_type"] in DIAGNOSTIC_UNITS else "unit_service")
@@ -344,9 +429,10 @@ class Authenticator:
             roles=frozenset(roles),
             unit_ids=units,
             home_scopes=scopes,
-        )
+            epoch=row["epoch"],
+        ), math.inf
 
-    async def _citizen(self, national_id: str, client_id: str) -> Principal:
+    async def _citizen(self, national_id: str, client_id: str) -> tuple[Principal, float]:
         row = await self._pool.fetchrow(
             """SELECT (SELECT id FROM patient WHERE national_id = $1) AS patient_id,
                       ARRAY(SELECT g.child_patient_id::text FROM guardianship g
@@ -357,7 +443,9 @@ class Authenticator:
                              WHERE g.guardian_national_id = $1 AND g.basis = 'power-of-attorney'
                                AND g.period_start <= current_date
                                AND (g.period_end IS NULL OR g.period_end >= current_date)
-                             ORDER BY 1) AS attorney_for""",
+                             ORDER BY 1) AS attorney_for,
+                      (SELECT epoch FROM principal_epoch) AS epoch,
+                      extract(epoch FROM (current_date + 1)::timestamptz)::float8 AS valid_until""",
             national_id,
         )
         patient_id = str(row["patient_id"]) if row["patient_id"] else None
@@ -371,7 +459,8 @@ class Authenticator:
             patient_id=patient_id,
             guardian_of=tuple(row["children"]),
             attorney_for=tuple(row["attorney_for"]),
-        )
+            epoch=row["epoch"],
+        ), row["valid_until"]
 
 
 class AuthenticationMiddleware:
@@ -395,7 +484,8 @@ class AuthenticationMiddleware:
                 scope["method"],
                 request_url(scope, self._public_url),
             )
-            scope[PRINCIPAL_SCOPE_KEY] = await self._authenticator_of(scope).authenticate(presented)
+            claims, principal = await self._authenticator_of(scope).authenticate_claims(presented)
+            scope[PRINCIPAL_SCOPE_KEY], scope[CLAIMS_SCOPE_KEY] = principal, claims
         except Exception as exc:
             error = as_client_error(exc)
             if error is None:

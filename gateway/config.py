@@ -67,6 +67,9 @@ class Settings:
     database_pool_size: int = 3
     # The longest the PDP client waits between attempts to reconnect to a PDP that went away.
     pdp_reconnect_seconds: float = 1.0
+    # How long a caller's principal may be kept between requests at most; every statement that uses a kept
+    # one proves it current (principal_epoch), so this only bounds memory of callers gone quiet.
+    principal_keep_seconds: float = 300.0
     # The change feed: how many events one page may scan past (so an empty page still moves the cursor on).
     change_scan_window: int = 10_000
     # Subscriptions: how often the change hub looks for commits whose notification it may have missed, how

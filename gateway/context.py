@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
 from gateway.audit import AuditTrail
-from gateway.auth import Principal
+from gateway.auth import CLAIMS_SCOPE_KEY, Principal
 from gateway.change_feed import ChangeFeed
 from gateway.declare import ResourceKind
 from gateway.registry import Registry
@@ -113,6 +113,21 @@ class Context:
         return cls(
             request=request, runtime=runtime, principal=principal, audit=audit, **_services(runtime, principal, audit)
         )
+
+    async def ensure_current_principal(self) -> None:
+        """Before statements that do not prove it themselves: a principal kept from an earlier request is
+        used only while `principal_epoch` has not moved since it was read (one round trip, the one a
+        fresh lookup would cost); otherwise it is looked up again."""
+        if not self.principal.kept or self.live is not None:
+            return
+        epoch = await self.runtime.pool.fetchval("SELECT epoch FROM principal_epoch")
+        if epoch != self.principal.epoch:
+            await self.look_up_principal_again()
+
+    async def look_up_principal_again(self) -> None:
+        """Serve this request with the principal as the journal says now (the kept one is out of date)."""
+        claims = self.request.scope[CLAIMS_SCOPE_KEY]
+        self.renew(await self.runtime.authenticator.reauthenticate(claims, fresh=True))
 
     def renew(self, principal: Principal) -> None:
         """Serve `principal` (looked up again) with fresh stores and loaders, keeping the audit trail."""

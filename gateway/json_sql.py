@@ -114,6 +114,8 @@ PAGE_INFO_FIELDS = ("hasNextPage", "hasPreviousPage", "startCursor", "endCursor"
 # Metadata key of a connection field in the schema: (kind, parent column or None at the top), which
 # tells whole-selection reads what a field lists.
 LIST_OF = "akson_list_of"
+# Metadata key of a root field that reads one resource by global id: its kind, or None for `node`.
+ITEM_OF = "akson_item_of"
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,20 @@ class ListSelection:
             for _, part in node.fields
             if isinstance(part, ListSelection)
         ]
+
+
+@dataclass(frozen=True)
+class ItemSelection:
+    """One resource read by id at the root (`patient(id:)`, `node(id:)`), with the fields asked of it."""
+
+    kind: ResourceKind
+    id: str
+    node: NodeSelection
+
+    def as_level(self, args: Any) -> ListSelection:
+        """The item as a one-row level (`args` asks for one row), so that its rows, nested lists and audit
+        are built as a list's are."""
+        return ListSelection(self.kind, None, args, self.kind.type_name, (("", Edges((("node", self.node),))),))
 
 
 def json_key(key: str) -> str:
@@ -244,28 +260,30 @@ OrderOf = Callable[[ListSelection], Sql]
 
 def compile_list(selection: ListSelection, where_of: WhereOf, order_of: OrderOf) -> Sql:
     """The statement for a top-level list selection. It returns two columns: `data`, the connection as
-    JSON text, and `audit`, JSON text of [kind, patient id, [ids]] for every kind and patient with rows
-    in the answer."""
+    JSON text, and `audit`, JSON text of [kind, patient id, [ids], level] for every kind and patient with
+    rows in the answer (levels numbered from 0 in the order their CTEs were built, the root first)."""
     builder = _Builder(where_of, order_of)
     rows = builder.rows(selection, None)
     grouped = builder.grouped(selection, rows)
     data = builder.connection(selection, grouped)
-    audit = (
-        join(builder.audit, " UNION ALL ")
-        if builder.audit
-        else sql("SELECT 0, 0::bigint, NULL::uuid, NULL::json WHERE FALSE")
-    )
-    return sql(
-        "WITH ",
-        join(builder.ctes),
-        " SELECT (SELECT ",
-        data,
-        " FROM (SELECT 1) AS _one LEFT JOIN ",
-        ident(grouped),
-        " ON TRUE) AS data, (SELECT coalesce(json_agg(j ORDER BY n, pos, p), '[]') FROM (",
-        audit,
-        ") AS a(n, pos, p, j))::text AS audit",
-    )
+    return builder.statement(sql("SELECT ", data, " FROM (SELECT 1) AS _one LEFT JOIN ", ident(grouped), " ON TRUE"))
+
+
+def compile_item(level: ListSelection, where_of: WhereOf, order_of: OrderOf) -> Sql:
+    """The statement for a root item (`ItemSelection.as_level`): `data` is the node's JSON text, NULL when no
+    row passes the WHERE of its level (none exists, or policy hides it: the caller explains which), and
+    `audit` as for lists, the item's own rows at level 0."""
+    builder = _Builder(where_of, order_of)
+    rows = builder.rows(level, None)
+    joins: list[Sql] = []
+    edges = level.parts[0][1]
+    assert isinstance(edges, Edges)
+    node = edges.fields[0][1]
+    assert isinstance(node, NodeSelection)
+    built = builder.node(level, node, rows, joins)
+    a = ident(level.kind.alias)
+    data = sql("SELECT ", built, " FROM ", ident(rows), " AS ", a, " ", join(joins, " "), " WHERE ", a, "._rn = 1")
+    return builder.statement(data)
 
 
 @dataclass
@@ -275,6 +293,24 @@ class _Builder:
     ctes: list[Sql] = field(default_factory=list)
     audit: list[Sql] = field(default_factory=list)
     counter: int = 0
+
+    def statement(self, data: Sql) -> Sql:
+        """The whole statement: the CTEs, then `data` (a query of one text value), `audit`, and the
+        `principal_epoch` its snapshot saw (which proves a kept principal current)."""
+        audit = (
+            join(self.audit, " UNION ALL ")
+            if self.audit
+            else sql("SELECT 0, 0::bigint, NULL::uuid, NULL::json WHERE FALSE")
+        )
+        return sql(
+            "WITH ",
+            join(self.ctes),
+            " SELECT (",
+            data,
+            ") AS data, (SELECT coalesce(json_agg(j ORDER BY n, pos, p), '[]') FROM (",
+            audit,
+            ") AS a(n, pos, p, j))::text AS audit, (SELECT epoch FROM principal_epoch) AS epoch",
+        )
 
     def _name(self, stem: str) -> str:
         self.counter += 1
@@ -369,6 +405,8 @@ class _Builder:
                     patient,
                     ", ",
                     ids,
+                    ", ",
+                    value(len(self.audit), "integer"),
                     ") FROM ",
                     here,
                     " WHERE ",

@@ -12,6 +12,12 @@ instead, kept by the `limits` library's sliding-window counter: there each budge
 a request refused by one budget may still have been counted by the others. What clients see follows the IETF draft
 "RateLimit header fields for HTTP": `RateLimit-Policy` names each budget and `RateLimit` what remains of
 the tightest, and a refusal carries `Retry-After`.
+
+Either store is asked through `LeasingRateLimiter`, which takes a large budget in small leases (a fiftieth
+of its limit, at most a hundred requests' worth) and spends them in the process: a request whose budgets
+are all covered by leases costs no round trip. Every leased unit is counted in the shared counter when
+it is taken, so together the processes never admit more than a limit; what a process holds unspent when
+its window ends is lost, at most a fiftieth of the limit per process.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import asyncpg
@@ -159,7 +165,7 @@ class RedisRateLimiter:
         """Take every budget's amount where it has room; allowed only if all had room."""
         items = [RateLimitItemPerMinute(b.limit, namespace="akson") for b in budgets]
         taken = await asyncio.gather(
-            *(self._limiter.hit(i, b.key, cost=b.amount) for i, b in zip(items, budgets, strict=True))
+            *(self._hit(i, b) for i, b in zip(items, budgets, strict=True))
         )
         stats = await asyncio.gather(
             *(self._limiter.get_window_stats(i, b.key) for i, b in zip(items, budgets, strict=True))
@@ -175,3 +181,86 @@ class RedisRateLimiter:
             for b, ok, s in zip(budgets, taken, stats, strict=True)
         )
         return Verdict(all(taken), standings)
+
+    async def _hit(self, item: RateLimitItemPerMinute, budget: Budget) -> bool:
+        """Take a budget's amount; nothing to take (a process's lease covers it) always fits."""
+        return budget.amount == 0 or await self._limiter.hit(item, budget.key, cost=budget.amount)
+
+
+# A lease is this share of a budget's limit, and at most this many requests' worth: budgets whose limit is
+# under LEASE_SHARE times a request's amount are taken request by request.
+LEASE_SHARE = 50
+LEASE_REQUESTS = 100
+
+
+@dataclass
+class _Lease:
+    window: int
+    left: int
+    # What remained of the budget in the shared counter when the lease was taken (the lease counted as used).
+    remaining: int
+
+
+def lease_size(budget: Budget) -> int:
+    """How much of a budget a process takes at once (its own request's amount included)."""
+    return min(budget.limit // LEASE_SHARE, LEASE_REQUESTS * budget.amount)
+
+
+class LeasingRateLimiter:
+    """Takes budgets from the shared counters in leases and spends them locally (module docstring)."""
+
+    def __init__(self, shared: RateLimiter) -> None:
+        self._shared = shared
+        self._leases: dict[str, _Lease] = {}
+
+    def close(self) -> None:
+        """Close the shared counters' connection."""
+        self._shared.close()
+
+    async def take(self, budgets: list[Budget]) -> Verdict:
+        """Take every budget's amount if all have room, else none: from this process's leases when they
+        cover the request, otherwise from the shared counters, with a new lease on top where it fits."""
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        leases = [self._current(b.key, window) for b in budgets]
+        if all(lease is not None and lease.left >= b.amount for lease, b in zip(leases, budgets, strict=True)):
+            for lease, budget in zip(leases, budgets, strict=True):
+                assert lease is not None
+                lease.left -= budget.amount
+            return Verdict(True, tuple(self._standing(b, now) for b in budgets))
+        extras = [
+            0 if lease is not None and lease.left >= b.amount else max(0, lease_size(b) - b.amount)
+            for lease, b in zip(leases, budgets, strict=True)
+        ]
+        asked = [
+            replace(b, amount=0 if lease is not None and lease.left >= b.amount else b.amount + extra)
+            for lease, b, extra in zip(leases, budgets, extras, strict=True)
+        ]
+        verdict = await self._shared.take(asked)
+        if not verdict.allowed and any(extras):
+            asked = [replace(b, amount=b.amount if a.amount else 0) for a, b in zip(asked, budgets, strict=True)]
+            extras = [0] * len(budgets)
+            verdict = await self._shared.take(asked)
+        if not verdict.allowed:
+            return Verdict(False, tuple(replace(s, budget=b) for s, b in zip(verdict.standings, budgets, strict=True)))
+        for lease, budget, extra, shared in zip(leases, budgets, extras, verdict.standings, strict=True):
+            if lease is not None and lease.left >= budget.amount:
+                lease.left -= budget.amount
+                lease.remaining = shared.remaining
+            else:
+                held = lease.left if lease is not None else 0
+                self._leases[budget.key] = _Lease(window, held + extra, shared.remaining)
+        return Verdict(True, tuple(self._standing(b, now) for b in budgets))
+
+    def _current(self, key: str, window: int) -> _Lease | None:
+        lease = self._leases.get(key)
+        if lease is not None and lease.window != window:
+            del self._leases[key]
+            return None
+        return lease
+
+    def _standing(self, budget: Budget, now: float) -> Standing:
+        """A budget as this process sees it: what the shared counter left, plus the lease it holds."""
+        lease = self._leases[budget.key]
+        reset = max(1, math.ceil((lease.window + 1) * WINDOW_SECONDS - now))
+        return Standing(budget, min(budget.limit, lease.remaining + lease.left), reset, None)

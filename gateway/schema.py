@@ -22,7 +22,7 @@ from gateway.admission import Admission
 from gateway.config import Settings
 from gateway.document_checks import CheckedValidation
 from gateway.errors import as_client_error
-from gateway.json_sql import LIST_OF
+from gateway.json_sql import ITEM_OF, LIST_OF
 from gateway.telemetry import OperationSpan
 from gateway.whole_reads import WholeSelectionReads
 from resolvers.access import AccessMutations, EmergencyGrant, NoteMutations, emergency_grants
@@ -59,11 +59,13 @@ PARSED_DOCUMENTS = 256
 class Query(JournalLists):  # type: ignore[misc]
     node: relay.Node | None = strawberry.field(
         resolver=node,
+        metadata={ITEM_OF: None},
         description="Any resource by its global id. Null with a FORBIDDEN error and its reason when policy does "
         "not allow it; an id that does not exist looks the same as one you may not see.",
     )
     patient: Patient | None = strawberry.field(
         resolver=patient,
+        metadata={ITEM_OF: K.PATIENT},
         description="One patient by global id. Null with a FORBIDDEN error and its reason when policy does not "
         "allow it; a patient that does not exist looks the same as one you may not see.",
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
@@ -28,9 +28,9 @@ from gateway.authz import Authorizer, SqlFilter
 from gateway.db import Reads
 from gateway.declare import Filter, ResourceKind, camel
 from gateway.errors import BadUserInput, Forbidden, NotFound
-from gateway.json_sql import ListSelection, compile_list
+from gateway.json_sql import ItemSelection, ListSelection, compile_item, compile_list
 from gateway.plan_sql import SetOf, UntranslatablePlan
-from gateway.resources import AUDIT_EVENT
+from gateway.resources import AUDIT_EVENT, KINDS
 from gateway.sql import EMPTY, Sql, ident, join, sql, value
 
 READ = "read"
@@ -130,6 +130,26 @@ def parse_id(raw: str, what: str) -> uuid.UUID:
 _PHANTOM_SCALARS: dict[str, Any] = {"boolean": False, "integer": 0}
 
 
+def parse_global_id(value: str, expected: ResourceKind | None = None) -> tuple[ResourceKind, str]:
+    """The kind and journal id behind a global id; a foreign or malformed id is bad input."""
+    try:
+        gid = relay.GlobalID.from_id(value)
+    except (relay.GlobalIDValueError, ValueError) as exc:
+        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id") from exc
+    kind = KINDS.get(gid.type_name)
+    if kind is None and expected is not None and gid.type_name == expected.type_name:
+        kind = expected
+    if kind is None:
+        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id")
+    if expected is not None and kind is not expected:
+        raise BadUserInput(f"{value!r} is not a {expected.type_name} id", argument="id")
+    try:
+        uuid.UUID(gid.node_id)
+    except ValueError as exc:
+        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id") from exc
+    return kind, gid.node_id
+
+
 def scope_select(kind: ResourceKind) -> Sql:
     """SELECT-list entry for a row's policy scope, when the kind has one."""
     return sql(", ", kind.scope_sql, " AS _scope") if kind.scope_sql else EMPTY
@@ -182,6 +202,10 @@ def phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
     return phantom
 
 
+class StalePrincipal(Exception):
+    """The principal kept from an earlier request is no longer what the journal says (its epoch moved)."""
+
+
 class Store:
     """Per-request door to the journal for one principal; its audit trail is flushed by the view."""
 
@@ -199,6 +223,16 @@ class Store:
     @property
     def principal(self) -> Principal:
         return self._principal
+
+    def audit_mark(self) -> tuple[int, frozenset[str]]:
+        """Where the request's audit trail stands, to rewind to when what was read since is not shown."""
+        return self._audit.mark(), frozenset(self._denied_lists)
+
+    def audit_rewind(self, mark: tuple[int, frozenset[str]]) -> None:
+        """Forget the audit records since `mark`: the reads behind them will not be answered (they are read
+        and audited again on another path)."""
+        self._audit.rewind(mark[0])
+        self._denied_lists = set(mark[1])
 
     async def _filter(self, kind: ResourceKind, action: str) -> SqlFilter:
         key = (kind.name, action)
@@ -494,16 +528,67 @@ class Store:
         """A top-level list and all lists nested in it as the JSON of the answer, built by PostgreSQL in
         one statement: every level filtered by its own query plan exactly as `page` and `pages_by_parent`
         filter it, every row that leaves audited as theirs are. Raises BadUserInput like they do."""
+        filters = await self._nested_filters(selection)
+        statement = compile_list(selection, self._where_of(filters, None), self._level_order)
+        row = await self._fetch_json(statement)
+        self._audit_json(row["audit"], filters, None)
+        return str(row["data"])
+
+    async def item_json(self, item: ItemSelection) -> str | None:
+        """A resource by id and all lists nested in it as the JSON of the answer, in one statement, decided
+        by the same query plan for `read` that would filter a list of it (no PDP call per item), the nested
+        lists as `list_json` filters them. None when no row passes: it does not exist, policy hides it, or
+        the plan cannot be enforced in SQL; `by_ids` then gives the exact error and its reason."""
+        kind = item.kind
+        try:
+            own = await self._authorizer.plan(self._principal, kind, READ)
+        except UntranslatablePlan:
+            return None
+        if own.kind == "none":
+            return None
+        level = item.as_level(ListArgs(first=1))
+        filters = await self._nested_filters(level, skip_root=True)
+        root_where = [own.where, sql(kind.col(kind.id_column), " = ", value(item.id, "uuid"))]
+        where_of = self._where_of(filters, (level, root_where))
+        row = await self._fetch_json(compile_item(level, where_of, self._level_order))
+        if row["data"] is None:
+            return None
+        self._audit_json(row["audit"], filters, (kind.name, own.reason))
+        return str(row["data"])
+
+    async def _fetch_json(self, statement: Sql) -> Row:
+        """Run a JSON statement; a kept principal must be as current as the statement's snapshot, or
+        nothing it read counts (StalePrincipal: look the principal up again and ask again)."""
+        text, values = statement.render()
+        row = await self._pool.fetchrow(text, *values)
+        assert row is not None, "an aggregate returns one row"
+        if self._principal.kept and row["epoch"] != self._principal.epoch:
+            raise StalePrincipal
+        return row
+
+    async def _nested_filters(
+        self, selection: ListSelection, *, skip_root: bool = False
+    ) -> dict[str, SqlFilter | None]:
+        """The search filter of every kind listed in a selection (the root's too, unless `skip_root`)."""
         filters: dict[str, SqlFilter | None] = {}
-        pending = [selection]
+        pending = selection.children() if skip_root else [selection]
         while pending:
             level = pending.pop()
             self._check_args(level.kind, level.args)
             if level.kind.name not in filters:
                 filters[level.kind.name] = await self.list_filter(level.kind)
             pending.extend(level.children())
+        return filters
+
+    def _where_of(
+        self, filters: dict[str, SqlFilter | None], root: tuple[ListSelection, list[Sql]] | None
+    ) -> Callable[[ListSelection, str | None], list[Sql]]:
+        """Each level's WHERE: its kind's search filter (over the patient context row, when it has one), the
+        client's filters and cursor; the `root` level, when given, has its own."""
 
         def where_of(level: ListSelection, context: str | None) -> list[Sql]:
+            if root is not None and level is root[0]:
+                return root[1]
             sql_filter = filters[level.kind.name]
             if sql_filter is None:
                 return [sql("FALSE")]
@@ -511,17 +596,27 @@ class Store:
                 sql_filter = sql_filter.in_patient_context(level.kind.context_attributes, context)
             return self._where(level.kind, sql_filter, level.args)
 
-        text, values = compile_list(selection, where_of, lambda level: self._order_by(level.kind, level.args)).render()
-        row = await self._pool.fetchrow(text, *values)
-        assert row is not None, "an aggregate returns one row"
+        return where_of
+
+    def _level_order(self, level: ListSelection) -> Sql:
+        return self._order_by(level.kind, level.args)
+
+    def _audit_json(
+        self, audit: str, filters: dict[str, SqlFilter | None], root_read: tuple[str, str] | None
+    ) -> None:
+        """Audit what a JSON statement returned: [kind, patient, ids, level] per kind and patient, searched
+        rows with their filter's reason; level 0 is a root item's `read` when `root_read` names its kind."""
         emergency = self._principal.emergency_patient_ids
-        for kind_name, patient, ids in orjson.loads(row["audit"]):
-            sql_filter = filters[kind_name]
-            assert sql_filter is not None
+        for kind_name, patient, ids, level in orjson.loads(audit):
+            if root_read is not None and level == 0:
+                action, reason = READ, root_read[1]
+            else:
+                sql_filter = filters[kind_name]
+                assert sql_filter is not None
+                action, reason = SEARCH, sql_filter.reason
             self._audit.record(
-                AuditRecord(patient, kind_name, tuple(ids), SEARCH, True, sql_filter.reason, patient in emergency)
+                AuditRecord(patient, kind_name, tuple(ids), action, True, reason, patient in emergency)
             )
-        return str(row["data"])
 
     async def versions(self, kind: ResourceKind, rid: str, first: int, before: int | None) -> tuple[list[Row], bool]:
         """The versions of a resource the caller has read (the current one and those kept before it), newest

@@ -1,17 +1,21 @@
-"""Whole-selection reads: a query made only of lists and plain fields is answered by PostgreSQL as JSON.
+"""Whole-selection reads: a query made only of lists, items by id and plain fields is answered by
+PostgreSQL as JSON.
 
 A schema extension, so that the resolvers stay the one definition of the API: before graphql-core
-executes an operation, this looks at its selection. When every root field is a list of journal data
-and everything under it is a plain field (its JSON shape comes from the kind's declaration), a nested
-list, a cursor or pageInfo, the store answers each root field with one statement that builds the JSON
-(gateway/json_sql.py),
-filtered per level by the same query plans and audited row by row, and execution is skipped. Anything
-else (a reference, a count, a field with its own permission, a directive, a mutation) runs through
-the resolvers as before. Bad arguments also take the resolver path, which explains them field by field.
+executes an operation, this looks at its selection. When every root field is a list of journal data or
+one resource by id (`patient(id:)`, `node(id:)`) and everything under it is a plain field (its JSON
+shape comes from the kind's declaration), a nested list, a cursor or pageInfo, the store answers each
+root field with one statement that builds the JSON (gateway/json_sql.py), filtered per level by the
+same query plans and audited row by row, and execution is skipped. An item is decided by its `read`
+plan inside that statement; when it yields no row (missing, hidden, or a plan SQL cannot hold) the
+resolvers run instead and explain why, with the PDP's exact reason. Anything else (a reference, a
+count, a field with its own permission, a directive, a mutation) runs through the resolvers as before.
+Bad arguments also take the resolver path, which explains them field by field.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +30,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    print_ast,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.utilities import get_operation_ast
@@ -35,12 +40,15 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
+from gateway.context import Context
 from gateway.declare import ResourceKind
 from gateway.errors import AksonError
 from gateway.json_sql import (
+    ITEM_OF,
     LIST_OF,
     PAGE_INFO_FIELDS,
     Edges,
+    ItemSelection,
     ListSelection,
     NodeSelection,
     PageInfo,
@@ -49,7 +57,10 @@ from gateway.json_sql import (
     Value,
 )
 from gateway.resources import KINDS
-from gateway.store import ListArgs
+from gateway.store import ListArgs, StalePrincipal, Store, parse_global_id
+
+# The root fields of an operation as whole-selection reads: (response key, what it reads).
+Roots = list[tuple[str, ListSelection | ItemSelection]]
 
 
 class NotWhole(Exception):
@@ -64,8 +75,12 @@ class _Planner:
     fragments: dict[str, FragmentDefinitionNode]
     variables: VariableValues
 
-    def fields(self, selection_set: SelectionSetNode | None, type_name: str) -> list[FieldNode]:
-        """The fields of a selection set, fragments spread, in order; directives and repeated keys refuse."""
+    def fields(
+        self, selection_set: SelectionSetNode | None, type_name: str, *, as_node: bool = False
+    ) -> list[FieldNode]:
+        """The fields of a selection set, fragments spread, in order; directives and repeated keys refuse.
+        `as_node`: the set is selected on the Node interface, so fragments on Node apply and fragments on
+        other types are left out."""
         if selection_set is None:
             raise NotWhole
         found: list[FieldNode] = []
@@ -74,19 +89,29 @@ class _Planner:
                 raise NotWhole
             if isinstance(node, FieldNode):
                 found.append(node)
-            elif isinstance(node, InlineFragmentNode):
-                if node.type_condition is not None and node.type_condition.name.value != type_name:
-                    raise NotWhole
-                found.extend(self.fields(node.selection_set, type_name))
+                continue
+            if isinstance(node, InlineFragmentNode):
+                condition, inner = node.type_condition, node.selection_set
+                on = type_name if condition is None else condition.name.value
             elif isinstance(node, FragmentSpreadNode):
                 fragment = self.fragments.get(node.name.value)
-                if fragment is None or fragment.type_condition.name.value != type_name or fragment.directives:
+                if fragment is None or fragment.directives:
                     raise NotWhole
-                found.extend(self.fields(fragment.selection_set, type_name))
-        keys = [(f.alias or f.name).value for f in found]
-        if len(keys) != len(set(keys)):
-            raise NotWhole
-        return found
+                on, inner = fragment.type_condition.name.value, fragment.selection_set
+            else:
+                raise NotWhole
+            if on == type_name or (as_node and on == "Node"):
+                found.extend(self.fields(inner, type_name, as_node=as_node))
+            elif not as_node:
+                raise NotWhole
+        by_key: dict[str, FieldNode] = {}
+        for f in found:
+            key = (f.alias or f.name).value
+            if key not in by_key:
+                by_key[key] = f
+            elif print_ast(by_key[key]) != print_ast(f):
+                raise NotWhole  # fields that merge into one another: the resolvers do that
+        return list(by_key.values())
 
     def definition(self, type_name: str) -> StrawberryObjectDefinition:
         definition = self.context.schema.get_type_by_name(type_name)
@@ -153,13 +178,31 @@ class _Planner:
                 raise NotWhole
         return Edges(tuple(parts))
 
-    def node(self, item_type: str, node: FieldNode) -> NodeSelection:
+    def item_selection(self, node: FieldNode) -> ItemSelection:
+        """A root field that reads one resource by global id, with what is asked of it."""
+        field = self.strawberry_field("Query", node.name.value)
+        if ITEM_OF not in field.metadata:
+            raise NotWhole
+        expected: ResourceKind | None = field.metadata[ITEM_OF]
+        graphql_type = self.context.schema._schema.query_type
+        assert graphql_type is not None
+        raw = get_argument_values(graphql_type.fields[node.name.value], node, self.variables)
+        kind, rid = parse_global_id(str(raw["id"]), expected)
+        return ItemSelection(kind, rid, self.node(kind.type_name, node, as_node=expected is None))
+
+    def root(self, node: FieldNode) -> ListSelection | ItemSelection:
+        field = self.strawberry_field("Query", node.name.value)
+        if ITEM_OF in field.metadata:
+            return self.item_selection(node)
+        return self.list_selection("Query", node, top=True)
+
+    def node(self, item_type: str, node: FieldNode, *, as_node: bool = False) -> NodeSelection:
         kind = KINDS.get(item_type)
         if kind is None or not kind.node:
             raise NotWhole
         shapes = kind.shapes
         parts: list[tuple[str, Shape | Typename | ListSelection]] = []
-        for sub in self.fields(node.selection_set, item_type):
+        for sub in self.fields(node.selection_set, item_type, as_node=as_node):
             key, name = (sub.alias or sub.name).value, sub.name.value
             if name == "__typename":
                 parts.append((key, Typename(item_type)))
@@ -188,7 +231,7 @@ class _Planner:
         return Value(asked, shape.null_unless)
 
 
-def plan(context: ExecutionContext) -> list[tuple[str, ListSelection]] | None:
+def plan(context: ExecutionContext) -> Roots | None:
     """The root fields of the operation as whole-selection reads, or None when the resolvers must run."""
     document = context.graphql_document
     if document is None:
@@ -204,27 +247,56 @@ def plan(context: ExecutionContext) -> list[tuple[str, ListSelection]] | None:
     try:
         if operation.directives:
             raise NotWhole
-        return [
-            ((node.alias or node.name).value, planner.list_selection("Query", node, top=True))
-            for node in planner.fields(operation.selection_set, "Query")
-        ]
+        roots = planner.fields(operation.selection_set, "Query")
+        return [((node.alias or node.name).value, planner.root(node)) for node in roots]
     except (NotWhole, GraphQLError, AksonError, TypeError, ValueError):
         return None
 
 
 class WholeSelectionReads(SchemaExtension):
-    """Answers whole-selection queries from PostgreSQL's JSON and skips graphql-core's execution."""
+    """Answers whole-selection queries from PostgreSQL's JSON and skips graphql-core's execution. What it
+    does not answer runs through the resolvers with a principal proven current first."""
 
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
-        selections = plan(context)
-        if selections:
-            store = context.context.store
+        request: Context | None = context.context
+        selections = plan(context) if request is not None else None
+        answers = None
+        if request is not None and selections:
             try:
-                answers = [(key, await store.list_json(selection)) for key, selection in selections]
-            except AksonError:
-                answers = None
-            if answers is not None:
-                body = ",".join(f"{orjson.dumps(key).decode()}:{text}" for key, text in answers)
-                context.result = ExecutionResult(data=orjson.Fragment("{" + body + "}"), errors=None)  # type: ignore[arg-type]
+                answers = await answer(request.store, selections)
+            except StalePrincipal:
+                await request.look_up_principal_again()
+                with contextlib.suppress(StalePrincipal):
+                    answers = await answer(request.store, selections)
+        if answers is not None:
+            body = ",".join(f"{orjson.dumps(key).decode()}:{text}" for key, text in answers)
+            context.result = ExecutionResult(data=orjson.Fragment("{" + body + "}"), errors=None)  # type: ignore[arg-type]
+        elif request is not None:
+            await request.ensure_current_principal()
         yield
+
+
+async def answer(store: Store, selections: Roots) -> list[tuple[str, str]] | None:
+    """Each root field's JSON text, or None when one of them needs the resolvers: then nothing it read
+    is audited (the resolvers read and audit it again), items first so that this is rare. StalePrincipal
+    when the principal kept from an earlier request is out of date (nothing audited either)."""
+    mark = store.audit_mark()
+    texts: dict[str, str] = {}
+    try:
+        for key, selection in sorted(selections, key=lambda pair: not isinstance(pair[1], ItemSelection)):
+            if isinstance(selection, ItemSelection):
+                text = await store.item_json(selection)
+                if text is None:
+                    store.audit_rewind(mark)
+                    return None
+                texts[key] = text
+            else:
+                texts[key] = await store.list_json(selection)
+    except AksonError:
+        store.audit_rewind(mark)
+        return None
+    except StalePrincipal:
+        store.audit_rewind(mark)
+        raise
+    return [(key, texts[key]) for key, _ in selections]

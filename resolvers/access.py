@@ -9,7 +9,8 @@ import strawberry
 
 from gateway import resources as K
 from gateway.declare import ResourceKind
-from resolvers.common import AfterArg, Connection, FirstArg, Info, parse_global_id, top_list
+from gateway.store import parse_global_id
+from resolvers.common import AfterArg, Connection, FirstArg, Info, top_list
 from resolvers.common import list_args as _list_args
 from resolvers.types import ENUMS, TYPES, filter_of
 

@@ -14,8 +14,8 @@ from strawberry.scalars import JSON
 from gateway import resources as K
 from gateway.errors import BadUserInput
 from gateway.registry import AppLimits, Registration
-from gateway.store import Row
-from resolvers.common import FirstArg, Info, parse_global_id, to_one
+from gateway.store import Row, parse_global_id
+from resolvers.common import FirstArg, Info, to_one
 from resolvers.types import TYPES
 
 if TYPE_CHECKING:  # built at import from the declarations; to the type checker it is Any

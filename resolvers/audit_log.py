@@ -12,7 +12,7 @@ import strawberry
 
 from gateway import resources as K
 from gateway.errors import BadUserInput
-from gateway.store import ListArgs, Row
+from gateway.store import ListArgs, Row, parse_global_id
 from resolvers.access import EmergencyGrant
 from resolvers.common import (
     NODE_TYPES,
@@ -21,7 +21,6 @@ from resolvers.common import (
     FirstArg,
     Info,
     global_id,
-    parse_global_id,
     to_one,
     top_list,
 )

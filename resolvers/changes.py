@@ -14,7 +14,8 @@ from strawberry import relay
 from gateway import resources as K
 from gateway.change_feed import FEED_KINDS, ChangeFilter, ChangeItem, decode_position
 from gateway.errors import BadRequest, BadUserInput
-from resolvers.common import NODE_TYPES, AfterArg, Info, parse_global_id
+from gateway.store import parse_global_id
+from resolvers.common import NODE_TYPES, AfterArg, Info
 from resolvers.types import ResourceChange
 
 ResourceKindEnum: Any = strawberry.enum(

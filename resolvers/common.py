@@ -14,9 +14,7 @@ from strawberry import relay
 
 from gateway.context import Context
 from gateway.declare import ResourceKind
-from gateway.errors import BadUserInput
-from gateway.resources import KINDS
-from gateway.store import ListArgs, Page
+from gateway.store import ListArgs, Page, parse_global_id
 
 Info = strawberry.Info[Context, None]
 T = TypeVar("T")
@@ -94,26 +92,6 @@ class Connection(Generic[T]):
 def global_id(kind: ResourceKind, raw_id: uuid.UUID | str) -> relay.GlobalID:
     """The opaque id clients see for a resource."""
     return relay.GlobalID(kind.type_name, str(raw_id))
-
-
-def parse_global_id(value: str, expected: ResourceKind | None = None) -> tuple[ResourceKind, str]:
-    """The kind and journal id behind a global id; a foreign or malformed id is bad input."""
-    try:
-        gid = relay.GlobalID.from_id(value)
-    except (relay.GlobalIDValueError, ValueError) as exc:
-        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id") from exc
-    kind = KINDS.get(gid.type_name)
-    if kind is None and expected is not None and gid.type_name == expected.type_name:
-        kind = expected
-    if kind is None:
-        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id")
-    if expected is not None and kind is not expected:
-        raise BadUserInput(f"{value!r} is not a {expected.type_name} id", argument="id")
-    try:
-        uuid.UUID(gid.node_id)
-    except ValueError as exc:
-        raise BadUserInput(f"{value!r} is not an id issued by this API", argument="id") from exc
-    return kind, gid.node_id
 
 
 def list_args(first: int, after: str | None, filter: Any = None, order: SortOrder | None = None) -> ListArgs:

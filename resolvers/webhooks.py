@@ -12,9 +12,9 @@ from strawberry import relay
 
 from gateway import resources as K
 from gateway.change_feed import FEED_KINDS, encode_position, public_id
-from gateway.store import ListArgs, Row
+from gateway.store import ListArgs, Row, parse_global_id
 from resolvers.changes import ResourceKindEnum
-from resolvers.common import AfterArg, Connection, Edge, FirstArg, Info, global_id, parse_global_id
+from resolvers.common import AfterArg, Connection, Edge, FirstArg, Info, global_id
 from resolvers.types import ResourceChange
 
 

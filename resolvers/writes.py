@@ -36,7 +36,8 @@ from gateway.declare import (
 )
 from gateway.errors import BadUserInput
 from gateway.resources import KINDS
-from resolvers.common import Info, parse_global_id, to_one
+from gateway.store import parse_global_id
+from resolvers.common import Info, to_one
 from resolvers.types import TYPES, enum_of
 
 MODULE = __name__

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -62,6 +63,8 @@ def raw_id(global_id: str) -> str:
 
 
 CITIZEN = gid("Patient", CITIZEN_PATIENT_ID)
+RESTRICT = """mutation($input: RestrictionInput!) { createRestriction(input: $input) { id } }"""
+LIFT = """mutation($id: ID!) { liftRestriction(id: $id, reason: "patient changed their mind") { id } }"""
 
 
 T = TypeVar("T")
@@ -314,3 +317,20 @@ def redis_url() -> str:
     except OSError:
         pytest.skip(f"no Redis answers at {url}")
     return url
+
+
+@contextlib.contextmanager
+def restricted_from(gateway: Gateway, persona: str, reason: str = "I know her privately") -> Iterator[str]:
+    """The citizen's record closed to one practitioner (sperring, scope PERSON) inside the with-block; yields
+    the restriction's id, and lifts it afterwards whatever happened."""
+    practitioner = gid("Practitioner", PERSONAS[persona].entity_id)
+    made = gateway.query(
+        RESTRICT,
+        "citizen",
+        {"input": {"patientId": CITIZEN, "scope": "PERSON", "reason": reason, "practitionerId": practitioner}},
+    )
+    restriction = made["data"]["createRestriction"]["id"]
+    try:
+        yield restriction
+    finally:
+        gateway.query(LIFT, "citizen", {"id": restriction})

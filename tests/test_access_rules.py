@@ -6,7 +6,7 @@ Tests that change shared state (restrictions, grants, birth dates, withholdings)
 from __future__ import annotations
 
 from gateway.personas import CHILD_PATIENT_ID, CITIZEN_PATIENT_ID, FJORDVIK_GP_OFFICE, PERSONAS
-from tests.conftest import CITIZEN, Gateway, gid
+from tests.conftest import CITIZEN, Gateway, gid, restricted_from
 
 PATIENT = "query($id: ID!) { patient(id: $id) { id } }"
 ENCOUNTERS = "query($id: ID!) { patient(id: $id) { encounters(first: 100) { totalCount } } }"
@@ -73,30 +73,14 @@ def test_a_purpose_of_use_outside_care_is_refused(gateway: Gateway) -> None:
 
 
 def test_sperring_against_a_practitioner_wins_until_it_is_lifted(gateway: Gateway) -> None:
-    nurse = PERSONAS["homecare-nurse"]
     before = encounter_count(gateway, "homecare-nurse")
     assert before > 0
-    made = gateway.query(
-        RESTRICT,
-        "citizen",
-        {
-            "input": {
-                "patientId": CITIZEN,
-                "scope": "PERSON",
-                "reason": "I know her privately",
-                "practitionerId": gid("Practitioner", nurse.entity_id),
-            }
-        },
-    )
-    restriction = made["data"]["createRestriction"]["id"]
-    try:
+    with restricted_from(gateway, "homecare-nurse", "I know her privately"):
         blocked = gateway.query(PATIENT, "homecare-nurse", {"id": CITIZEN})
         assert blocked["errors"][0]["extensions"]["reason"] == "PATIENT_RESTRICTION"
         listed = gateway.query("{ patients(first: 100) { edges { node { id } } } }", "homecare-nurse")
         assert CITIZEN not in {e["node"]["id"] for e in listed["data"]["patients"]["edges"]}
         assert encounter_count(gateway, "gp") > 0, "the block is against one practitioner only"
-    finally:
-        gateway.query(LIFT, "citizen", {"id": restriction})
     assert encounter_count(gateway, "homecare-nurse") == before
 
 

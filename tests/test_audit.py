@@ -27,7 +27,8 @@ def test_a_patient_returned_leaves_an_allow_record_with_actor_app_and_policy_ver
     [row] = audit_rows(gateway, str(CITIZEN_PATIENT_ID))
     nurse = PERSONAS["homecare-nurse"]
     assert row["decision"] == "ALLOW"
-    assert row["reason"] == "CARE_RELATION"
+    # decided inside SQL by the query plan, as list rows are (the PDP explains denials only)
+    assert row["reason"] == "PLAN_CONDITION"
     assert row["patient_id"] == CITIZEN_PATIENT_ID
     assert row["resource_kind"] == "patient" and row["action"] == "read"
     assert row["actor_kind"] == "personnel" and row["actor_id"] == str(nurse.entity_id)

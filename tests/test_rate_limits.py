@@ -5,13 +5,21 @@ Retry-After."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 import pytest
 
 from gateway.db import create_pool, migrate
-from gateway.rate_limits import Budget, PostgresRateLimiter, RedisRateLimiter, seconds_until_room
+from gateway.rate_limits import (
+    WINDOW_SECONDS,
+    Budget,
+    LeasingRateLimiter,
+    PostgresRateLimiter,
+    RedisRateLimiter,
+    seconds_until_room,
+)
 from tests.conftest import run
 
 
@@ -98,3 +106,53 @@ def test_with_redis_concurrent_requests_never_take_more_than_the_limit_and_the_r
     [standing] = refused.standings
     assert standing.remaining == 0 and 1 <= refused.retry_after <= 60
     assert '"app";q=25;w=60' in dict(refused.headers())["ratelimit-policy"]
+
+
+def test_a_lease_lets_a_process_spend_a_fiftieth_of_a_budget_without_asking_the_shared_counter(database: str) -> None:
+    async def scenario() -> tuple[list[int], list[bool]]:
+        pool = await create_pool(database, min_size=1, max_size=2)
+        try:
+            limiter = LeasingRateLimiter(PostgresRateLimiter(pool))
+            budget = Budget("user", "user:leased", 1, 500)
+            counted, allowed = [], []
+            for _ in range(12):
+                allowed.append((await limiter.take([budget])).allowed)
+                counted.append(await pool.fetchval("SELECT current FROM rate_counter WHERE key = 'user:leased'"))
+            return counted, allowed
+        finally:
+            await pool.close()
+
+    away_from_a_window_end()
+    counted, allowed = run(scenario())
+    assert all(allowed)
+    # the first request takes a lease of 10 (500 / 50), its own unit and 9 more; the next nine spend them
+    assert counted[:10] == [10] * 10, counted
+    assert counted[10:] == [20, 20], "the lease spent, the next request takes a new one"
+
+
+def test_processes_with_leases_never_admit_more_than_the_limit_together(database: str) -> None:
+    async def scenario() -> int:
+        pool = await create_pool(database, min_size=2, max_size=4)
+        try:
+            processes = [LeasingRateLimiter(PostgresRateLimiter(pool)) for _ in range(3)]
+            budget = Budget("app", f"app:leased-{uuid.uuid4()}", 1, 200)
+            admitted = 0
+            for _ in range(300):
+                for limiter in processes:
+                    admitted += (await limiter.take([budget])).allowed
+            return admitted
+        finally:
+            await pool.close()
+
+    away_from_a_window_end()
+    admitted = run(scenario())
+    # never over the limit; at most one lease (200 / 50) per process left unspent
+    assert 200 - 3 * 4 <= admitted <= 200, admitted
+
+
+def away_from_a_window_end(margin: float = 15) -> None:
+    """Wait until a new window has begun if the current one ends within `margin` seconds: a lease lasts
+    for its window only."""
+    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+    if left < margin:
+        time.sleep(left + 0.5)

@@ -9,10 +9,7 @@ from typing import Any
 
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
 from gateway.sql import ident, sql, value
-from tests.conftest import CITIZEN, Gateway, gid
-
-RESTRICT = """mutation($input: RestrictionInput!) { createRestriction(input: $input) { id } }"""
-LIFT = """mutation($id: ID!) { liftRestriction(id: $id, reason: "red team done") { id } }"""
+from tests.conftest import CITIZEN, Gateway, gid, restricted_from
 
 
 def strip(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -61,20 +58,7 @@ def test_nested_paths_do_not_lead_to_a_blocked_patient(gateway: Gateway) -> None
     assert "errors" not in before, before
     shown_before = [e["node"]["patient"]["id"] for e in before["data"]["observations"]["edges"]]
     assert CITIZEN in shown_before
-    made = gateway.query(
-        RESTRICT,
-        "citizen",
-        {
-            "input": {
-                "patientId": CITIZEN,
-                "scope": "PERSON",
-                "reason": "red team",
-                "practitionerId": gid("Practitioner", nurse.entity_id),
-            }
-        },
-    )
-    restriction = made["data"]["createRestriction"]["id"]
-    try:
+    with restricted_from(gateway, "homecare-nurse", "red team"):
         # the same list under the sperring: the patient's rows are gone, everyone else's stay
         listed = gateway.query(WINDOW, "homecare-nurse", window)
         edges = listed["data"]["observations"]["edges"]
@@ -108,8 +92,6 @@ def test_nested_paths_do_not_lead_to_a_blocked_patient(gateway: Gateway) -> None
         )
         assert upward["data"]["node"] is None
         assert upward["errors"][0]["extensions"]["reason"] == "PATIENT_RESTRICTION"
-    finally:
-        gateway.query(LIFT, "citizen", {"id": restriction})
 
 
 def test_counts_and_filters_never_count_hidden_rows(gateway: Gateway) -> None:

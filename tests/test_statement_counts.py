@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 
-from gateway.personas import PERSONAS
-from tests.conftest import CITIZEN, Gateway, gid, run
+from tests.conftest import CITIZEN, Gateway, restricted_from, run
 
 NESTED = """query Nested($patients: Int!) {
   patients(first: $patients) {
@@ -82,9 +81,9 @@ def test_requests_arriving_together_share_one_plan_call_per_plan(gateway: Gatewa
     assert sum(together) == alone, together
 
 
-PATIENT = "query($id: ID!) { patient(id: $id) { id } }"
-RESTRICT = """mutation($input: RestrictionInput!) { createRestriction(input: $input) { id } }"""
-LIFT = """mutation($id: ID!) { liftRestriction(id: $id, reason: "patient changed their mind") { id } }"""
+# `@include` keeps the read on the resolver path, whose item reads ask the PDP (the whole-selection path
+# decides them by query plan: tests/test_whole_reads.py).
+PATIENT = "query($id: ID!) { patient(id: $id) @include(if: true) { id } }"
 
 
 def read_patient(gateway: Gateway, token: str) -> tuple[dict[str, Any], int, str, str]:
@@ -107,26 +106,10 @@ def test_reading_the_same_resource_again_reuses_the_pdps_decision_until_its_inpu
     assert calls == 0, "the same principal, resource attributes and policies: the PDP's answer is reused"
     assert (decision, reason) == ("ALLOW", "CARE_RELATION"), "the reused decision keeps the rule's reason"
 
-    nurse = PERSONAS["homecare-nurse"]
-    made = gateway.query(
-        RESTRICT,
-        "citizen",
-        {
-            "input": {
-                "patientId": CITIZEN,
-                "scope": "PERSON",
-                "reason": "I know her privately",
-                "practitionerId": gid("Practitioner", nurse.entity_id),
-            }
-        },
-    )
-    restriction = made["data"]["createRestriction"]["id"]
-    try:
+    with restricted_from(gateway, "homecare-nurse", "I know her privately"):
         blocked, calls, decision, reason = read_patient(gateway, token)
         assert blocked["data"]["patient"] is None
         assert blocked["errors"][0]["extensions"]["reason"] == "PATIENT_RESTRICTION"
         assert (calls, decision, reason) == (1, "DENY", "PATIENT_RESTRICTION"), "changed attributes: asked again"
-    finally:
-        gateway.query(LIFT, "citizen", {"id": restriction})
     lifted, _, decision, _ = read_patient(gateway, token)
     assert lifted["data"]["patient"]["id"] == CITIZEN and decision == "ALLOW"

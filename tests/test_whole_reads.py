@@ -13,7 +13,7 @@ import orjson
 
 from gateway.json_sql import GlobalId, InstantColumn, json_object, json_value, shape_sql
 from gateway.sql import ident, join, sql, value
-from tests.conftest import CITIZEN, Gateway, raw_id, run
+from tests.conftest import CITIZEN, Gateway, gid, raw_id, run
 
 FIELDS = """
   id __typename nationalIdentityNumber name { family given text } gender birthDate
@@ -290,3 +290,65 @@ def test_a_restriction_hides_its_nested_rows_in_a_whole_selection_as_in_the_reso
     finally:
         gateway.query(LIFT, "citizen", {"id": restriction})
     assert nested_ids(post(gateway, NESTED, "homecare-nurse").json()) == before
+
+
+CHART = "query($id: ID!) { patient(id: $id) { " + FIELDS + " } }"
+RESOLVED_CHART = CHART.replace("patient(id: $id) {", "patient(id: $id) @include(if: true) {", 1)
+NODE_CHART = """query($id: ID!) { node(id: $id) { id __typename ... on Encounter { x: status }
+  ...Chart ... on Observation { status } } }
+fragment Chart on Patient { """ + FIELDS + " }"
+RESOLVED_NODE_CHART = NODE_CHART.replace("node(id: $id) {", "node(id: $id) @include(if: true) {", 1)
+
+
+def test_an_item_read_with_nested_lists_answers_as_the_resolvers_do_in_one_statement(gateway: Gateway) -> None:
+    for persona in ("gp", "homecare-nurse", "health-secretary", "citizen"):
+        for whole_query, resolved_query in ((CHART, RESOLVED_CHART), (NODE_CHART, RESOLVED_NODE_CHART)):
+            whole = post(gateway, whole_query, persona, {"id": CITIZEN})
+            resolved = post(gateway, resolved_query, persona, {"id": CITIZEN})
+            assert "errors" not in whole.json(), whole.json()
+            assert normalized(whole.json()) == normalized(resolved.json()), persona
+            # the item, every list under it and the principal: one statement for the data, one audit insert
+            assert request_statements(gateway, whole) <= 3 < request_statements(gateway, resolved), persona
+            spans = gateway.spans(whole.headers["x-trace-id"])
+            assert not [s for s in spans if s["name"] == "cerbos.CheckResources"], "decided by the plan, no PDP check"
+
+
+def test_an_item_read_through_the_plan_is_audited_as_a_read_and_its_lists_as_searches(gateway: Gateway) -> None:
+    response = post(gateway, CHART, "gp", {"id": CITIZEN})
+    rows = gateway.fetch(
+        "SELECT resource_kind, resource_ids, decision, action, reason FROM audit_event WHERE trace_id = $1",
+        response.headers["x-trace-id"],
+    )
+    reads = [r for r in rows if r["action"] == "read"]
+    assert [(r["resource_kind"], r["resource_ids"], r["decision"]) for r in reads] == [
+        ("patient", [raw_id(CITIZEN)], "ALLOW")
+    ]
+    encounters = {raw_id(e["node"]["id"]) for e in response.json()["data"]["patient"]["encounters"]["edges"]}
+    searched = {
+        i for r in rows if (r["resource_kind"], r["action"]) == ("encounter", "search") for i in r["resource_ids"]
+    }
+    assert encounters and encounters <= searched
+
+
+def test_an_item_policy_hides_gets_the_pdps_exact_reason_and_one_denial_in_the_log(gateway: Gateway) -> None:
+    for persona, reason in (("nurse-other-municipality", "NO_CARE_RELATION"),):
+        whole = post(gateway, CHART, persona, {"id": CITIZEN}).json()
+        resolved = post(gateway, RESOLVED_CHART, persona, {"id": CITIZEN}).json()
+        assert whole["data"]["patient"] is None
+        assert whole["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert whole["errors"][0]["extensions"]["reason"] == reason
+        assert normalized(whole) == normalized(resolved)
+    response = post(gateway, CHART, "nurse-other-municipality", {"id": CITIZEN})
+    rows = gateway.fetch(
+        "SELECT resource_kind, decision, action, reason FROM audit_event WHERE trace_id = $1",
+        response.headers["x-trace-id"],
+    )
+    assert [tuple(r.values()) for r in rows] == [("patient", "DENY", "read", "NO_CARE_RELATION")], rows
+
+
+def test_an_id_that_does_not_exist_looks_like_one_policy_hides_on_the_item_path(gateway: Gateway) -> None:
+    missing = gid("Patient", "00000000-0000-4000-8000-000000000001")
+    whole = post(gateway, CHART, "homecare-nurse", {"id": missing}).json()
+    hidden = post(gateway, CHART, "nurse-other-municipality", {"id": CITIZEN}).json()
+    assert whole["data"]["patient"] is None
+    assert whole["errors"][0]["extensions"]["code"] == hidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
