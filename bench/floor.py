@@ -6,7 +6,7 @@ chain's lock as the gateway's audit rows go.
 A bare ASGI app under the same server as the gateway (uvicorn with uvloop and httptools, the same worker
 count) so the two are measured through the same HTTP and load generator. POST /q1 {"patient_id"},
 /q2 {"unit_id"}, /q3 {"unit_id", "code"}, /c1 {"patient_id"}, /l1 {"unit_id"},
-/w1 {"patient_id", "unit_id"}. Run: `DATABASE_URL=... python bench/floor.py --port P --workers W`.
+/w1 {"patient_id", "unit_id", "effective_at"}. Run: `DATABASE_URL=... python bench/floor.py --port P --workers W`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import asyncpg
 import orjson
 import uvicorn
 
-from bench.postgraphile_peer import BENCH_CODE_SYSTEM
 from gateway.cli import SERVER
-from gateway.sql import Sql, const, sql
+from gateway.sql import Sql, sql
 
 
 def _active_at_unit(patient: Sql) -> Sql:
@@ -138,9 +137,8 @@ STATEMENTS |= {
     "/w1": sql(
         "WITH o AS (INSERT INTO observation (id, patient_id, owning_unit_id, category, status, code_system, code, "
         "code_display, value_quantity, value_unit, effective_at) VALUES (gen_random_uuid(), $1::uuid, $2::uuid, "
-        "'vital-signs', 'final', ",
-        const(BENCH_CODE_SYSTEM),
-        ", '8480-6', 'Systolic blood pressure', 120, 'mm[Hg]', '2026-12-01T10:00:00+00:00') "
+        "'vital-signs', 'final', 'http://loinc.org', '8480-6', 'Systolic blood pressure', 120, 'mm[Hg]', "
+        "$3::text::timestamptz) "
         "RETURNING id, patient_id) "
         "INSERT INTO audit_event (request_id, actor_kind, actor_id, client_id, patient_id, resource_kind, "
         "resource_ids, action, decision, reason, policy_version) "
@@ -157,7 +155,7 @@ ARGUMENTS = {
     "/q3": ("unit_id", "code"),
     "/c1": ("patient_id",),
     "/l1": ("unit_id",),
-    "/w1": ("patient_id", "unit_id"),
+    "/w1": ("patient_id", "unit_id", "effective_at"),
 }
 HEADERS = [(b"content-type", b"application/json"), (b"x-akson-sql-statements", b"1")]
 

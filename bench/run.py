@@ -169,7 +169,9 @@ async def prepare(url: str, observations_wanted: int = OBSERVATIONS) -> str:
 
 async def forget_writes(conn: asyncpg.Connection) -> None:
     """Remove what W1 wrote in an earlier run, so that every run reads the same journal."""
-    await conn.execute("DELETE FROM observation WHERE code_system = $1", postgraphile_peer.BENCH_CODE_SYSTEM)
+    await conn.execute(
+        "DELETE FROM observation WHERE effective_at = $1::text::timestamptz", postgraphile_peer.BENCH_EFFECTIVE_AT
+    )
 
 
 def nurse_token(data_dir: Path) -> str:
@@ -303,7 +305,7 @@ def set_bodies(servers: dict[str, Server]) -> dict[str, dict[str, int]]:
         "Q3": {"unit_id": unit, "code": CODE},
         "C1": {"patient_id": patient_id},
         "L1": {"unit_id": unit},
-        "W1": {"patient_id": patient_id, "unit_id": unit},
+        "W1": {"patient_id": patient_id, "unit_id": unit, "effective_at": written["effectiveAt"]},
     }
     rows: dict[str, dict[str, int]] = {}
     for server in servers.values():

@@ -145,7 +145,8 @@ async def create_pool(
     The gateway keeps no session state on pooled connections (no advisory locks, LISTEN, cursors or
     SET), so the default reset round trip on every release is skipped. A whole-selection read is one
     statement of 10 to 30 KB; asyncpg prepares and caches only statements up to 15 KB by default, and
-    parsing and planning such a read again on every request cost about a tenth of its time.
+    parsing and planning such a read again on every request cost about a tenth of its time. JIT is off:
+    PostgreSQL compiled the policy filter of a 100-row list for 440 ms to run it for 44 (bench/PROFILE.md).
     """
     pool = await asyncpg.create_pool(
         url,
@@ -159,6 +160,7 @@ async def create_pool(
             "timezone": "UTC",
             "role": GATEWAY_ROLE,
             "statement_timeout": str(statement_timeout_ms),
+            "jit": "off",
         },
     )
     assert pool is not None

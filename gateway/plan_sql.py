@@ -48,11 +48,35 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Holders:
+    """A list attribute asked the other way round: the rows of `source` (a FROM item) whose `value` column
+    holds a value, keyed by `holder`, under `where`. `v in attribute` then becomes `key IN (SELECT holder
+    ... WHERE value = v)`: a subquery that does not depend on the row, which PostgreSQL runs once per
+    statement and probes as a hash, where the row's own subquery ran once per row (a list of 23,000
+    medication statements: 51 against 15 ms)."""
+
+    key: Sql
+    source: Sql
+    holder: Sql
+    value: Sql
+    where: Sql
+
+    def holding(self, condition: Sql) -> Sql:
+        """Whether the row's key holds a value meeting `condition` (over `value`); false for a NULL key."""
+        return sql(
+            "(", self.key, " IS NOT NULL AND ", self.key, " IN (SELECT ", self.holder, " FROM ", self.source,
+            " WHERE ", condition, " AND ", self.where, "))",
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class SetOf:
-    """A list attribute: `sql` is a subquery selecting one column of `pg_type` for the current row."""
+    """A list attribute: `sql` is a subquery selecting one column of `pg_type` for the current row;
+    `holders`, when given, the same set asked by value (uncorrelated)."""
 
     sql: Sql
     pg_type: str
+    holders: Holders | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +195,8 @@ class Translator:
             placeholder = value(_coerce(literal, right.pg_type), right.pg_type)
             if isinstance(right, ArrayOf):
                 return sql("(", placeholder, " = ANY(", right.sql, "))")
+            if right.holders is not None:
+                return right.holders.holding(sql(right.holders.value, " = ", placeholder))
             return sql("EXISTS (SELECT 1 FROM (", right.sql, ") AS s(v) WHERE s.v = ", placeholder, ")")
         raise UntranslatablePlan("`in` needs a scalar attribute and a list, or a value and a list attribute")
 
@@ -194,4 +220,6 @@ class Translator:
         placeholder = value(usable, attribute.pg_type + "[]")
         if isinstance(attribute, ArrayOf):
             return sql("(", attribute.sql, " && ", placeholder, ")")
+        if attribute.holders is not None:
+            return attribute.holders.holding(sql(attribute.holders.value, " = ANY(", placeholder, ")"))
         return sql("EXISTS (SELECT 1 FROM (", attribute.sql, ") AS s(v) WHERE s.v = ANY(", placeholder, "))")

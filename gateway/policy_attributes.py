@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from gateway.plan_sql import ArrayOf, Attribute, Column, SetOf
+from gateway.plan_sql import ArrayOf, Attribute, Column, Holders, SetOf
 from gateway.sql import Sql, ident, join, sql
 
 ACTIVE_CARE_RELATION = sql("cr.period_start <= now() AND (cr.period_end IS NULL OR cr.period_end > now())")
@@ -28,6 +28,16 @@ PATIENT_LEVEL = (
     "life_threat_practitioner_ids",
 )
 PATIENT_CONTEXT = "_pc"
+
+
+def care_held(patient: Sql, by: str) -> Holders:
+    """Active care relations asked by unit or practitioner (`by`): the patients they are with."""
+    return Holders(patient, sql("care_relation cr"), sql("cr.patient_id"), ident("cr", by), ACTIVE_CARE_RELATION)
+
+
+def grants_held(patient: Sql, active: Sql) -> Holders:
+    """Emergency grants asked by practitioner: the patients a practitioner holds an `active` grant for."""
+    return Holders(patient, sql("emergency_grant eg"), sql("eg.patient_id"), sql("eg.practitioner_id"), active)
 
 
 def patient_data_attributes(
@@ -113,6 +123,7 @@ def patient_data_attributes(
                 ACTIVE_GRANT,
             ),
             "uuid",
+            grants_held(patient, ACTIVE_GRANT),
         ),
         "life_threat_practitioner_ids": SetOf(
             sql(
@@ -123,6 +134,7 @@ def patient_data_attributes(
                 " AND eg.life_or_health_at_risk",
             ),
             "uuid",
+            grants_held(patient, sql(ACTIVE_GRANT, " AND eg.life_or_health_at_risk")),
         ),
         "patient_id": Column(patient, "uuid"),
         "created_by": Column(sql("coalesce(", ident(alias, "created_by"), ", '')"), "text"),
@@ -137,6 +149,7 @@ def patient_data_attributes(
                 ACTIVE_CARE_RELATION,
             ),
             "uuid",
+            care_held(patient, "organization_id"),
         ),
         "care_practitioner_ids": SetOf(
             sql(
@@ -146,6 +159,7 @@ def patient_data_attributes(
                 ACTIVE_CARE_RELATION,
             ),
             "uuid",
+            care_held(patient, "practitioner_id"),
         ),
     }
     if context:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.authz import SqlFilter, combine_scoped, condition_key
-from gateway.plan_sql import Attribute, Column, SetOf, Translator, UntranslatablePlan
+from gateway.plan_sql import Attribute, Column, Holders, SetOf, Translator, UntranslatablePlan
 from gateway.resources import KINDS
 from gateway.sql import sql, value
 from tests.conftest import PROJECT
@@ -46,6 +46,20 @@ def test_a_cerbos_care_relation_plan_becomes_two_exists_clauses_with_parameters(
     assert sql == (
         "(EXISTS (SELECT 1 FROM (SELECT x.unit_id FROM x WHERE x.t_id = t.id) AS s(v) WHERE s.v = ANY($1::uuid[]))"
         " OR EXISTS (SELECT 1 FROM (SELECT x.unit_id FROM x WHERE x.t_id = t.id) AS s(v) WHERE s.v = $2::uuid))"
+    )
+    assert values == [[U1, U2], U1]
+
+
+def test_a_list_attribute_with_holders_becomes_one_uncorrelated_in_subquery() -> None:
+    held = Holders(sql("t.patient_id"), sql("x"), sql("x.patient_id"), sql("x.unit_id"), sql("x.active"))
+    per_row = sql("SELECT x.unit_id FROM x WHERE x.t_id = t.id")
+    attributes: dict[str, Attribute] = {"units": SetOf(per_row, "uuid", held)}
+    plan = expr("or", expr("hasIntersection", var("units"), val([U1, U2])), expr("in", val(U1), var("units")))
+    text, values = Translator(attributes).where(plan).render()
+    assert text == (
+        "((t.patient_id IS NOT NULL AND t.patient_id IN (SELECT x.patient_id FROM x WHERE x.unit_id = ANY($1::uuid[]) "
+        "AND x.active)) OR (t.patient_id IS NOT NULL AND t.patient_id IN (SELECT x.patient_id FROM x "
+        "WHERE x.unit_id = $2::uuid AND x.active)))"
     )
     assert values == [[U1, U2], U1]
 

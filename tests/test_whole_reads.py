@@ -5,6 +5,7 @@ resolvers give. `@include(if: true)` sends the same selection down the resolver 
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,6 +13,8 @@ import asyncpg
 import orjson
 
 from gateway.json_sql import GlobalId, InstantColumn, json_object, json_value, shape_sql
+from gateway.plan_sql import Attribute, SetOf, Translator
+from gateway.resources import KINDS
 from gateway.sql import ident, join, sql, value
 from tests.conftest import CITIZEN, Gateway, gid, raw_id, run
 
@@ -352,3 +355,24 @@ def test_an_id_that_does_not_exist_looks_like_one_policy_hides_on_the_item_path(
     hidden = post(gateway, CHART, "nurse-other-municipality", {"id": CITIZEN}).json()
     assert whole["data"]["patient"] is None
     assert whole["errors"][0]["extensions"]["code"] == hidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_list_attributes_asked_by_value_admit_exactly_the_rows_they_admit_asked_row_by_row(gateway: Gateway) -> None:
+    kind = KINDS["Observation"]
+    values = gateway.fetch(
+        "SELECT (SELECT array_agg(DISTINCT organization_id::text) FROM care_relation) AS units, "
+        "(SELECT array_agg(DISTINCT practitioner_id::text) FROM care_relation) AS practitioners"
+    )[0]
+    for name, candidates in (("care_unit_ids", values["units"]), ("care_practitioner_ids", values["practitioners"])):
+        attribute = kind.attributes[name]
+        assert isinstance(attribute, SetOf) and attribute.holders is not None
+        row_by_row: dict[str, Attribute] = {name: replace(attribute, holders=None)}
+        for candidate in candidates[:5]:
+            condition = {"expression": {"operator": "in", "operands": [
+                {"value": candidate}, {"variable": f"request.resource.attr.{name}"}]}}  # fmt: skip
+            by_value = Translator({name: attribute}).where(condition)
+            per_row = Translator(row_by_row).where(condition)
+            assert by_value.render()[0] != per_row.render()[0]
+            checksum = sql("coalesce(sum(hashtext(", ident(kind.alias, "id"), "::text)), 0) AS h")
+            statement = sql("SELECT count(*) AS n, ", checksum, " FROM ", kind.table_sql, " WHERE ")
+            assert gateway.fetch(sql(statement, by_value))[0] == gateway.fetch(sql(statement, per_row))[0], candidate
