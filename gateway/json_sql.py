@@ -292,6 +292,8 @@ class _Builder:
     order_of: OrderOf
     ctes: list[Sql] = field(default_factory=list)
     audit: list[Sql] = field(default_factory=list)
+    # The patient context CTE of each level's rows, made once for all the lists nested under that level.
+    contexts: dict[str, str] = field(default_factory=dict)
     counter: int = 0
 
     def statement(self, data: Sql) -> Sql:
@@ -427,8 +429,10 @@ class _Builder:
         up_name, up_sel = parent
         if not up_sel.kind.patient_column:
             return None
+        if up_name in self.contexts:
+            return self.contexts[up_name]
         up = ident(up_name)
-        name = self._name("patients")
+        name = self.contexts[up_name] = self._name("patients")
         self.ctes.append(
             sql(
                 ident(name),
