@@ -42,7 +42,10 @@ LARGE = 10_000_000
 QUERIES = ("Q2", "Q3")
 LEVELS = (1, 8)
 GOAL = 1.5
-SEED_NOTE = WORK / "scale-seeding.json"
+
+def seed_note(observations: int) -> Path:
+    """Where the time a journal of `observations` took to seed is kept for later runs."""
+    return WORK / f"seeding-{observations}.json"
 
 
 def seeded(url: str, observations: int) -> str:
@@ -51,10 +54,10 @@ def seeded(url: str, observations: int) -> str:
     outcome = asyncio.run(prepare(url, observations))
     if outcome.startswith("seeded"):
         seconds = time.monotonic() - started
-        SEED_NOTE.write_text(json.dumps({"observations": observations, "seconds": seconds, "outcome": outcome}))
+        seed_note(observations).write_text(json.dumps({"seconds": seconds, "outcome": outcome}))
         return f"{outcome}; with VACUUM (ANALYZE) {seconds / 60:.1f} min"
-    if SEED_NOTE.exists():
-        note = json.loads(SEED_NOTE.read_text())
+    if seed_note(observations).exists():
+        note = json.loads(seed_note(observations).read_text())
         return f"{outcome}; seeded earlier in {note['seconds'] / 60:.1f} min ({note['outcome']})"
     return outcome
 
@@ -71,8 +74,8 @@ def main() -> None:
     large_url = with_database(small_url, "akson_bench_10m")
     servers: dict[str, Server] = {}
     try:
-        print(f"1M: {seeded(small_url, OBSERVATIONS)}", flush=True)
-        print(f"10M: {seeded(large_url, LARGE)}", flush=True)
+        seeding = [f"1M: {seeded(small_url, OBSERVATIONS)}", f"10M: {seeded(large_url, LARGE)}"]
+        print("\n".join(seeding), flush=True)
         servers = {
             "1M": start_gateway("gateway-1m", small_url, True, WORKERS),
             "10M": start_gateway("gateway-10m", large_url, True, WORKERS),
@@ -108,6 +111,8 @@ def main() -> None:
                     f"Written by `make bench-scale` (bench/scale.py) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
                     f"the gateway with audit on as `homecare-nurse`, {WORKERS} workers per journal, "
                     f"{args.rounds} rounds of {args.duration} s taking turns, medians.",
+                    "",
+                    *[f"- {line}" for line in seeding],
                     "",
                     "```",
                     *lines,
