@@ -61,6 +61,12 @@ class Holders:
     value: Sql
     where: Sql
 
+    def of_row(self) -> Sql:
+        """The row's own values: the subquery the list attribute is, asked per row."""
+        return sql(
+            "SELECT ", self.value, " FROM ", self.source, " WHERE ", self.holder, " = ", self.key, " AND ", self.where
+        )  # fmt: skip
+
     def holding(self, condition: Sql) -> Sql:
         """Whether the row's key holds a value meeting `condition` (over `value`); false for a NULL key."""
         return sql(
@@ -77,6 +83,11 @@ class SetOf:
     sql: Sql
     pg_type: str
     holders: Holders | None = None
+
+    @classmethod
+    def held(cls, holders: Holders, pg_type: str) -> SetOf:
+        """A list attribute that can be asked both ways, its per-row subquery made from `holders`."""
+        return cls(holders.of_row(), pg_type, holders)
 
 
 @dataclass(frozen=True)

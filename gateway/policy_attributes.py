@@ -31,8 +31,10 @@ PATIENT_CONTEXT = "_pc"
 
 
 def care_held(patient: Sql, by: str) -> Holders:
-    """Active care relations asked by unit or practitioner (`by`): the patients they are with."""
-    return Holders(patient, sql("care_relation cr"), sql("cr.patient_id"), ident("cr", by), ACTIVE_CARE_RELATION)
+    """Active care relations asked by unit or practitioner (`by`): the patients they are with. A relation
+    with no practitioner holds no value (a NULL in the row's set would make `= ANY` unknown, not false)."""
+    active = sql(ident("cr", by), " IS NOT NULL AND ", ACTIVE_CARE_RELATION)
+    return Holders(patient, sql("care_relation cr"), sql("cr.patient_id"), ident("cr", by), active)
 
 
 def grants_held(patient: Sql, active: Sql) -> Holders:
@@ -115,52 +117,17 @@ def patient_data_attributes(
             ),
             "uuid",
         ),
-        "emergency_practitioner_ids": SetOf(
-            sql(
-                "SELECT eg.practitioner_id FROM emergency_grant eg WHERE eg.patient_id = ",
-                patient,
-                " AND ",
-                ACTIVE_GRANT,
-            ),
-            "uuid",
-            grants_held(patient, ACTIVE_GRANT),
-        ),
-        "life_threat_practitioner_ids": SetOf(
-            sql(
-                "SELECT eg.practitioner_id FROM emergency_grant eg WHERE eg.patient_id = ",
-                patient,
-                " AND ",
-                ACTIVE_GRANT,
-                " AND eg.life_or_health_at_risk",
-            ),
-            "uuid",
-            grants_held(patient, sql(ACTIVE_GRANT, " AND eg.life_or_health_at_risk")),
+        "emergency_practitioner_ids": SetOf.held(grants_held(patient, ACTIVE_GRANT), "uuid"),
+        "life_threat_practitioner_ids": SetOf.held(
+            grants_held(patient, sql(ACTIVE_GRANT, " AND eg.life_or_health_at_risk")), "uuid"
         ),
         "patient_id": Column(patient, "uuid"),
         "created_by": Column(sql("coalesce(", ident(alias, "created_by"), ", '')"), "text"),
         "owning_unit_id": Column(ident(alias, "owning_unit_id"), "uuid"),
         "data_category": Column(data_category, "text"),
         "category": Column(ident(alias, category_column), "text"),
-        "care_unit_ids": SetOf(
-            sql(
-                "SELECT cr.organization_id FROM care_relation cr WHERE cr.patient_id = ",
-                patient,
-                " AND ",
-                ACTIVE_CARE_RELATION,
-            ),
-            "uuid",
-            care_held(patient, "organization_id"),
-        ),
-        "care_practitioner_ids": SetOf(
-            sql(
-                "SELECT cr.practitioner_id FROM care_relation cr WHERE cr.patient_id = ",
-                patient,
-                " AND cr.practitioner_id IS NOT NULL AND ",
-                ACTIVE_CARE_RELATION,
-            ),
-            "uuid",
-            care_held(patient, "practitioner_id"),
-        ),
+        "care_unit_ids": SetOf.held(care_held(patient, "organization_id"), "uuid"),
+        "care_practitioner_ids": SetOf.held(care_held(patient, "practitioner_id"), "uuid"),
     }
     if context:
         for name in PATIENT_LEVEL:

@@ -223,33 +223,32 @@ class LeasingRateLimiter:
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         leases = [self._current(b.key, window) for b in budgets]
-        if all(lease is not None and lease.left >= b.amount for lease, b in zip(leases, budgets, strict=True)):
-            for lease, budget in zip(leases, budgets, strict=True):
+        covered = [lease is not None and lease.left >= b.amount for lease, b in zip(leases, budgets, strict=True)]
+        if not all(covered):
+            extras = [0 if c else max(0, lease_size(b) - b.amount) for c, b in zip(covered, budgets, strict=True)]
+            verdict = await self._shared.take(
+                [replace(b, amount=0 if c else b.amount + e) for c, b, e in zip(covered, budgets, extras, strict=True)]
+            )
+            if not verdict.allowed and any(extras):
+                extras = [0] * len(budgets)
+                verdict = await self._shared.take(
+                    [replace(b, amount=0 if c else b.amount) for c, b in zip(covered, budgets, strict=True)]
+                )
+            if not verdict.allowed:
+                standings = zip(verdict.standings, budgets, strict=True)
+                return Verdict(False, tuple(replace(s, budget=b) for s, b in standings))
+            taken = zip(leases, budgets, extras, verdict.standings, covered, strict=True)
+            for lease, budget, extra, shared, c in taken:
+                if c:
+                    assert lease is not None
+                    lease.remaining = shared.remaining
+                else:
+                    held = lease.left if lease is not None else 0
+                    self._leases[budget.key] = _Lease(window, held + extra, shared.remaining)
+        for lease, budget, c in zip(leases, budgets, covered, strict=True):
+            if c:
                 assert lease is not None
                 lease.left -= budget.amount
-            return Verdict(True, tuple(self._standing(b, now) for b in budgets))
-        extras = [
-            0 if lease is not None and lease.left >= b.amount else max(0, lease_size(b) - b.amount)
-            for lease, b in zip(leases, budgets, strict=True)
-        ]
-        asked = [
-            replace(b, amount=0 if lease is not None and lease.left >= b.amount else b.amount + extra)
-            for lease, b, extra in zip(leases, budgets, extras, strict=True)
-        ]
-        verdict = await self._shared.take(asked)
-        if not verdict.allowed and any(extras):
-            asked = [replace(b, amount=b.amount if a.amount else 0) for a, b in zip(asked, budgets, strict=True)]
-            extras = [0] * len(budgets)
-            verdict = await self._shared.take(asked)
-        if not verdict.allowed:
-            return Verdict(False, tuple(replace(s, budget=b) for s, b in zip(verdict.standings, budgets, strict=True)))
-        for lease, budget, extra, shared in zip(leases, budgets, extras, verdict.standings, strict=True):
-            if lease is not None and lease.left >= budget.amount:
-                lease.left -= budget.amount
-                lease.remaining = shared.remaining
-            else:
-                held = lease.left if lease is not None else 0
-                self._leases[budget.key] = _Lease(window, held + extra, shared.remaining)
         return Verdict(True, tuple(self._standing(b, now) for b in budgets))
 
     def _current(self, key: str, window: int) -> _Lease | None:

@@ -553,7 +553,7 @@ class Store:
         row = await self._fetch_json(compile_item(level, where_of, self._level_order))
         if row["data"] is None:
             return None
-        self._audit_json(row["audit"], filters, (kind.name, own.reason))
+        self._audit_json(row["audit"], filters, own.reason)
         return str(row["data"])
 
     async def _fetch_json(self, statement: Sql) -> Row:
@@ -601,15 +601,13 @@ class Store:
     def _level_order(self, level: ListSelection) -> Sql:
         return self._order_by(level.kind, level.args)
 
-    def _audit_json(
-        self, audit: str, filters: dict[str, SqlFilter | None], root_read: tuple[str, str] | None
-    ) -> None:
+    def _audit_json(self, audit: str, filters: dict[str, SqlFilter | None], root_read: str | None) -> None:
         """Audit what a JSON statement returned: [kind, patient, ids, level] per kind and patient, searched
-        rows with their filter's reason; level 0 is a root item's `read` when `root_read` names its kind."""
+        rows with their filter's reason; level 0 is a root item's `read`, with `root_read` its reason."""
         emergency = self._principal.emergency_patient_ids
         for kind_name, patient, ids, level in orjson.loads(audit):
             if root_read is not None and level == 0:
-                action, reason = READ, root_read[1]
+                action, reason = READ, root_read
             else:
                 sql_filter = filters[kind_name]
                 assert sql_filter is not None

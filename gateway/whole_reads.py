@@ -178,11 +178,8 @@ class _Planner:
                 raise NotWhole
         return Edges(tuple(parts))
 
-    def item_selection(self, node: FieldNode) -> ItemSelection:
-        """A root field that reads one resource by global id, with what is asked of it."""
-        field = self.strawberry_field("Query", node.name.value)
-        if ITEM_OF not in field.metadata:
-            raise NotWhole
+    def item_selection(self, field: StrawberryField, node: FieldNode) -> ItemSelection:
+        """A root field that reads one resource by global id (`field` has ITEM_OF), with what is asked of it."""
         expected: ResourceKind | None = field.metadata[ITEM_OF]
         graphql_type = self.context.schema._schema.query_type
         assert graphql_type is not None
@@ -193,7 +190,7 @@ class _Planner:
     def root(self, node: FieldNode) -> ListSelection | ItemSelection:
         field = self.strawberry_field("Query", node.name.value)
         if ITEM_OF in field.metadata:
-            return self.item_selection(node)
+            return self.item_selection(field, node)
         return self.list_selection("Query", node, top=True)
 
     def node(self, item_type: str, node: FieldNode, *, as_node: bool = False) -> NodeSelection:
