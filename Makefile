@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test deps schema lint policy-test bench bench-scale bench-seed bench-audit bench-events soak clean
+.PHONY: run test deps schema lint policy-test bench bench-scale bench-export bench-seed bench-audit bench-events soak clean
 
 run: deps
 	$(BIN)/akson serve --demo
@@ -55,6 +55,10 @@ bench: deps
 # Q2 and Q3 at 10,000,000 observations against 1,000,000 (seeds the larger journal once; prints the time).
 bench-scale: deps
 	$(BIN)/python bench/scale.py
+
+# A municipality's FHIR Bulk Data export (10,000 patients, 1,000,000 observations): time and peak memory.
+bench-export: deps
+	$(BIN)/python bench/bulk_export.py
 
 bench-seed: deps
 	$(BIN)/python bench/seed_time.py

@@ -13,7 +13,7 @@ people keep their own budgets of requests.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,65 +79,72 @@ class Admission(SchemaExtension):
         if context is None or context.live is not None or document is None:
             yield
             return
-        runtime, principal = context.runtime, context.principal
-        settings = runtime.settings
-        limits = await runtime.app_status.limits(principal.client_id)
-        per_request = limits.max_cost_per_request or settings.app_max_cost_per_request
-        per_minute = limits.cost_per_minute or settings.app_cost_per_minute
         cost = operation_cost(
-            execution.schema._schema, document, execution.operation_name, execution.variables, settings.max_page_size
+            execution.schema._schema,
+            document,
+            execution.operation_name,
+            execution.variables,
+            context.runtime.settings.max_page_size,
         )
-        context.admitted = Admitted(cost, per_request)
-        first_party = settings.is_first_party(principal.client_id)
-        ceiling = min(per_request, per_minute)
-        if not first_party and cost > ceiling:
-            raise CostLimitExceeded(
-                f"the operation costs {cost}, more than the {ceiling} this app may spend on one request: ask for "
-                "fewer items (`first`) or fewer nested lists",
-                cost=cost,
-                limit=ceiling,
-            )
-        emergency = await self._exempt(context, document)
-        if not emergency:
-            verdict = await runtime.rate_limiter.take(
-                budgets(
-                    principal,
-                    None if first_party else (limits.requests_per_minute or settings.app_requests_per_minute),
-                    settings.user_requests_per_minute,
-                    cost,
-                    per_minute,
-                )
-            )
-            context.admitted.verdict = verdict
-            if not verdict.allowed and principal.kept:
-                # A kept principal may not know of an emergency grant given since: the refusal is rare, so
-                # it asks the journal before refusing (and nothing was taken from the budgets).
-                await context.ensure_current_principal()
-                if is_emergency(context.principal, document):
-                    yield
-                    return
-            if not verdict.allowed:
-                exhausted = [s for s in verdict.standings if s.retry_after is not None and s.retry_after > 0]
-                names = {s.budget.name for s in exhausted}
-                if names == {"cost"}:
-                    raise CostBudgetExhausted(
-                        f"this app has spent its cost budget of {per_minute} a minute; the operation (cost {cost}) "
-                        f"fits again in {verdict.retry_after} s",
-                        cost=cost,
-                        limit=per_minute,
-                        retryAfter=verdict.retry_after,
-                    )
-                spent = ", ".join(sorted(names)) or "app"
-                raise RateLimited(
-                    f"too many requests ({spent} budget); try again in {verdict.retry_after} s",
-                    retryAfter=verdict.retry_after,
-                )
+        await admit(context, cost, lambda principal: is_emergency(principal, document))
         yield
 
-    @staticmethod
-    async def _exempt(context: Context, document: DocumentNode) -> bool:
-        """Whether the request is an emergency, never refused for rate; asked of a current principal when a
-        kept one holds a grant (it may have ended since)."""
-        if is_emergency(context.principal, document) and context.principal.kept:
-            await context.ensure_current_principal()
-        return is_emergency(context.principal, document)
+
+async def admit(context: Context, cost: int, emergency: Callable[[Principal], bool]) -> None:
+    """Admit a request of `cost` for the context's principal, or raise the refusal: the app's budget for
+    one request, then its budgets per minute and the person's. `emergency` says whether a principal's
+    request is an emergency, which no budget refuses. Every door (GraphQL, FHIR) is admitted here."""
+    runtime, principal = context.runtime, context.principal
+    settings = runtime.settings
+    limits = await runtime.app_status.limits(principal.client_id)
+    per_request = limits.max_cost_per_request or settings.app_max_cost_per_request
+    per_minute = limits.cost_per_minute or settings.app_cost_per_minute
+    context.admitted = Admitted(cost, per_request)
+    first_party = settings.is_first_party(principal.client_id)
+    ceiling = min(per_request, per_minute)
+    if not first_party and cost > ceiling:
+        raise CostLimitExceeded(
+            f"the operation costs {cost}, more than the {ceiling} this app may spend on one request: ask for "
+            "fewer items (`first`) or fewer nested lists",
+            cost=cost,
+            limit=ceiling,
+        )
+    # An emergency is never refused for rate; a kept principal holding a grant is asked again first (it
+    # may have ended since).
+    if emergency(context.principal) and context.principal.kept:
+        await context.ensure_current_principal()
+    if emergency(context.principal):
+        return
+    verdict = await runtime.rate_limiter.take(
+        budgets(
+            principal,
+            None if first_party else (limits.requests_per_minute or settings.app_requests_per_minute),
+            settings.user_requests_per_minute,
+            cost,
+            per_minute,
+        )
+    )
+    context.admitted.verdict = verdict
+    if not verdict.allowed and principal.kept:
+        # A kept principal may not know of an emergency grant given since: the refusal is rare, so it asks
+        # the journal before refusing (and nothing was taken from the budgets).
+        await context.ensure_current_principal()
+        if emergency(context.principal):
+            return
+    if verdict.allowed:
+        return
+    exhausted = [s for s in verdict.standings if s.retry_after is not None and s.retry_after > 0]
+    names = {s.budget.name for s in exhausted}
+    if names == {"cost"}:
+        raise CostBudgetExhausted(
+            f"this app has spent its cost budget of {per_minute} a minute; the operation (cost {cost}) "
+            f"fits again in {verdict.retry_after} s",
+            cost=cost,
+            limit=per_minute,
+            retryAfter=verdict.retry_after,
+        )
+    spent = ", ".join(sorted(names)) or "app"
+    raise RateLimited(
+        f"too many requests ({spent} budget); try again in {verdict.retry_after} s",
+        retryAfter=verdict.retry_after,
+    )

@@ -34,10 +34,13 @@ from gateway.auth import (
     is_graphiql_page,
 )
 from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
+from gateway.bulk_export import BulkExports, export_routes
 from gateway.change_hub import ChangeHub
 from gateway.config import Settings, load_settings
 from gateway.context import Context
 from gateway.db import AppShares, create_pool
+from gateway.fhir_api import BASE_PATH, FhirDoor, read_routes
+from gateway.fhir_transaction import transaction
 from gateway.graphql_http import GraphQLHttp
 from gateway.jwks import RemoteJwks, StaticKeys
 from gateway.live import ABANDONED_KEY, INIT_TIMEOUT, JournalSocket
@@ -191,9 +194,7 @@ def create_app(settings: Settings | None = None) -> Any:
             keys, issuer=settings.issuer, audience=settings.audience, claim_names=settings.claim_names
         )
         authorizer = Authorizer(cerbos, policy_fingerprint(settings.policy_dir), policy_scopes(settings.policy_dir))
-        authenticator = Authenticator(
-            verifier, pool, settings.claim_names, app_status, settings.principal_keep_seconds
-        )
+        authenticator = Authenticator(verifier, pool, settings.claim_names, app_status, settings.principal_keep_seconds)
         audit_writer = AuditWriter(pool)
         hub = ChangeHub(settings.database_url, settings.change_poll_seconds)
         await hub.start()
@@ -218,7 +219,9 @@ def create_app(settings: Settings | None = None) -> Any:
                 RedisRateLimiter(settings.redis_url) if settings.redis_url else PostgresRateLimiter(pool)
             ),
             app_shares=AppShares(pool, settings.database_pool_size),
+            exports=BulkExports(settings, pool),
         )
+        await app.state.runtime.exports.sweep()
         watcher = asyncio.create_task(authorizer.watch(settings.policy_dir))
         # What start-up built (schema, policies, pools) lives as long as the process: kept out of the
         # collector's full passes, which otherwise walk it all and stall requests (Q1's p99, bench/PROFILE.md).
@@ -228,6 +231,7 @@ def create_app(settings: Settings | None = None) -> Any:
             yield
         finally:
             watcher.cancel()
+            await app.state.runtime.exports.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await webhooks.stop()
@@ -245,6 +249,14 @@ def create_app(settings: Settings | None = None) -> Any:
         connection_init_wait_timeout=INIT_TIMEOUT,
         max_subscriptions_per_connection=settings.subscriptions_per_connection,
     )
+    fhir = FhirDoor(
+        [
+            *(Route(path, transaction, methods=["POST"]) for path in (BASE_PATH, f"{BASE_PATH}/")),
+            *export_routes(),
+            *read_routes(),
+        ],
+        settings.base_url,
+    )
     routes = [
         Route(
             "/graphql",
@@ -257,6 +269,8 @@ def create_app(settings: Settings | None = None) -> Any:
             ),
         ),
         WebSocketRoute("/graphql", view),
+        Route(BASE_PATH, fhir, methods=["POST"]),
+        Route(BASE_PATH + "/{rest:path}", fhir),
         Route("/healthz", ready),
         Route("/healthz/ready", ready),
         Route("/healthz/live", live),

@@ -15,6 +15,7 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -346,9 +347,7 @@ class Authenticator:
             presented.dpop_proof, access_token=presented.token, jkt=str(jkt), method=presented.method, url=presented.url
         )
 
-    async def _personnel(
-        self, national_id: str, claims: dict[str, Any], client_id: str
-    ) -> tuple[Principal, float]:
+    async def _personnel(self, national_id: str, claims: dict[str, Any], client_id: str) -> tuple[Principal, float]:
         row = await self._pool.fetchrow(
             """SELECT p.id, p.hpr_number,
                       coalesce(array_agg(DISTINCT r.organization_id::text)
@@ -463,14 +462,18 @@ class Authenticator:
         ), row["valid_until"]
 
 
+SendError = Callable[[Send, AksonError, str | None], Awaitable[None]]
+
+
 class AuthenticationMiddleware:
     """The authentication step of the request path: no principal, no GraphQL execution. (The GraphiQL page,
     which needs no token, is routed around it: gateway/app.py `GraphQLEndpoint`.)"""
 
-    def __init__(self, app: ASGIApp, authenticator_of: Any, public_url: str) -> None:
+    def __init__(self, app: ASGIApp, authenticator_of: Any, public_url: str, on_error: SendError | None = None) -> None:
         self._app = app
         self._authenticator_of = authenticator_of
         self._public_url = public_url
+        self._send_error = on_error or send_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -492,7 +495,7 @@ class AuthenticationMiddleware:
                 log.exception("unexpected error while authenticating")
                 error = AksonError("Unexpected error; it has been logged.")
             scheme = (headers.get("authorization") or "").partition(" ")[0].lower()
-            await send_error(send, error, scheme)
+            await self._send_error(send, error, scheme)
             return
         await self._app(scope, receive, send)
 

@@ -103,6 +103,12 @@ class Settings:
     # How long one request may take in all (504 DEADLINE_EXCEEDED beyond it); every statement it runs gets
     # what is left of it as its `statement_timeout`.
     request_deadline_seconds: float = 10.0
+    # FHIR: a search page's size when `_count` is not given (at most `max_page_size`); Bulk Data exports read
+    # this many patients' data at a time (what an export holds in memory), and their files are deleted this
+    # long after the export completed.
+    fhir_page_size: int = 50
+    export_patients_per_batch: int = 200
+    export_expiry_seconds: float = 3600.0
     # What a third-party app may spend unless its approval set its own budget: requests per minute (per app,
     # across every process), the cost of one request (see gateway/cost.py) and cost per minute. A person
     # has a budget of requests per minute of their own, whatever app they use.
@@ -161,6 +167,11 @@ class Settings:
     def embedded_pgdata(self) -> Path:
         """The embedded PostgreSQL server's data folder."""
         return self.data_dir / "pgdata"
+
+    @property
+    def export_dir(self) -> Path:
+        """Where Bulk Data exports write their NDJSON files (shared storage when several processes serve)."""
+        return self.data_dir / "exports"
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

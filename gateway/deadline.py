@@ -19,6 +19,11 @@ def start(seconds: float) -> None:
     _DEADLINE.set(time.monotonic() + seconds)
 
 
+def clear() -> None:
+    """Work that outlives the request that started it (an export) runs without its deadline."""
+    _DEADLINE.set(None)
+
+
 def statement_timeout(default_ms: int) -> str:
     """What is left of the current request's deadline, as a `statement_timeout` value (`default_ms`
     outside a request)."""

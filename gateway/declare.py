@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
+from gateway.fhir_map import FhirMap
 from gateway.json_sql import (
     Column as JsonColumn,
 )
@@ -343,6 +344,8 @@ class ResourceKind:
     sensitive_codes: bool = False
     ordered_columns: tuple[tuple[str, str], ...] = ()
     transitions: tuple[Transition, ...] = ()
+    # The FHIR R4 resource this kind is shown as (gateway/fhir_map.py), None for kinds FHIR does not show.
+    fhir: FhirMap | None = None
 
     @cached_property
     def columns(self) -> tuple[str, ...]:
@@ -365,7 +368,22 @@ class ResourceKind:
 
     @cached_property
     def filter_map(self) -> dict[str, Filter]:
-        return {f.name: f for f in self.filters}
+        """The declared filters, and those every node kind has for the other doors (FHIR search): by id,
+        by patient and by when it last changed. The API does not show the latter as filter arguments."""
+        found = {f.name: f for f in self.filters}
+        if self.node:
+            hidden = [
+                Filter("id", self.id_column, "eq", self.id_type, exposed=False),
+                Filter("last_updated_from", "last_updated", "ge", "timestamptz", exposed=False),
+                Filter("last_updated_to", "last_updated", "lt", "timestamptz", exposed=False),
+            ]
+            if self.patient_column is not None:
+                hidden.append(Filter("patient_id", self.patient_column, "eq", "uuid", exposed=False))
+            if any(isinstance(f, Coded) and f.prefix == "code" for f in self.fields):
+                hidden.append(Filter("code_system", "code_system", "eq", "text", exposed=False))
+            for spec in hidden:
+                found.setdefault(spec.name, spec)
+        return found
 
     def field(self, name: str) -> Field:
         """The field called `name` (snake_case)."""

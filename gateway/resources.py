@@ -29,6 +29,25 @@ from gateway.declare import (
     Text,
     Transition,
 )
+from gateway.fhir_map import (
+    AKSON_CODES,
+    HPR_NUMBER,
+    ORGANIZATION_NUMBER,
+    AddressText,
+    As,
+    Attachment,
+    CodingOf,
+    Concept,
+    Contact,
+    Described,
+    Extension,
+    FhirMap,
+    Identifier,
+    PeriodStatus,
+    PersonIdentifier,
+    Results,
+    Within,
+)
 from gateway.plan_sql import Column
 from gateway.policy_attributes import ACTIVE_RESTRICTION, patient_data
 from gateway.sql import sql
@@ -38,6 +57,17 @@ ICPC2 = "urn:oid:2.16.578.1.12.4.1.1.7170"
 ICD10 = "urn:oid:2.16.578.1.12.4.1.1.7110"
 ATC = "http://www.whocc.no/atc"
 ALLERGENS = "urn:akson:codes:allergen"
+TERMINOLOGY = "http://terminology.hl7.org/CodeSystem"
+V3_ACT_CODE = f"{TERMINOLOGY}/v3-ActCode"
+V2_0074 = f"{TERMINOLOGY}/v2-0074"
+OBSERVATION_CATEGORY_SYSTEM = f"{TERMINOLOGY}/observation-category"
+CONDITION_CLINICAL_SYSTEM = f"{TERMINOLOGY}/condition-clinical"
+CONDITION_VERIFICATION_SYSTEM = f"{TERMINOLOGY}/condition-ver-status"
+CONDITION_CATEGORY_SYSTEM = f"{TERMINOLOGY}/condition-category"
+ALLERGY_CLINICAL_SYSTEM = f"{TERMINOLOGY}/allergyintolerance-clinical"
+ALLERGY_VERIFICATION_SYSTEM = f"{TERMINOLOGY}/allergyintolerance-verification"
+CONSENT_SCOPE_SYSTEM = f"{TERMINOLOGY}/consentscope"
+BLOCKED_ACTOR = {"coding": [{"system": f"{TERMINOLOGY}/v3-ParticipationType", "code": "IRCP"}], "text": "blocked"}
 
 
 def _dated(column: str) -> tuple[tuple[str, str], ...]:
@@ -213,6 +243,14 @@ RESTRICTION_SCOPE = EnumType(
 ORGANIZATION = ResourceKind(
     name="organization",
     type_name="Organization",
+    fhir=FhirMap(
+        "Organization",
+        (
+            ("name", As("name")),
+            ("org_number", Identifier("identifier[+]", ORGANIZATION_NUMBER)),
+            ("unit_type", Concept("type[]", f"{AKSON_CODES}:unit-type")),
+        ),
+    ),
     table="organization",
     alias="o",
     description="A municipal health service unit (FHIR Organization).",
@@ -241,6 +279,11 @@ ORGANIZATION = ResourceKind(
 PRACTITIONER = ResourceKind(
     name="practitioner",
     type_name="Practitioner",
+    fhir=FhirMap(
+        "Practitioner",
+        (("name", As("name[]")), ("hpr_number", Identifier("identifier[+]", HPR_NUMBER))),
+        why="Roles are PractitionerRole resources of their own, which point here.",
+    ),
     table="practitioner",
     alias="pr",
     description="A person working in the municipality's health services (FHIR Practitioner).",
@@ -272,6 +315,15 @@ PRACTITIONER = ResourceKind(
 PRACTITIONER_ROLE = ResourceKind(
     name="practitioner_role",
     type_name="PractitionerRole",
+    fhir=FhirMap(
+        "PractitionerRole",
+        (
+            ("role", Concept("code[]", f"{AKSON_CODES}:practitioner-role")),
+            ("period", As("period")),
+            ("practitioner", As("practitioner")),
+            ("organization", As("organization")),
+        ),
+    ),
     table="practitioner_role",
     alias="rl",
     description="A practitioner's role in a unit for a period (FHIR PractitionerRole).",
@@ -299,6 +351,21 @@ PRACTITIONER_ROLE = ResourceKind(
 PATIENT = ResourceKind(
     name="patient",
     type_name="Patient",
+    fhir=FhirMap(
+        "Patient",
+        (
+            ("national_identity_number", PersonIdentifier("identifier[+]")),
+            ("name", As("name[]")),
+            ("gender", As("gender")),
+            ("birth_date", As("birthDate")),
+            ("phone", Contact("telecom[+]", "phone")),
+            ("email", Contact("telecom[+]", "email")),
+            ("address", AddressText("address[]")),
+            ("managing_organization", As("managingOrganization")),
+        ),
+        entered_in_error=("active", False),
+        why="The journal's lists are searches of their own kinds by `patient`.",
+    ),
     table="patient",
     alias="p",
     description="A person receiving care in the municipality (FHIR Patient), with their journal. Every list "
@@ -440,6 +507,21 @@ PATIENT = ResourceKind(
 CARE_RELATION = ResourceKind(
     name="care_relation",
     type_name="CareRelation",
+    fhir=FhirMap(
+        "EpisodeOfCare",
+        (
+            ("purpose", Described("type[]")),
+            ("period", As("period")),
+            ("period", PeriodStatus("status", before="planned", during="active", after="finished")),
+            ("patient", As("patient")),
+            ("organization", As("managingOrganization")),
+            ("practitioner", As("careManager")),
+        ),
+        entered_in_error=("status", "entered-in-error"),
+        why="EpisodeOfCare: a unit's responsibility for a patient over a period, for a purpose, with a care "
+        "manager; the basis of work-related need. A CareTeam lists people who act together, which a care "
+        "relation does not.",
+    ),
     table="care_relation",
     alias="cre",
     description="A treatment relationship between a patient and a unit or practitioner: the basis "
@@ -488,6 +570,18 @@ CARE_RELATION = ResourceKind(
 ENCOUNTER = ResourceKind(
     name="encounter",
     type_name="Encounter",
+    fhir=FhirMap(
+        "Encounter",
+        (
+            ("status", As("status")),
+            ("class_code", CodingOf("class", V3_ACT_CODE)),
+            ("period", As("period")),
+            ("patient", As("subject")),
+            ("service_provider", As("serviceProvider")),
+            ("participant", As("participant[].individual")),
+        ),
+        entered_in_error=("status", "entered-in-error"),
+    ),
     table="encounter",
     alias="e",
     description="A contact between a patient and a unit: a visit, a home visit, an emergency (FHIR Encounter).",
@@ -570,6 +664,21 @@ ENCOUNTER = ResourceKind(
 OBSERVATION = ResourceKind(
     name="observation",
     type_name="Observation",
+    fhir=FhirMap(
+        "Observation",
+        (
+            ("status", As("status")),
+            ("category", Concept("category[]", OBSERVATION_CATEGORY_SYSTEM)),
+            ("code", As("code")),
+            ("value_quantity", As("valueQuantity")),
+            ("effective_date_time", As("effectiveDateTime")),
+            ("patient_reported", Extension(name="patient-reported")),
+            ("patient", As("subject")),
+            ("encounter", As("encounter")),
+        ),
+        entered_in_error=("status", "entered-in-error"),
+        why="A result's report is found from the report (DiagnosticReport.result).",
+    ),
     table="observation",
     alias="ob",
     description="A measurement or lab result (FHIR Observation): vital signs and laboratory values.",
@@ -651,6 +760,27 @@ OBSERVATION = ResourceKind(
 DIAGNOSTIC_REPORT = ResourceKind(
     name="diagnostic_report",
     type_name="DiagnosticReport",
+    fhir=FhirMap(
+        "DiagnosticReport",
+        (
+            ("status", As("status")),
+            ("category", Concept("category[]", V2_0074, {"laboratory": "LAB", "radiology": "RAD"})),
+            ("code", As("code")),
+            ("effective_date_time", As("effectiveDateTime")),
+            ("issued", As("issued")),
+            ("conclusion", As("conclusion")),
+            ("patient", As("subject")),
+            ("encounter", As("encounter")),
+            ("performer", As("performer[+]")),
+            ("performing_organization", As("performer[+]")),
+            ("requester", Extension(name="requester")),
+            ("requesting_organization", Extension(name="requesting-organization")),
+            ("results", Results("result[+]")),
+        ),
+        entered_in_error=("status", "entered-in-error"),
+        why="R4 names who asked for a report only through a ServiceRequest, which the journal does not keep: "
+        "the requester and requesting unit are extensions.",
+    ),
     table="diagnostic_report",
     alias="dr",
     description="The result of a lab panel or an imaging study, with its observations (FHIR DiagnosticReport).",
@@ -769,6 +899,25 @@ DIAGNOSTIC_REPORT = ResourceKind(
 CONDITION = ResourceKind(
     name="condition",
     type_name="Condition",
+    fhir=FhirMap(
+        "Condition",
+        (
+            ("clinical_status", Concept("clinicalStatus", CONDITION_CLINICAL_SYSTEM)),
+            ("verification_status", Concept("verificationStatus", CONDITION_VERIFICATION_SYSTEM)),
+            ("category", Concept("category[]", CONDITION_CATEGORY_SYSTEM)),
+            ("code", As("code")),
+            ("onset_date", As("onsetDateTime")),
+            ("abatement_date", As("abatementDateTime")),
+            ("recorded_date", As("recordedDate")),
+            ("patient", As("subject")),
+            ("encounter", As("encounter")),
+            ("recorder", As("recorder")),
+        ),
+        entered_in_error=(
+            "verificationStatus",
+            {"coding": [{"system": CONDITION_VERIFICATION_SYSTEM, "code": "entered-in-error"}]},
+        ),
+    ),
     table="condition",
     alias="cn",
     description="A problem or diagnosis (FHIR Condition), coded in ICPC-2 or ICD-10.",
@@ -853,6 +1002,19 @@ CONDITION = ResourceKind(
 MEDICATION_STATEMENT = ResourceKind(
     name="medication_statement",
     type_name="MedicationStatement",
+    fhir=FhirMap(
+        "MedicationStatement",
+        (
+            ("status", As("status")),
+            ("medication", As("medicationCodeableConcept")),
+            ("dosage", As("dosage[].text")),
+            ("effective_period", As("effectivePeriod")),
+            ("date_asserted", As("dateAsserted")),
+            ("patient", As("subject")),
+            ("information_source", As("informationSource")),
+        ),
+        entered_in_error=("status", "entered-in-error"),
+    ),
     table="medication_statement",
     alias="ms",
     description="A medicine the patient takes or took (FHIR MedicationStatement), coded in ATC.",
@@ -910,6 +1072,23 @@ MEDICATION_STATEMENT = ResourceKind(
 ALLERGY_INTOLERANCE = ResourceKind(
     name="allergy_intolerance",
     type_name="AllergyIntolerance",
+    fhir=FhirMap(
+        "AllergyIntolerance",
+        (
+            ("clinical_status", Concept("clinicalStatus", ALLERGY_CLINICAL_SYSTEM)),
+            ("category", As("category[]")),
+            ("criticality", As("criticality")),
+            ("code", As("code")),
+            ("reaction", As("note[].text")),
+            ("recorded_date", As("recordedDate")),
+            ("patient", As("patient")),
+        ),
+        entered_in_error=(
+            "verificationStatus",
+            {"coding": [{"system": ALLERGY_VERIFICATION_SYSTEM, "code": "entered-in-error"}]},
+        ),
+        why="The reaction is free text; R4's reaction element requires a coded manifestation, so it is a note.",
+    ),
     table="allergy_intolerance",
     alias="al",
     description="An allergy or intolerance: critical information (FHIR AllergyIntolerance).",
@@ -977,6 +1156,25 @@ ALLERGY_INTOLERANCE = ResourceKind(
 CLINICAL_NOTE = ResourceKind(
     name="clinical_note",
     type_name="ClinicalNote",
+    fhir=FhirMap(
+        "DocumentReference",
+        (
+            ("status", As("docStatus", {"draft": "preliminary", "signed": "final"})),
+            ("title", As("description")),
+            ("title", As("content[].attachment.title")),
+            ("created", As("date")),
+            ("signed_at", Extension(name="signed-at")),
+            ("patient", As("subject")),
+            ("encounter", As("context.encounter[]")),
+            ("author", As("author[]")),
+            ("text", Attachment("content[].attachment")),
+            ("replaces", Within("relatesTo[+]", "target", (("code", "replaces"),))),
+        ),
+        fixed=(("status", "current"), ("content[].attachment.contentType", "text/plain; charset=utf-8")),
+        entered_in_error=("status", "entered-in-error"),
+        why="DocumentReference: a note is a document with an author, a status of its own (draft or signed) and "
+        "corrections that replace earlier versions (relatesTo).",
+    ),
     table="clinical_note",
     alias="nt",
     description="A clinical note (journalnotat): a draft its author may edit, or a signed, immutable "
@@ -1030,6 +1228,20 @@ CLINICAL_NOTE = ResourceKind(
 CARE_PLAN = ResourceKind(
     name="care_plan",
     type_name="CarePlan",
+    fhir=FhirMap(
+        "CarePlan",
+        (
+            ("status", As("status")),
+            ("intent", As("intent")),
+            ("title", As("title")),
+            ("description", As("description")),
+            ("period", As("period")),
+            ("created", As("created")),
+            ("patient", As("subject")),
+            ("author", As("author")),
+        ),
+        entered_in_error=("status", "entered-in-error"),
+    ),
     table="care_plan",
     alias="cp",
     description="A plan for the patient's care, e.g. a home-care plan (FHIR CarePlan).",
@@ -1080,6 +1292,20 @@ CARE_PLAN = ResourceKind(
 APPOINTMENT = ResourceKind(
     name="appointment",
     type_name="Appointment",
+    fhir=FhirMap(
+        "Appointment",
+        (
+            ("status", As("status")),
+            ("service_type", Described("serviceType[]")),
+            ("description", As("description")),
+            ("start", As("start")),
+            ("end", As("end")),
+            ("patient", Within("participant[+]", "actor", (("status", "accepted"),))),
+            ("organization", Within("participant[+]", "actor", (("status", "accepted"),))),
+            ("practitioner", Within("participant[+]", "actor", (("status", "accepted"),))),
+        ),
+        entered_in_error=("status", "entered-in-error"),
+    ),
     table="appointment",
     alias="ap",
     description="A booked visit (FHIR Appointment).",
@@ -1160,6 +1386,30 @@ APPOINTMENT = ResourceKind(
 RESTRICTION = ResourceKind(
     name="restriction",
     type_name="Restriction",
+    fhir=FhirMap(
+        "Consent",
+        (
+            ("scope", Concept("category[+]", f"{AKSON_CODES}:restriction-scope")),
+            ("target_kind", Extension(name="restriction-target-kind")),
+            ("target_category", Extension(name="restriction-target-category")),
+            ("reason", Extension(name="restriction-reason")),
+            ("period", As("provision.period")),
+            ("period", PeriodStatus("status", before="proposed", during="active", after="inactive")),
+            ("created", As("dateTime")),
+            ("patient", As("patient")),
+            ("target_practitioner", Within("provision.actor[+]", "reference", (("role", BLOCKED_ACTOR),))),
+            ("target_organization", Within("provision.actor[+]", "reference", (("role", BLOCKED_ACTOR),))),
+        ),
+        fixed=(
+            ("scope", {"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": "patient-privacy"}]}),
+            ("category[+]", {"coding": [{"system": LOINC, "code": "59284-0", "display": "Patient Consent"}]}),
+            ("policyRule", {"coding": [{"system": V3_ACT_CODE, "code": "OPTOUT"}]}),
+            ("provision.type", "deny"),
+        ),
+        entered_in_error=("status", "entered-in-error"),
+        why="Consent: a sperring is the patient's privacy directive denying access (provision type deny) to "
+        "people, units, categories or items for a period.",
+    ),
     table="restriction",
     alias="rs",
     description="A patient's block (sperring) on part of their journal against people or units.",

@@ -20,6 +20,7 @@ from gateway.registry import AppStatus
 from gateway.token_endpoint import TokenEndpoint
 
 if TYPE_CHECKING:
+    from gateway.bulk_export import BulkExports
     from gateway.rate_limits import RateLimiter
     from gateway.trusted_documents import TrustedDocuments
     from gateway.webhook_worker import WebhookWorker
@@ -43,6 +44,7 @@ class Runtime:
     trusted_documents: TrustedDocuments
     rate_limiter: RateLimiter
     app_shares: AppShares
+    exports: BulkExports
 
 
 def runtime_of(scope: Scope) -> Runtime:

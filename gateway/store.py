@@ -35,6 +35,7 @@ from gateway.sql import EMPTY, Sql, ident, join, sql, value
 
 READ = "read"
 SEARCH = "search"
+EXPORT = "export"
 _SQL_OP = {"eq": sql(" = "), "ge": sql(" >= "), "lt": sql(" < ")}
 
 Row: TypeAlias = asyncpg.Record
@@ -190,6 +191,21 @@ async def fetch(pool: asyncpg.Pool | asyncpg.Connection | Reads, statement: Sql)
     return list(await pool.fetch(text, *values))
 
 
+def _rows(kind: ResourceKind, where: list[Sql], order: Sql, limit: Sql = EMPTY) -> Sql:
+    """A kind's rows that meet every condition of `where`, in `order`."""
+    return sql(
+        "SELECT ",
+        kind.select_list(),
+        " FROM ",
+        kind.table_sql,
+        " WHERE ",
+        join(where, " AND "),
+        " ORDER BY ",
+        order,
+        limit,
+    )
+
+
 def phantom_attributes(kind: ResourceKind, rid: str) -> dict[str, Any]:
     """Attributes of a resource that has no relations to anyone: what a missing id is checked as."""
     phantom: dict[str, Any] = {
@@ -224,6 +240,11 @@ class Store:
     def principal(self) -> Principal:
         return self._principal
 
+    @property
+    def max_page_size(self) -> int:
+        """The most items one page may hold."""
+        return self._max_page_size
+
     def audit_mark(self) -> tuple[int, frozenset[str]]:
         """Where the request's audit trail stands, to rewind to when what was read since is not shown."""
         return self._audit.mark(), frozenset(self._denied_lists)
@@ -248,7 +269,7 @@ class Store:
                 ) from exc
         return self._filters[key]
 
-    def _audit_rows(self, kind: ResourceKind, rows: Sequence[Row], reason: str) -> None:
+    def _audit_rows(self, kind: ResourceKind, rows: Sequence[Row], reason: str, action: str = SEARCH) -> None:
         if kind.patient_column is None:
             return
         emergency = self._principal.emergency_patient_ids
@@ -257,7 +278,7 @@ class Store:
             patient = str(row[kind.patient_column]) if row[kind.patient_column] is not None else None
             self._audit.record(
                 AuditRecord(
-                    patient, kind.name, (rid,), SEARCH, True, reason, patient in emergency if patient else False
+                    patient, kind.name, (rid,), action, True, reason, patient in emergency if patient else False
                 )
             )
 
@@ -468,20 +489,10 @@ class Store:
         sql_filter = await self.list_filter(kind)
         if sql_filter is None:
             return Page([], False)
+        where = self._where(kind, sql_filter, args)
         rows = await fetch(
             self._pool,
-            sql(
-                "SELECT ",
-                kind.select_list(),
-                " FROM ",
-                kind.table_sql,
-                " WHERE ",
-                join(self._where(kind, sql_filter, args), " AND "),
-                " ORDER BY ",
-                self._order_by(kind, args),
-                " LIMIT ",
-                value(args.first + 1, "integer"),
-            ),
+            _rows(kind, where, self._order_by(kind, args), sql(" LIMIT ", value(args.first + 1, "integer"))),
         )
         page = self._page(kind, rows, args.first)
         self._audit_rows(kind, [row for _, row in page.items], sql_filter.reason)
@@ -489,6 +500,23 @@ class Store:
         if not page.items and any(filters[name].identifies for name, _ in args.filters):
             self._audit.record(AuditRecord(None, kind.name, (), SEARCH, True, sql_filter.reason))
         return page
+
+    async def of_patients(
+        self, kind: ResourceKind, patient_ids: Sequence[uuid.UUID], since: datetime | None
+    ) -> list[Row]:
+        """Every resource of `kind` of these patients that the principal may search (changed since `since`,
+        when given), audited as exported: one statement, for a Bulk Data export's batch of patients."""
+        filters = (("last_updated_from", since),) if since is not None else ()
+        args = ListArgs(first=1, filters=filters)
+        sql_filter = await self.list_filter(kind)
+        if sql_filter is None:
+            return []
+        patient = kind.col(kind.patient_column or kind.id_column)
+        mine = sql(patient, " = ANY(", value([str(p) for p in patient_ids], "uuid[]"), ")")
+        where = [*self._where(kind, sql_filter, args), mine]
+        rows = await fetch(self._pool, _rows(kind, where, sql(patient, ", ", self._order_by(kind, args))))
+        self._audit_rows(kind, rows, sql_filter.reason, EXPORT)
+        return rows
 
     async def pages_by_parent(
         self, kind: ResourceKind, parent_column: str, parent_ids: Sequence[uuid.UUID], args: ListArgs
@@ -504,16 +532,8 @@ class Store:
             sql(
                 "SELECT k.parent AS _parent, t.* FROM unnest(",
                 value([str(p) for p in parent_ids], "uuid[]"),
-                ") AS k(parent) CROSS JOIN LATERAL (SELECT ",
-                kind.select_list(),
-                " FROM ",
-                kind.table_sql,
-                " WHERE ",
-                join(where, " AND "),
-                " ORDER BY ",
-                self._order_by(kind, args),
-                " LIMIT ",
-                value(args.first + 1, "integer"),
+                ") AS k(parent) CROSS JOIN LATERAL (",
+                _rows(kind, where, self._order_by(kind, args), sql(" LIMIT ", value(args.first + 1, "integer"))),
                 ") AS t",
             ),
         )
@@ -612,9 +632,7 @@ class Store:
                 sql_filter = filters[kind_name]
                 assert sql_filter is not None
                 action, reason = SEARCH, sql_filter.reason
-            self._audit.record(
-                AuditRecord(patient, kind_name, tuple(ids), action, True, reason, patient in emergency)
-            )
+            self._audit.record(AuditRecord(patient, kind_name, tuple(ids), action, True, reason, patient in emergency))
 
     async def versions(self, kind: ResourceKind, rid: str, first: int, before: int | None) -> tuple[list[Row], bool]:
         """The versions of a resource the caller has read (the current one and those kept before it), newest

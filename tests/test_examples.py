@@ -216,3 +216,27 @@ def test_the_webhook_receiver_checks_signatures_and_fetches_each_change_through_
     assert out.strip().splitlines() == ["OBSERVATION CREATED v1: Heart rate for Test Hendelse"]
     endpoints = gateway.query("{ webhookEndpoints { url status } }", "homecare-integration")["data"]["webhookEndpoints"]
     assert {"url": f"http://127.0.0.1:{port}/hook", "status": "DISABLED"} in endpoints
+
+
+def test_the_municipal_export_example_counts_what_graphql_totals_for_the_same_caller(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    token = gateway.token("homecare-integration")
+    env = {**os.environ, "AKSON_URL": gateway.base_url, "AKSON_TOKEN": token}
+    done = subprocess.run(
+        [sys.executable, "examples/municipal_export.py", "Fjordvik", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()}
+    roots = {"Patient": "patients", "Encounter": "encounters", "Observation": "observations", "CarePlan": "carePlans"}
+    roots["Appointment"] = "appointments"
+    for kind, root in roots.items():
+        total = gateway.post(f"{{ {root}(first: 1) {{ totalCount }} }}", token=token).json()["data"][root]
+        assert counts.get(kind, 0) == total["totalCount"] > 0, kind
+    assert set(counts) == set(roots)
+    assert len((tmp_path / "Observation.ndjson").read_bytes().splitlines()) == counts["Observation"]

@@ -1,0 +1,189 @@
+"""Lab results in as FHIR: `POST /fhir/R4` with a transaction Bundle of one DiagnosticReport and its
+Observations, written by the same create as GraphQL's `createDiagnosticReport` (same input checks,
+policies, audit rows, change events; one transaction), with the Bundle's identifier as the idempotency key.
+
+The patient is named by the report's subject: `Patient/<id>`, an identifier of a Norwegian person number,
+or the conditional reference `Patient?identifier=<system>|<number>`. The Observations are the entries the
+report's `result` references (by their `fullUrl`, as transaction Bundles link new resources).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.context import Context
+from gateway.errors import BadRequest, BadUserInput, UnsupportedMediaType
+from gateway.fhir_api import FHIR_JSON, fhir_endpoint, fhir_response
+from gateway.fhir_map import D_NUMBER, FODSELSNUMMER
+from gateway.fhir_resources import write_input
+from gateway.graphql_http import read_body
+from gateway.resources import DIAGNOSTIC_REPORT, OBSERVATION
+from gateway.runtime import runtime_of
+from gateway.sql import sql, value
+from gateway.store import fetch
+
+PERSON_SYSTEMS = (FODSELSNUMMER, D_NUMBER)
+
+
+def _patient_of(subject: Any) -> dict[str, Any]:
+    """The create input naming the patient, from a report's subject."""
+    if not isinstance(subject, dict):
+        raise BadUserInput("DiagnosticReport.subject is required", argument="DiagnosticReport.subject")
+    identifier = subject.get("identifier")
+    reference = subject.get("reference")
+    if isinstance(reference, str) and reference.startswith("Patient?"):
+        query = dict(parse_qsl(reference.removeprefix("Patient?")))
+        system, _, number = query.get("identifier", "").partition("|")
+        identifier = {"system": system, "value": number}
+    if isinstance(identifier, dict):
+        if identifier.get("system") not in PERSON_SYSTEMS:
+            raise BadUserInput(
+                f"DiagnosticReport.subject.identifier.system must be {FODSELSNUMMER} or {D_NUMBER}",
+                argument="DiagnosticReport.subject.identifier.system",
+            )
+        return {"patient_national_identity_number": identifier.get("value")}
+    if isinstance(reference, str) and reference.startswith("Patient/"):
+        return {"patient": reference.removeprefix("Patient/")}
+    raise BadUserInput(
+        "DiagnosticReport.subject must be Patient/<id>, an identifier or Patient?identifier=<system>|<number>",
+        argument="DiagnosticReport.subject",
+    )
+
+
+def _entries(
+    bundle: Any,
+) -> tuple[str | None, dict[str, Any], list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+    """The Bundle's idempotency key, its report, its Observations by fullUrl, and every entry's type and
+    resource in the Bundle's order (the response's order), each checked."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise BadUserInput("the body must be a FHIR Bundle", argument="Bundle")
+    if bundle.get("type") != "transaction":
+        raise BadUserInput("this server takes Bundles of type transaction", argument="Bundle.type")
+    identifier = bundle.get("identifier") or {}
+    key = identifier.get("value") if isinstance(identifier, dict) else None
+    if key is not None:
+        key = f"{identifier.get('system') or ''}|{key}"
+    reports, observations, order = [], [], []
+    for index, entry in enumerate(bundle.get("entry") or []):
+        where = f"Bundle.entry[{index}]"
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(request, dict):
+            raise BadUserInput(f"{where} needs a resource and a request", argument=where)
+        kind_name = resource.get("resourceType")
+        order.append((str(kind_name), resource))
+        if request.get("method") != "POST" or request.get("url") != kind_name:
+            raise BadUserInput(f"{where}: this server takes only creates (POST {kind_name})", argument=where)
+        if kind_name == "DiagnosticReport":
+            reports.append(resource)
+        elif kind_name == "Observation":
+            observations.append((str(entry.get("fullUrl") or ""), resource))
+        else:
+            raise BadUserInput(
+                f"{where}: a transaction here holds one DiagnosticReport and its Observations, not {kind_name}",
+                argument=where,
+            )
+    if len(reports) != 1:
+        raise BadUserInput("a transaction here holds exactly one DiagnosticReport", argument="Bundle.entry")
+    return key, reports[0], observations, order
+
+
+def report_input(report: dict[str, Any], observations: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The input of `createDiagnosticReport` from a report and the Observations its results reference."""
+    by_url = dict(observations)
+    wanted = [r.get("reference") for r in report.get("result") or [] if isinstance(r, dict)]
+    if len(set(wanted)) != len(wanted) or set(wanted) != set(by_url):
+        raise BadUserInput(
+            "DiagnosticReport.result must reference every Observation of the Bundle by its fullUrl, once each",
+            argument="DiagnosticReport.result",
+        )
+    given = write_input(DIAGNOSTIC_REPORT, {k: v for k, v in report.items() if k != "result"}, "DiagnosticReport")
+    given.pop("patient", None)
+    given.update(_patient_of(report.get("subject")))
+    results = []
+    for index, url in enumerate(wanted):
+        observation = by_url[str(url)]
+        if observation.get("subject") not in (None, report.get("subject")):
+            raise BadUserInput(
+                "an Observation's subject must be its report's", argument=f"Observation[{index}].subject"
+            )
+        item = write_input(OBSERVATION, observation, f"Observation[{index}]")
+        item.pop("patient", None)
+        results.append(item)
+    if results:
+        given["results"] = results
+    return given
+
+
+@fhir_endpoint(cost=lambda request: 1)
+async def transaction(request: Request, context: Context) -> Response:
+    """`POST /fhir/R4`: a lab's report with its results, written as one create; answered with a
+    transaction-response Bundle (201 for a new report, 200 for one this key made before)."""
+    settings = runtime_of(request.scope).settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type not in {FHIR_JSON, "application/json"}:
+        raise UnsupportedMediaType(f"send the Bundle as {FHIR_JSON}")
+    declared = request.headers.get("content-length")
+    body = await read_body(
+        request.receive, settings.max_body_bytes, int(declared) if declared and declared.isdigit() else None
+    )
+    try:
+        bundle = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("the body is not valid JSON") from exc
+    key, report, observations, order = _entries(bundle)
+    given = report_input(report, observations)
+    row, rid = await context.journal.create(DIAGNOSTIC_REPORT, given, key)
+    [made] = await fetch(
+        runtime_of(request.scope).pool,
+        sql(
+            "SELECT r.version, r.last_updated, array(SELECT o.id::text FROM observation o WHERE "
+            "o.diagnostic_report_id = r.id ORDER BY o.code, o.value_quantity, o.id) AS ids, "
+            "array(SELECT o.code FROM observation o WHERE "
+            "o.diagnostic_report_id = r.id ORDER BY o.code, o.value_quantity, o.id) AS codes, "
+            "array(SELECT o.value_quantity::float8 FROM observation o WHERE "
+            "o.diagnostic_report_id = r.id ORDER BY o.code, o.value_quantity, o.id) AS amounts "
+            "FROM diagnostic_report r WHERE r.id = ",
+            value(rid, "uuid"),
+        ),
+    )
+    status = "201 Created" if row is not None else "200 OK"
+    created = [
+        ((code, amount), oid) for code, amount, oid in zip(made["codes"], made["amounts"], made["ids"], strict=True)
+    ]
+    entries = []
+    for kind_name, resource in order:
+        if kind_name == "DiagnosticReport":
+            entries.append(_entry(kind_name, rid, made["version"], made["last_updated"], status))
+            continue
+        wanted = _result_key(resource)
+        index = next((i for i, (k, _) in enumerate(created) if k == wanted), 0)
+        _, oid = created.pop(index)
+        entries.append(_entry(kind_name, oid, 1, made["last_updated"], status))
+    return fhir_response(
+        {"resourceType": "Bundle", "type": "transaction-response", "entry": entries},
+        201 if row is not None else 200,
+    )
+
+
+def _result_key(observation: dict[str, Any]) -> tuple[Any, float | None]:
+    """An Observation's code and value, as the journal keeps them, to pair it with the row it made."""
+    coding = ((observation.get("code") or {}).get("coding") or [{}])[0]
+    amount = (observation.get("valueQuantity") or {}).get("value")
+    return coding.get("code"), None if amount is None else float(amount)
+
+
+def _entry(kind: str, rid: str, version: int, when: Any, status: str) -> dict[str, Any]:
+    return {
+        "response": {
+            "status": status,
+            "location": f"{kind}/{rid}/_history/{version}",
+            "etag": f'W/"{version}"',
+            "lastModified": when.isoformat(),
+        }
+    }
