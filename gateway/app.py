@@ -221,7 +221,7 @@ def create_app(settings: Settings | None = None) -> Any:
             app_shares=AppShares(pool, settings.database_pool_size),
             exports=BulkExports(settings, pool),
         )
-        await app.state.runtime.exports.sweep()
+        await app.state.runtime.exports.start_sweeping()
         watcher = asyncio.create_task(authorizer.watch(settings.policy_dir))
         # What start-up built (schema, policies, pools) lives as long as the process: kept out of the
         # collector's full passes, which otherwise walk it all and stall requests (Q1's p99, bench/PROFILE.md).

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from gateway.audit import AuditRecord
 from gateway.config import Settings
 from gateway.context import Context
 from gateway.declare import ResourceKind
-from gateway.errors import AksonError, BadUserInput, NotFound
+from gateway.errors import AksonError, BadUserInput, MethodNotAllowed, NotFound, RateLimited
 from gateway.fhir_api import BASE_PATH, FHIR_JSON, error_response, fhir_endpoint, fhir_response, public_base, resources
 from gateway.fhir_resources import FHIR_KINDS, fhir_map
 from gateway.fhir_search import list_args
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 NDJSON = "application/fhir+ndjson"
 OUTPUT_FORMATS = {NDJSON, "application/ndjson", "ndjson"}
 _PARAMETERS = {"_type", "_since", "_outputFormat"}
+SWEEP_SECONDS = 60
+# An export whose process has not written a batch for this long is taken to have died with its process.
+STALE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -123,15 +127,30 @@ def _members(group_kind: str | None, group_id: uuid.UUID | None) -> Sql:
 
 
 class BulkExports:
-    """The exports this process runs, and the sweeping of expired ones."""
+    """The exports this process runs, and the sweeping of expired and abandoned ones (every minute)."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self._settings = settings
         self._pool = pool
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     def folder(self, job: uuid.UUID) -> Path:
         return self._settings.export_dir / str(job)
+
+    async def start_sweeping(self) -> None:
+        """Sweep now, then every minute for as long as the process runs."""
+        await self.sweep()
+
+        async def every_minute() -> None:
+            while True:
+                await asyncio.sleep(SWEEP_SECONDS)
+                try:
+                    await self.sweep()
+                except Exception as exc:  # a sweep that failed is tried again next minute
+                    log.warning("sweeping bulk exports failed: %s", type(exc).__name__)
+
+        self._sweeper = asyncio.get_running_loop().create_task(every_minute())
 
     def start(self, job: uuid.UUID, context: Context, asked: ExportRequest, group_kind: str | None) -> None:
         """Run an export in the background of this process."""
@@ -146,43 +165,56 @@ class BulkExports:
             task.cancel()
 
     async def close(self) -> None:
-        """Stop every export of this process; they are recorded as failed (their caller may ask again)."""
-        for task in list(self._tasks.values()):
+        """Stop sweeping and every export of this process; they are recorded as failed (their caller may ask
+        again)."""
+        for task in [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
     async def sweep(self) -> None:
-        """Delete the files and records of expired exports (and of cancelled ones)."""
-        gone = await self._pool.fetch(
-            "DELETE FROM bulk_export WHERE expires_at <= now() OR status = 'cancelled' RETURNING id"
+        """Fail exports whose process stopped beating (killed mid-export), delete the records and files of
+        expired and cancelled ones, and any folder no record names."""
+        await self._pool.execute(
+            "UPDATE bulk_export SET status = 'failed', error = 'the gateway process running it stopped', "
+            "completed_at = now(), expires_at = now() + interval '1 hour' "
+            "WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)",
+            STALE_SECONDS,
         )
-        for row in gone:
-            shutil.rmtree(self.folder(row["id"]), ignore_errors=True)
+        await self._pool.execute("DELETE FROM bulk_export WHERE expires_at <= now() OR status = 'cancelled'")
+        if not self._settings.export_dir.is_dir():
+            return
+        kept = {str(r["id"]) for r in await self._pool.fetch("SELECT id FROM bulk_export")}
+        for folder in self._settings.export_dir.iterdir():
+            if folder.name not in kept and folder.name not in {str(t) for t in self._tasks}:
+                shutil.rmtree(folder, ignore_errors=True)
 
     async def _run(self, job: uuid.UUID, context: Context, asked: ExportRequest, group_kind: str | None) -> None:
         deadline.clear()
         folder = self.folder(job)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         writer = _Files(folder)
         try:
             await self._export(job, context, asked, group_kind, writer)
             writer.close()
             expires = datetime.now(UTC) + timedelta(seconds=self._settings.export_expiry_seconds)
-            await self._pool.execute(
-                "UPDATE bulk_export SET status = 'completed', progress = 1, completed_at = now(), expires_at = $2, "
-                "output = $3::jsonb WHERE id = $1 AND status = 'running'",
+            done = await self._pool.fetchval(
+                "UPDATE bulk_export SET status = 'completed', completed_at = now(), expires_at = $2, "
+                "output = $3::jsonb WHERE id = $1 AND status = 'running' RETURNING true",
                 job,
                 expires,
                 orjson.dumps(writer.manifest()).decode(),
             )
+            if not done:
+                raise _Cancelled
         except BaseException as exc:
             writer.close()
             shutil.rmtree(folder, ignore_errors=True)
             if isinstance(exc, _Cancelled):
                 return
-            reason = "the gateway stopped" if isinstance(exc, asyncio.CancelledError) else "the export failed"
-            if not isinstance(exc, asyncio.CancelledError):
+            stopped = isinstance(exc, asyncio.CancelledError)
+            reason = "the gateway stopped" if stopped else _failure(exc)
+            if not stopped and not isinstance(exc, AksonError):
                 log.exception("bulk export %s failed", job)
             with contextlib.suppress(Exception):
                 await asyncio.shield(
@@ -193,12 +225,15 @@ class BulkExports:
                         reason,
                     )
                 )
-            if isinstance(exc, asyncio.CancelledError):
+            if stopped:
                 raise
 
     async def _export(
         self, job: uuid.UUID, context: Context, asked: ExportRequest, group_kind: str | None, files: _Files
     ) -> None:
+        """Write the export's files: the directory kinds page by page, then the patients' data a batch of
+        patients at a time, each batch read as the journal says its caller is now (roles, grants, the app's
+        status: looked up again, with fresh query plans) and audited before the next."""
         runtime = context.runtime
         since = (("last_updated_from", asked.since),) if asked.since else ()
         for kind in asked.kinds:
@@ -206,7 +241,7 @@ class BulkExports:
                 continue
             after = None
             while True:
-                await context.ensure_current_principal()
+                await context.look_up_principal_again()
                 page = await context.store.page(
                     kind, ListArgs(first=context.store.max_page_size, after=after, filters=since)
                 )
@@ -215,12 +250,9 @@ class BulkExports:
                     break
                 after = page.items[-1][0]
         patient_kinds = [k for k in asked.kinds if k.is_patient_data]
-        if not patient_kinds:
-            return
         members = _members(group_kind, asked.group_id)
-        [total] = await fetch(self._pool, sql("SELECT count(*) AS n FROM patient p WHERE ", members))
-        done, last = 0, None
-        while True:
+        last = None
+        while patient_kinds:
             beyond = EMPTY if last is None else sql(" AND p.id > ", value(last, "uuid"))
             batch = [
                 r["id"]
@@ -237,17 +269,27 @@ class BulkExports:
             ]
             if not batch:
                 return
-            if await self._pool.fetchval("SELECT status FROM bulk_export WHERE id = $1", job) != "running":
+            beating = await self._pool.fetchval(
+                "UPDATE bulk_export SET heartbeat_at = now(), resources_written = $2 WHERE id = $1 "
+                "AND status = 'running' RETURNING true",
+                job,
+                sum(files.counts.values()),
+            )
+            if not beating:
                 raise _Cancelled
-            await context.ensure_current_principal()
+            await context.look_up_principal_again()
             for kind in patient_kinds:
                 rows = await context.store.of_patients(kind, batch, asked.since)
                 files.write(kind, await resources(context.store, kind, rows))
             await context.audit.flush(runtime.audit_writer)
-            done, last = done + len(batch), batch[-1]
-            await self._pool.execute(
-                "UPDATE bulk_export SET progress = $2 WHERE id = $1", job, round(done / max(1, int(total["n"])), 3)
-            )
+            last = batch[-1]
+
+
+def _failure(exc: BaseException) -> str:
+    """Why an export failed, as its caller may be told: our errors say it themselves, others are logged."""
+    if isinstance(exc, AksonError):
+        return exc.message
+    return "the export failed; the error has been logged"
 
 
 class _Cancelled(Exception):
@@ -268,7 +310,8 @@ class _Files:
         name = fhir_map(kind).resource
         handle = self._open.get(name)
         if handle is None:
-            handle = self._open[name] = (self._folder / f"{name}.ndjson").open("wb")
+            descriptor = os.open(self._folder / f"{name}.ndjson", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            handle = self._open[name] = os.fdopen(descriptor, "wb")
         handle.write(b"".join(orjson.dumps(resource) + b"\n" for resource in found))
         self.counts[name] = self.counts.get(name, 0) + len(found)
 
@@ -292,16 +335,27 @@ async def kick_off(request: Request, context: Context) -> Response:
     """`GET [/Patient|/Group/{id}]/$export`: start an export of what the caller may search; 202 with the
     status URL in Content-Location."""
     runtime = runtime_of(request.scope)
+    if request.method != "GET":
+        raise MethodNotAllowed("a Bulk Data export is started with GET", allow="GET")
     await runtime.exports.sweep()
     level = _level(request)
     asked = export_request(request, level)
+    principal = context.principal
+    running = await runtime.pool.fetchval(
+        "SELECT count(*) FROM bulk_export WHERE client_id = $1 AND status = 'running'", principal.client_id
+    )
+    if running >= runtime.settings.exports_per_app:
+        raise RateLimited(
+            f"this app already runs {running} exports, as many as it may at once; try again when one has completed",
+            retryAfter=60,
+        )
     kind_of_group = None
     if asked.group_id is not None:
         kind_of_group = await group_kind(runtime.pool, asked.group_id)
         if kind_of_group is None:
             raise NotFound("no Group with this id: a Group is a municipality or a unit")
     job = uuid.uuid4()
-    principal = context.principal
+    query = f"?{request.url.query}" if request.url.query else ""
     await runtime.pool.execute(
         "INSERT INTO bulk_export (id, client_id, requested_by, level, group_id, types, since, request_url, status, "
         "transaction_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', now())",
@@ -312,7 +366,7 @@ async def kick_off(request: Request, context: Context) -> Response:
         asked.group_id,
         [fhir_map(k).resource for k in asked.kinds],
         asked.since,
-        str(request.url),
+        f"{public_base(request)}{request.url.path.removeprefix(BASE_PATH)}{query}",
     )
     context.audit.record(AuditRecord(None, "bulk_export", (str(job),), "export", True, "EXPORT_STARTED"))
     runtime.exports.start(job, Context.build(runtime, request, principal), asked, kind_of_group)
@@ -355,7 +409,7 @@ async def status(request: Request, context: Context) -> Response:
     if row["status"] == "running":
         return Response(
             status_code=202,
-            headers={"x-progress": f"{float(row['progress']) * 100:.0f}% of patients", "retry-after": "2"},
+            headers={"x-progress": f"{row['resources_written']} resources written", "retry-after": "2"},
         )
     if row["status"] == "failed":
         return error_response(_ExportFailed(f"the export failed ({row['error']}); start it again"))

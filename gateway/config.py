@@ -104,11 +104,12 @@ class Settings:
     # what is left of it as its `statement_timeout`.
     request_deadline_seconds: float = 10.0
     # FHIR: a search page's size when `_count` is not given (at most `max_page_size`); Bulk Data exports read
-    # this many patients' data at a time (what an export holds in memory), and their files are deleted this
-    # long after the export completed.
+    # this many patients' data at a time (what an export holds in memory), their files are deleted this long
+    # after the export completed, and one app may run this many exports at once.
     fhir_page_size: int = 50
     export_patients_per_batch: int = 200
     export_expiry_seconds: float = 3600.0
+    exports_per_app: int = 2
     # What a third-party app may spend unless its approval set its own budget: requests per minute (per app,
     # across every process), the cost of one request (see gateway/cost.py) and cost per minute. A person
     # has a budget of requests per minute of their own, whatever app they use.

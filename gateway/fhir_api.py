@@ -51,6 +51,8 @@ from gateway.store import ListArgs, Row, Store, encode_cursor
 FHIR_JSON = "application/fhir+json"
 BASE_PATH = "/fhir/R4"
 FHIR_VERSION = "4.0.1"
+# The most resources one CheckResources call may decide (the PDP's own limit, as the GraphQL loaders batch).
+CHECKS_PER_CALL = 500
 log = logging.getLogger(__name__)
 
 # FHIR's issue type for each of our error codes (OperationOutcome.issue.code).
@@ -210,7 +212,7 @@ async def resources(store: Store, kind: ResourceKind, rows: Sequence[Row]) -> li
     who lack it (one decision for all rows)."""
     if not rows:
         return []
-    ids = [row["id"] for row in rows]
+    ids = list(dict.fromkeys(row["id"] for row in rows))
     children: dict[str, dict[str, list[str]]] = {}
     spec = fhir_map(kind)
     for name, element in spec.elements:
@@ -225,10 +227,11 @@ async def resources(store: Store, kind: ResourceKind, rows: Sequence[Row]) -> li
     for item in kind.fields:
         permission = getattr(item, "permission", None)
         if permission and any(n == item.name for n, _ in spec.elements):
-            allowed = await store.permitted(kind, permission, [str(i) for i in ids])
-            for rid, ok in zip(ids, allowed, strict=True):
-                if ok is not True:
-                    withheld.setdefault(str(rid), set()).add(item.name)
+            for start in range(0, len(ids), CHECKS_PER_CALL):
+                chunk = [str(i) for i in ids[start : start + CHECKS_PER_CALL]]
+                for rid, ok in zip(chunk, await store.permitted(kind, permission, chunk), strict=True):
+                    if ok is not True:
+                        withheld.setdefault(rid, set()).add(item.name)
     return [
         render(kind, row, children=children.get(str(row["id"])), withheld=frozenset(withheld.get(str(row["id"]), ())))
         for row in rows
@@ -247,7 +250,7 @@ def _count(request: Request) -> int:
     raw = request.query_params.get("_count")
     if raw is None:
         return min(settings.fhir_page_size, settings.max_page_size)
-    if not raw.isdigit() or not 1 <= int(raw) <= settings.max_page_size:
+    if not (raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= settings.max_page_size:
         raise BadUserInput(f"_count must be a whole number from 1 to {settings.max_page_size}", argument="_count")
     return int(raw)
 
@@ -307,12 +310,12 @@ async def history(request: Request, context: Context) -> Response:
     current = await _one(context, kind, rid)
     vid = request.path_params.get("vid")
     if vid is not None:
-        if not vid.isdigit() or not 1 <= int(vid) <= int(current["version"]):
+        if not (vid.isascii() and vid.isdecimal()) or not 1 <= int(vid) <= int(current["version"]):
             raise NotFound(f"{fhir_map(kind).resource}/{rid} has no version {vid}")
         rows, _ = await context.store.versions(kind, str(current["id"]), 1, int(vid) + 1)
         [resource] = await resources(context.store, kind, rows)
         return fhir_response(resource, headers={"etag": f'W/"{vid}"'})
-    rows, _ = await context.store.versions(kind, str(current["id"]), context.store.max_page_size, None)
+    rows, more = await context.store.versions(kind, str(current["id"]), context.store.max_page_size, None)
     base = public_base(request)
     name = fhir_map(kind).resource
     entries = []
@@ -326,7 +329,10 @@ async def history(request: Request, context: Context) -> Response:
                 "response": {"status": "201" if first else "200", "lastModified": resource["meta"]["lastUpdated"]},
             }
         )
-    return fhir_response({"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "entry": entries}
+    if not more:
+        bundle["total"] = len(entries)
+    return fhir_response(bundle)
 
 
 async def metadata(request: Request) -> Response:
@@ -347,10 +353,18 @@ async def metadata(request: Request) -> Response:
                     {"name": p.name, "type": p.type, "documentation": p.documentation}
                     for p in search_params(kind).values()
                 ],
-                **({"operation": [_EXPORT]} if name == "Patient" else {}),
+                **({"operation": [_export("patient-export")]} if name == "Patient" else {}),
             }
         )
-    kinds.append({"type": "Group", "interaction": [{"code": "read"}, {"code": "search-type"}], "operation": [_EXPORT]})
+    kinds.append(
+        {
+            "type": "Group",
+            "documentation": "A municipality or a unit, as the set of patients a Bulk Data export reads.",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [{"name": "name", "type": "string", "documentation": "Part of the name."}],
+            "operation": [_export("group-export")],
+        }
+    )
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -381,7 +395,7 @@ async def metadata(request: Request) -> Response:
                 },
                 "resource": kinds,
                 "interaction": [{"code": "transaction"}],
-                "operation": [_EXPORT],
+                "operation": [_export("export")],
             }
         ],
     }
@@ -389,7 +403,10 @@ async def metadata(request: Request) -> Response:
 
 
 _STARTED = datetime.now(UTC).isoformat()
-_EXPORT = {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}
+
+
+def _export(definition: str) -> dict[str, str]:
+    return {"name": "export", "definition": f"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{definition}"}
 
 
 def not_found(request: Request) -> Response:

@@ -265,7 +265,10 @@ def _field_in(item: Field, element: Element, resource: dict[str, Any], where: st
         codings = found.get("coding") if isinstance(found, dict) else None
         for coding in codings or []:
             if coding.get("system") in item.systems:
-                return {k: coding[k] for k in ("system", "code", "display") if k in coding}
+                given = {k: coding[k] for k in ("system", "code", "display") if k in coding}
+                if not all(isinstance(v, str) for v in given.values()):
+                    raise BadUserInput(f"{where}: a coding's system, code and display are strings", argument=where)
+                return given
         raise BadUserInput(f"{where} needs a coding of {' or '.join(item.systems)}", argument=where)
     if isinstance(item, Measured):
         if not isinstance(found, dict):
@@ -294,10 +297,11 @@ def write_input(kind: ResourceKind, resource: dict[str, Any], where: str) -> dic
         element.path.split(".")[0].removesuffix("[+]").removesuffix("[]") for _, element in spec.elements
     }
     ours = {f"{AKSON_EXTENSIONS}/{e.name}" for _, e in spec.elements if isinstance(e, Extension)}
+    extensions = resource.get("extension") or []
+    if not isinstance(extensions, list) or not all(isinstance(e, dict) for e in extensions):
+        raise BadUserInput(f"{where}.extension must be a list of extensions", argument=f"{where}.extension")
     unknown = sorted(set(resource) - kept) + sorted(
-        str(e.get("url"))
-        for e in resource.get("extension") or []
-        if not isinstance(e, dict) or e.get("url") not in ours
+        str(e.get("url")) for e in extensions if not isinstance(e.get("url"), str) or e["url"] not in ours
     )
     if unknown:
         raise BadUserInput(
@@ -308,7 +312,11 @@ def write_input(kind: ResourceKind, resource: dict[str, Any], where: str) -> dic
         item = kind.field(name)
         if item.create is None or isinstance(element, PeriodStatus | Results):
             continue
-        found = _field_in(item, element, resource, f"{where}.{element.path.split('.')[0].strip('[]+')}")
+        at = f"{where}.{element.path.split('.')[0].strip('[]+')}"
+        try:
+            found = _field_in(item, element, resource, at)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise BadUserInput(f"{at} is not shaped as FHIR R4 has it", argument=at) from exc
         if found is not None:
             given[name] = found
     return given

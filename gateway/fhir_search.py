@@ -66,6 +66,8 @@ def _bounds(raw: str, param: str) -> tuple[str, datetime, datetime]:
         if partial is not None:
             year, month, day = (int(g) if g else None for g in partial.groups())
             assert year is not None
+            if month == 0 or day == 0:
+                raise ValueError(text)
             low_day = date(year, month or 1, day or 1)
             if day:
                 high_day = low_day + timedelta(days=1)
@@ -80,8 +82,8 @@ def _bounds(raw: str, param: str) -> tuple[str, datetime, datetime]:
             if low.tzinfo is None:
                 low = low.replace(tzinfo=LOCAL_TIME)
             high = low + (timedelta(microseconds=1) if low.microsecond else timedelta(seconds=1))
-    except ValueError as exc:
-        raise BadUserInput(f"{param}: {text!r} is not a date", argument=param) from exc
+    except (ValueError, OverflowError) as exc:
+        raise BadUserInput(f"{param}: {text!r} is not a date this server can search by", argument=param) from exc
     return prefix, low, high
 
 

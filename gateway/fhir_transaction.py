@@ -26,6 +26,7 @@ from gateway.resources import DIAGNOSTIC_REPORT, OBSERVATION
 from gateway.runtime import runtime_of
 from gateway.sql import sql, value
 from gateway.store import fetch
+from gateway.write_path import result_id
 
 PERSON_SYSTEMS = (FODSELSNUMMER, D_NUMBER)
 
@@ -57,9 +58,9 @@ def _patient_of(subject: Any) -> dict[str, Any]:
 
 def _entries(
     bundle: Any,
-) -> tuple[str | None, dict[str, Any], list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+) -> tuple[str | None, dict[str, Any], list[tuple[str, dict[str, Any]]], list[tuple[str, str]]]:
     """The Bundle's idempotency key, its report, its Observations by fullUrl, and every entry's type and
-    resource in the Bundle's order (the response's order), each checked."""
+    fullUrl in the Bundle's order (the response's order), each checked."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BadUserInput("the body must be a FHIR Bundle", argument="Bundle")
     if bundle.get("type") != "transaction":
@@ -68,21 +69,29 @@ def _entries(
     key = identifier.get("value") if isinstance(identifier, dict) else None
     if key is not None:
         key = f"{identifier.get('system') or ''}|{key}"
-    reports, observations, order = [], [], []
-    for index, entry in enumerate(bundle.get("entry") or []):
+    reports: list[dict[str, Any]] = []
+    observations: list[tuple[str, dict[str, Any]]] = []
+    order: list[tuple[str, str]] = []
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise BadUserInput("Bundle.entry must be a list", argument="Bundle.entry")
+    for index, entry in enumerate(entries):
         where = f"Bundle.entry[{index}]"
         resource = entry.get("resource") if isinstance(entry, dict) else None
         request = entry.get("request") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(request, dict):
             raise BadUserInput(f"{where} needs a resource and a request", argument=where)
         kind_name = resource.get("resourceType")
-        order.append((str(kind_name), resource))
+        url = entry.get("fullUrl")
+        if kind_name == "Observation" and (not isinstance(url, str) or not url or url in dict(observations)):
+            raise BadUserInput(f"{where}.fullUrl must name this Observation, once in the Bundle", argument=where)
+        order.append((str(kind_name), str(url or "")))
         if request.get("method") != "POST" or request.get("url") != kind_name:
             raise BadUserInput(f"{where}: this server takes only creates (POST {kind_name})", argument=where)
         if kind_name == "DiagnosticReport":
             reports.append(resource)
         elif kind_name == "Observation":
-            observations.append((str(entry.get("fullUrl") or ""), resource))
+            observations.append((str(url), resource))
         else:
             raise BadUserInput(
                 f"{where}: a transaction here holds one DiagnosticReport and its Observations, not {kind_name}",
@@ -93,10 +102,18 @@ def _entries(
     return key, reports[0], observations, order
 
 
-def report_input(report: dict[str, Any], observations: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """The input of `createDiagnosticReport` from a report and the Observations its results reference."""
+def report_input(
+    report: dict[str, Any], observations: list[tuple[str, dict[str, Any]]]
+) -> tuple[dict[str, Any], list[str]]:
+    """The input of `createDiagnosticReport` from a report and the Observations its results reference, and
+    the Observations' fullUrls in the order of the input's results."""
     by_url = dict(observations)
-    wanted = [r.get("reference") for r in report.get("result") or [] if isinstance(r, dict)]
+    references = report.get("result") or []
+    if not isinstance(references, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("reference"), str) for r in references
+    ):
+        raise BadUserInput("DiagnosticReport.result must be a list of references", argument="DiagnosticReport.result")
+    wanted = [str(r["reference"]) for r in references]
     if len(set(wanted)) != len(wanted) or set(wanted) != set(by_url):
         raise BadUserInput(
             "DiagnosticReport.result must reference every Observation of the Bundle by its fullUrl, once each",
@@ -117,13 +134,14 @@ def report_input(report: dict[str, Any], observations: list[tuple[str, dict[str,
         results.append(item)
     if results:
         given["results"] = results
-    return given
+    return given, wanted
 
 
 @fhir_endpoint(cost=lambda request: 1)
 async def transaction(request: Request, context: Context) -> Response:
-    """`POST /fhir/R4`: a lab's report with its results, written as one create; answered with a
-    transaction-response Bundle (201 for a new report, 200 for one this key made before)."""
+    """`POST /fhir/R4`: a lab's report with its results, written as one create; answered (200) with a
+    transaction-response Bundle whose entries say `201 Created`, or `200 OK` for a report this key made
+    before."""
     settings = runtime_of(request.scope).settings
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if content_type not in {FHIR_JSON, "application/json"}:
@@ -137,45 +155,22 @@ async def transaction(request: Request, context: Context) -> Response:
     except orjson.JSONDecodeError as exc:
         raise BadRequest("the body is not valid JSON") from exc
     key, report, observations, order = _entries(bundle)
-    given = report_input(report, observations)
+    given, results = report_input(report, observations)
     row, rid = await context.journal.create(DIAGNOSTIC_REPORT, given, key)
     [made] = await fetch(
         runtime_of(request.scope).pool,
-        sql(
-            "SELECT r.version, r.last_updated, array(SELECT o.id::text FROM observation o WHERE "
-            "o.diagnostic_report_id = r.id ORDER BY o.code, o.value_quantity, o.id) AS ids, "
-            "array(SELECT o.code FROM observation o WHERE "
-            "o.diagnostic_report_id = r.id ORDER BY o.code, o.value_quantity, o.id) AS codes, "
-            "array(SELECT o.value_quantity::float8 FROM observation o WHERE "
-            "o.diagnostic_report_id = r.id ORDER BY o.code, o.value_quantity, o.id) AS amounts "
-            "FROM diagnostic_report r WHERE r.id = ",
-            value(rid, "uuid"),
-        ),
+        sql("SELECT version, last_updated FROM diagnostic_report WHERE id = ", value(rid, "uuid")),
     )
     status = "201 Created" if row is not None else "200 OK"
-    created = [
-        ((code, amount), oid) for code, amount, oid in zip(made["codes"], made["amounts"], made["ids"], strict=True)
-    ]
+    position = {url: index for index, url in enumerate(results)}
     entries = []
-    for kind_name, resource in order:
+    for kind_name, url in order:
         if kind_name == "DiagnosticReport":
             entries.append(_entry(kind_name, rid, made["version"], made["last_updated"], status))
-            continue
-        wanted = _result_key(resource)
-        index = next((i for i, (k, _) in enumerate(created) if k == wanted), 0)
-        _, oid = created.pop(index)
-        entries.append(_entry(kind_name, oid, 1, made["last_updated"], status))
-    return fhir_response(
-        {"resourceType": "Bundle", "type": "transaction-response", "entry": entries},
-        201 if row is not None else 200,
-    )
-
-
-def _result_key(observation: dict[str, Any]) -> tuple[Any, float | None]:
-    """An Observation's code and value, as the journal keeps them, to pair it with the row it made."""
-    coding = ((observation.get("code") or {}).get("coding") or [{}])[0]
-    amount = (observation.get("valueQuantity") or {}).get("value")
-    return coding.get("code"), None if amount is None else float(amount)
+        else:
+            oid = str(result_id(rid, position[url]))
+            entries.append(_entry(kind_name, oid, 1, made["last_updated"], status))
+    return fhir_response({"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
 
 
 def _entry(kind: str, rid: str, version: int, when: Any, status: str) -> dict[str, Any]:

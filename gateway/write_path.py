@@ -419,7 +419,7 @@ class JournalWriter:
             check_units(OBSERVATION, columns, prefix)
             values = {
                 **columns.values,
-                "id": str(uuid.uuid4()),
+                "id": str(result_id(report["id"], index)),
                 "patient_id": patient_id,
                 "owning_unit_id": report["owning_unit_id"],
                 "diagnostic_report_id": report["id"],
@@ -622,6 +622,12 @@ async def _updated(tx: WriteTransaction, kind: ResourceKind, rid: str, values: d
     row = await update_row(tx, kind, rid, values)
     assert row is not None
     return row
+
+
+def result_id(report_id: object, index: int) -> uuid.UUID:
+    """The id of a delivered report's result at `index` of its input: derived from the report's (random) id,
+    so that a client that sent the results in order can name each one's id, on a retry too."""
+    return uuid.uuid5(uuid.UUID(str(report_id)), f"result/{index}")
 
 
 def patient_level(patient: Row) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def export(gateway: Gateway, token: str, path: str = "$export", **params: str) -
             manifest: dict[str, Any] = polled.json()
             return status_url, manifest
         assert polled.status_code == 202, polled.text
-        assert polled.headers["x-progress"].endswith("% of patients")
+        assert polled.headers["x-progress"].endswith(" resources written")
         time.sleep(0.2)
     raise AssertionError("the export did not complete in time")
 
@@ -251,6 +251,20 @@ def test_search_filters_by_code_date_category_status_and_last_update(gateway: Ga
     assert search_all(gateway, f"Observation?patient={CITIZEN_PATIENT_ID}&_lastUpdated=gt2999-01-01", token) == []
     by_id = search_all(gateway, f"Observation?_id={sample['id']}", token)
     assert [o["id"] for o in by_id] == [sample["id"]]
+
+
+def test_malformed_search_values_are_refused_with_400(gateway: Gateway) -> None:
+    for path in (
+        "Observation?_count=%C2%B2",
+        "Observation?date=9999-12-31",
+        "Observation?_lastUpdated=9999-12-31T23:59:59Z",
+        "Observation?date=2026-00-00",
+        "Observation?_cursor=bm90LWEtY3Vyc29y",
+        "Observation?_id=not-an-id",
+    ):
+        response = fhir(gateway, path, persona="gp")
+        assert response.status_code == 400, (path, response.text)
+        assert codes(issue(response)) == ["BAD_USER_INPUT"], path
 
 
 def test_an_unknown_search_parameter_is_refused_rather_than_ignored(gateway: Gateway) -> None:
@@ -434,10 +448,11 @@ def test_a_lab_delivers_a_transaction_bundle_once_and_the_gp_reads_it_through_fh
     bundle = lab_bundle(citizen_number(gateway), f"Practitioner/{PERSONAS['gp'].entity_id}", str(uuid.uuid4()))
     validate(bundle)
     response = post_bundle(gateway, "lab-service", bundle)
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     answer = response.json()
     validate(answer)
     assert answer["type"] == "transaction-response"
+    assert {e["response"]["status"] for e in answer["entry"]} == {"201 Created"}
     locations = [e["response"]["location"] for e in answer["entry"]]
     assert [loc.split("/")[0] for loc in locations] == ["Observation", "DiagnosticReport", "Observation"]
     report_id = locations[1].split("/")[1]
@@ -450,6 +465,7 @@ def test_a_lab_delivers_a_transaction_bundle_once_and_the_gp_reads_it_through_fh
         assert (result["code"]["coding"][0]["code"], result["valueQuantity"]["value"]) == (code, amount)
     again = post_bundle(gateway, "lab-service", bundle)
     assert again.status_code == 200
+    assert {e["response"]["status"] for e in again.json()["entry"]} == {"200 OK"}
     assert [e["response"]["location"] for e in again.json()["entry"]] == locations
     audited = gateway.fetch(
         "SELECT resource_kind, count(*) AS n FROM audit_event WHERE action = 'create' AND resource_ids && $1::text[] "
@@ -463,10 +479,26 @@ def test_a_lab_delivers_a_transaction_bundle_once_and_the_gp_reads_it_through_fh
 def test_a_bundle_the_journal_cannot_take_is_refused_and_writes_nothing(gateway: Gateway) -> None:
     before = gateway.fetch("SELECT count(*) AS n FROM diagnostic_report")[0]["n"]
     number, gp = citizen_number(gateway), f"Practitioner/{PERSONAS['gp'].entity_id}"
+    twice = lab_bundle(number, gp, str(uuid.uuid4()))
+    twice["entry"][2]["fullUrl"] = twice["entry"][0]["fullUrl"]
     cases = [
         lab_bundle(number, gp, str(uuid.uuid4()), specimen=[{"reference": "Specimen/1"}]),
         lab_bundle(number, gp, str(uuid.uuid4()), result=[]),
+        lab_bundle(number, gp, str(uuid.uuid4()), result=5),
+        lab_bundle(number, gp, str(uuid.uuid4()), result=[{"reference": ["x"]}]),
         lab_bundle(number, gp, str(uuid.uuid4()), code={"coding": [{"system": "http://loinc.org", "code": "0-0"}]}),
+        lab_bundle(number, gp, str(uuid.uuid4()), code={"coding": ["x"]}),
+        lab_bundle(
+            number,
+            gp,
+            str(uuid.uuid4()),
+            code={"coding": [{"system": "http://loinc.org", "code": "58410-2", "display": 5}]},
+        ),
+        lab_bundle(number, gp, str(uuid.uuid4()), category=["LAB"]),
+        lab_bundle(number, gp, str(uuid.uuid4()), extension=["x"]),
+        lab_bundle(number, gp, str(uuid.uuid4()), extension=[{"url": []}]),
+        twice,
+        {**lab_bundle(number, gp, str(uuid.uuid4())), "entry": 5},
         {**lab_bundle(number, gp, str(uuid.uuid4())), "type": "batch"},
     ]
     for bundle in cases:
@@ -533,6 +565,42 @@ def test_an_export_is_refused_without_respond_async_and_cancelled_by_delete(gate
     assert httpx.get(status_url, headers={"Authorization": f"Bearer {exporter}"}, timeout=30).status_code == 404
     gone = httpx.get(manifest["output"][0]["url"], headers={"Authorization": f"Bearer {exporter}"}, timeout=30)
     assert gone.status_code == 404
+
+
+def test_an_app_runs_a_bounded_number_of_exports_and_one_whose_process_died_fails(
+    gateway: Gateway, exporter: str
+) -> None:
+    status_url, _ = export(gateway, exporter, "Patient/$export", _type="Patient")
+    job = uuid.UUID(status_url.rsplit("/", 1)[1])
+    gateway.fetch(
+        "UPDATE bulk_export SET status = 'running', heartbeat_at = now() - interval '1 hour', expires_at = NULL "
+        "WHERE id = $1",
+        job,
+    )
+    held = [uuid.uuid4(), uuid.uuid4()]
+    for fake in held:
+        gateway.fetch(
+            "INSERT INTO bulk_export (id, client_id, requested_by, level, types, request_url, status, "
+            "transaction_time) VALUES ($1, 'fjordvik-homecare-integration', 'service:x', 'patient', '{Patient}', "
+            "'x', 'running', now())",
+            fake,
+        )
+    try:
+        refused = fhir(gateway, "Patient/$export", token=exporter, headers={"Prefer": "respond-async"})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+        assert codes(issue(refused)) == ["RATE_LIMITED"]
+    finally:
+        gateway.fetch("DELETE FROM bulk_export WHERE id = ANY($1::uuid[])", held)
+    died = httpx.get(status_url, headers={"Authorization": f"Bearer {exporter}"}, timeout=30)
+    assert died.status_code == 500
+    assert codes(issue(died)) == ["EXPORT_FAILED"]
+    assert "stopped" in issue(died)["diagnostics"]
+    head = httpx.head(
+        f"{gateway.base_url}/fhir/R4/Patient/$export",
+        headers={"Authorization": f"Bearer {exporter}", "Prefer": "respond-async"},
+        timeout=30,
+    )
+    assert head.status_code == 405
 
 
 def test_export_files_expire(gateway: Gateway, exporter: str) -> None:
