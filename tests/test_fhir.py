@@ -137,6 +137,9 @@ def downloaded(manifest: dict[str, Any], token: str) -> dict[str, list[dict[str,
         assert response.headers["content-type"].startswith("application/fhir+ndjson")
         lines = [orjson.loads(line) for line in response.content.splitlines() if line]
         assert len(lines) == item["count"]
+        for resource in lines:
+            assert resource["resourceType"] == item["type"]
+            validate(resource)
         files[item["type"]] = lines
     return files
 
@@ -525,9 +528,6 @@ def test_a_backend_service_exports_exactly_what_graphql_lists_for_it(gateway: Ga
     status_url, manifest = export(gateway, exporter, "Patient/$export")
     files = downloaded(manifest, exporter)
     assert manifest["requiresAccessToken"] is True
-    for resources in files.values():
-        for resource in resources:
-            validate(resource)
     assert files["Patient"] and files["Observation"]
     for name, root in ROOTS.items():
         assert len(files.get(name, [])) == graphql_total(gateway, root, exporter), name
@@ -552,6 +552,17 @@ def test_a_group_export_holds_only_the_groups_members_and_the_types_asked(gatewa
     _, since = export(gateway, exporter, "Patient/$export", _type="Encounter", _since="2999-01-01T00:00:00Z")
     assert since["output"] == []
     assert sum(i["count"] for i in group["output"]) <= sum(i["count"] for i in everything["output"])
+
+
+def test_a_system_export_holds_the_directory_as_well(gateway: Gateway) -> None:
+    token = gateway.token("vendor-app")
+    _, manifest = export(gateway, token, "$export")
+    files = downloaded(manifest, token)
+    assert set(files) == {"Organization", "Practitioner", "PractitionerRole"}
+    units = gateway.fetch("SELECT count(*) AS n FROM organization")[0]["n"]
+    assert len(files["Organization"]) == units
+    refused = fhir(gateway, "Patient/$export?_type=Organization", token=token, headers={"Prefer": "respond-async"})
+    assert refused.status_code == 400
 
 
 def test_an_export_is_refused_without_respond_async_and_cancelled_by_delete(gateway: Gateway, exporter: str) -> None:
