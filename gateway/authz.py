@@ -78,6 +78,19 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """A decision as a policy admin reads it: the decision, the rule that made it and the scope it was made
+    in, the derived roles that applied, and every output of the rules that fired (source, value)."""
+
+    decision: Decision
+    scope: str
+    matched_policy: str
+    matched_scope: str
+    derived_roles: list[str]
+    outputs: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
 class SqlFilter:
     """The rows a principal may see, as a WHERE fragment carrying its own parameters."""
 
@@ -248,6 +261,32 @@ def _as_message(principal_id: str, roles: list[str], attributes: dict[str, Any])
     )
 
 
+def _entries(
+    kind: ResourceKind, action: str, resources: list[tuple[str, dict[str, Any]]], scopes: list[str]
+) -> list[request_pb2.CheckResourcesRequest.ResourceEntry]:
+    """Resources as CheckResources gets them: kind, id, attributes, policy version and scope."""
+    return [
+        request_pb2.CheckResourcesRequest.ResourceEntry(
+            actions=[action],
+            resource=engine_pb2.Resource(
+                kind=kind.name, id=rid, attr=_struct(attrs).fields, policy_version=POLICY_VERSION, scope=scope
+            ),
+        )
+        for (rid, attrs), scope in zip(resources, scopes, strict=True)
+    ]
+
+
+def _output_text(found: Any) -> str:
+    return str(found.string_value) if found.HasField("string_value") else str(MessageToDict(found))
+
+
+def _decision(result: Any, action: str) -> Decision:
+    """The decision for one resource of a CheckResources answer, with the reason its rules' outputs give."""
+    allowed = result.actions.get(action) == effect_pb2.EFFECT_ALLOW
+    outputs = [_output_text(o.val) for o in result.outputs if o.action in ("", action)]
+    return Decision(allowed, choose_reason(allowed, outputs))
+
+
 class Authorizer:
     """The gateway's only client of the PDP. Query plans are cached per principal attributes, kind,
     action and policy version, and decisions per principal attributes and resource input; a policy
@@ -359,6 +398,42 @@ class Authorizer:
         for key in expired:
             del self._decisions[key]
 
+    async def explain(
+        self,
+        principal: Principal,
+        kind: ResourceKind,
+        action: str,
+        rid: str,
+        attributes: dict[str, Any],
+        scope: str | None,
+    ) -> Explanation:
+        """One decision with the PDP's account of it (`akson policy explain`): the same principal, resource,
+        attributes and scope as `check` sends, so the answer is the gateway's."""
+        row_scope = scope if scope in self.scopes else ""
+        _, subject = self.subject(principal)
+        request = request_pb2.CheckResourcesRequest(
+            request_id=f"explain-{time.time_ns()}",
+            include_meta=True,
+            principal=subject,
+            resources=_entries(kind, action, [(rid, attributes)], [row_scope]),
+        )
+        try:
+            response = await self._client._client.CheckResources(request)
+        except grpc.aio.AioRpcError as exc:
+            raise pdp_error(exc) from exc
+        [result] = response.results
+        meta = MessageToDict(result.meta)
+        matched = meta.get("actions", {}).get(action, {})
+        outputs = list(dict.fromkeys((o.src, _output_text(o.val)) for o in result.outputs if o.action in ("", action)))
+        return Explanation(
+            decision=_decision(result, action),
+            scope=row_scope,
+            matched_policy=matched.get("matchedPolicy", ""),
+            matched_scope=matched.get("matchedScope", ""),
+            derived_roles=list(meta.get("effectiveDerivedRoles", [])),
+            outputs=outputs,
+        )
+
     async def _check(
         self,
         subject: engine_pb2.Principal,
@@ -367,15 +442,7 @@ class Authorizer:
         resources: list[tuple[str, dict[str, Any]]],
         scopes: list[str],
     ) -> list[Decision]:
-        entries = [
-            request_pb2.CheckResourcesRequest.ResourceEntry(
-                actions=[action],
-                resource=engine_pb2.Resource(
-                    kind=kind.name, id=rid, attr=_struct(attrs).fields, policy_version=POLICY_VERSION, scope=scope
-                ),
-            )
-            for (rid, attrs), scope in zip(resources, scopes, strict=True)
-        ]
+        entries = _entries(kind, action, resources, scopes)
         with tracer.start_as_current_span(
             "cerbos.CheckResources",
             attributes={
@@ -388,15 +455,7 @@ class Authorizer:
                 response = await self._client.check_resources(subject, entries)
             except grpc.aio.AioRpcError as exc:
                 raise pdp_error(exc) from exc
-        by_id: dict[str, Decision] = {}
-        for result in response.results:
-            allowed = result.actions.get(action) == effect_pb2.EFFECT_ALLOW
-            outputs = [
-                str(MessageToDict(o.val)) if not o.val.HasField("string_value") else o.val.string_value
-                for o in result.outputs
-                if o.action in ("", action)
-            ]
-            by_id[result.resource.id] = Decision(allowed, choose_reason(allowed, outputs))
+        by_id = {result.resource.id: _decision(result, action) for result in response.results}
         return [by_id.get(rid, Decision(False, DEFAULT_DENY_REASON)) for rid, _ in resources]
 
     async def plan(self, principal: Principal, kind: ResourceKind, action: str) -> SqlFilter:

@@ -1,9 +1,10 @@
 """Tools for policy admins: run the policy test suites, and explain one decision.
 
 `akson policy explain` builds the principal exactly as the gateway does for a persona's token, loads
-the resource's policy attributes with the gateway's own SQL, and asks the PDP for the decision with
-its metadata: the effect, the matched policy and scope, the derived roles, every output, the reason the
-gateway would report, and the policy version.
+the resource's policy attributes and municipal scope with the gateway's own SQL, and asks the gateway's
+own authorizer (`Authorizer.explain`, the request `check` sends, with the PDP's metadata) for the decision:
+the matched policy and scope, the derived roles, every output, the reason the gateway would report, and
+the policy version.
 """
 
 from __future__ import annotations
@@ -17,18 +18,16 @@ import uuid
 from typing import Any
 
 import asyncpg
-from cerbos.engine.v1 import engine_pb2
-from cerbos.request.v1 import request_pb2
 from cerbos.sdk.grpc.client import AsyncCerbosClient
-from google.protobuf.json_format import MessageToDict
 
 from gateway import demo_issuer
 from gateway.auth import Authenticator
-from gateway.authz import POLICY_VERSION, _struct, cerbos_principal, choose_reason, policy_fingerprint, policy_scopes
+from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
 from gateway.components import CerbosProcess, start_database
 from gateway.config import Settings
 from gateway.declare import ResourceKind
 from gateway.personas import PERSONAS
+from gateway.policy_diff import add_command as add_diff_command
 from gateway.resources import KINDS
 from gateway.store import attributes_of, fetch, rows_by_id
 
@@ -75,28 +74,11 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
         raise SystemExit(f"no {kind.type_name} {rid} in the journal")
     [row] = rows
     attributes = attributes_of(kind, row)
-    scope = row["_scope"] if kind.scope_sql and row["_scope"] in policy_scopes(settings.policy_dir) else ""
-    request = request_pb2.CheckResourcesRequest(
-        request_id=str(uuid.uuid4()),
-        include_meta=True,
-        principal=cerbos_principal(principal),
-        resources=[
-            request_pb2.CheckResourcesRequest.ResourceEntry(
-                actions=[args.action],
-                resource=engine_pb2.Resource(
-                    kind=kind.name, id=rid, attr=_struct(attributes).fields, policy_version=POLICY_VERSION, scope=scope
-                ),
-            )
-        ],
-    )
     async with AsyncCerbosClient(cerbos_target) as client:
-        response = await client._client.CheckResources(request)
-    [result] = response.results
-    effect = engine_pb2.Effect.Name(result.actions[args.action]) if hasattr(engine_pb2, "Effect") else None
-    meta = MessageToDict(result.meta).get("actions", {}).get(args.action, {})
-    outputs = list({(o.src, MessageToDict(o.val).__repr__()): MessageToDict(o) for o in result.outputs}.values())
-    allowed = result.actions[args.action] == 1
-    reasons = [o["val"] for o in outputs if isinstance(o.get("val"), str)]
+        authorizer = Authorizer(client, policy_fingerprint(settings.policy_dir), policy_scopes(settings.policy_dir))
+        found = await authorizer.explain(
+            principal, kind, args.action, rid, attributes, row["_scope"] if kind.scope_sql else None
+        )
     return {
         "principal": {
             "persona": persona.name,
@@ -105,16 +87,15 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
             "roles": sorted(principal.roles),
             "units": list(principal.unit_ids),
         },
-        "resource": {"kind": kind.name, "id": rid, "attributes": attributes},
+        "resource": {"kind": kind.name, "id": rid, "attributes": attributes, "scope": found.scope},
         "action": args.action,
-        "decision": "ALLOW" if allowed else "DENY",
-        "effect": effect,
-        "matched_policy": meta.get("matchedPolicy", ""),
-        "matched_scope": meta.get("matchedScope", ""),
-        "derived_roles": MessageToDict(result.meta).get("effectiveDerivedRoles", []),
-        "outputs": outputs,
-        "reason": choose_reason(allowed, reasons),
-        "policy_version": policy_fingerprint(settings.policy_dir),
+        "decision": "ALLOW" if found.decision.allowed else "DENY",
+        "matched_policy": found.matched_policy,
+        "matched_scope": found.matched_scope,
+        "derived_roles": found.derived_roles,
+        "outputs": [{"src": src, "val": val} for src, val in found.outputs],
+        "reason": found.decision.reason,
+        "policy_version": authorizer.policy_version,
     }
 
 
@@ -143,6 +124,7 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
         f"matched rule:   {report['matched_policy'] or '(none: default deny)'}"
         + (f" in scope {report['matched_scope']}" if report["matched_scope"] else "")
     )
+    print(f"decided in:     {report['resource']['scope'] or 'the national scope'}")
     print(f"derived roles:  {', '.join(report['derived_roles']) or '-'}")
     for output in report["outputs"]:
         print(f"output:         {output.get('src')} -> {output.get('val')}")
@@ -155,8 +137,10 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """`akson policy test` and `akson policy explain`."""
-    policy = sub.add_parser("policy", help="policy admin tools: test the policies, explain a decision")
+    """`akson policy test`, `akson policy explain` and `akson policy diff`."""
+    policy = sub.add_parser(
+        "policy", help="policy admin tools: test the policies, explain a decision, diff two policy sets"
+    )
     actions = policy.add_subparsers(dest="policy_command", required=True)
     actions.add_parser("test", help="run the Cerbos policy test suites").set_defaults(
         handler=lambda settings, args: run_policy_tests(settings)
@@ -166,3 +150,4 @@ def add_commands(sub: Any) -> None:
     why.add_argument("--resource", required=True, help="KIND:ID, e.g. Patient:<global id> or encounter:<uuid>")
     why.add_argument("--action", default="read", help="read, search, read_text, ... (default read)")
     why.set_defaults(handler=explain)
+    add_diff_command(actions)

@@ -12,12 +12,13 @@ import pytest
 
 from gateway import demo_issuer
 from gateway.config import load_settings
-from gateway.personas import CITIZEN_PATIENT_ID, LAB_SERVICE_CLIENT_ID, PERSONAS
-from tests.conftest import CITIZEN, PROJECT, Gateway
+from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK, FJORDVIK_GP_OFFICE, LAB_SERVICE_CLIENT_ID, PERSONAS
+from tests.conftest import CITIZEN, PROJECT, Gateway, gid
 
 
 def akson(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AKSON_DATA_DIR": str(gateway.data_dir)}
+    env = {**os.environ, "AKSON_DATA_DIR": str(gateway.data_dir), "DATABASE_URL": gateway.database_url}
+    env.pop("CERBOS_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=PROJECT, env=env, check=False
     )
@@ -69,15 +70,7 @@ def test_token_for_an_unknown_persona_fails_with_the_list_of_known_ones(gateway:
 
 def test_audit_shows_the_latest_decisions(gateway: Gateway) -> None:
     gateway.query("query($id: ID!) { patient(id: $id) { id } }", "nurse-other-municipality", {"id": CITIZEN})
-    env = {**os.environ, "DATABASE_URL": gateway.database_url}
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "audit", "--last", "1"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        env=env,
-        check=False,
-    )
+    done = akson(gateway, "audit", "--last", "1")
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()
     assert "DENY" in line and "NO_CARE_RELATION" in line and str(CITIZEN_PATIENT_ID) in line
@@ -85,36 +78,38 @@ def test_audit_shows_the_latest_decisions(gateway: Gateway) -> None:
     assert hpr_number and hpr_number in line
 
 
+def explain(gateway: Gateway, persona: str, resource: str = f"Patient:{CITIZEN}") -> str:
+    """`akson policy explain` as a policy admin runs it, with its own PDP, on the gateway's journal."""
+    done = akson(gateway, "policy", "explain", "--persona", persona, "--resource", resource)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_policy_explain_decides_with_the_municipal_rule_as_the_gateway_does(gateway: Gateway) -> None:
+    [note] = gateway.fetch(
+        "SELECT n.id FROM clinical_note n JOIN organization o ON o.id = n.owning_unit_id "
+        "WHERE o.municipality_id = $1 AND n.entered_in_error_at IS NULL AND EXISTS (SELECT 1 FROM care_relation c "
+        "WHERE c.patient_id = n.patient_id AND c.organization_id = $2 AND c.period_end IS NULL) ORDER BY n.id LIMIT 1",
+        FJORDVIK,
+        FJORDVIK_GP_OFFICE,
+    )
+    told = explain(gateway, "health-secretary", f"clinical_note:{note['id']}")
+    assert "decision:       DENY" in told and "reason:         LOCAL_RULE" in told
+    assert "decided in:     fjordvik" in told and "in scope fjordvik" in told
+    seen = gateway.query(
+        "query($id: ID!) { node(id: $id) { id } }", "health-secretary", {"id": gid("ClinicalNote", note["id"])}
+    )
+    assert seen["data"]["node"] is None
+    assert seen["errors"][0]["extensions"]["reason"] == "LOCAL_RULE"
+    gp = explain(gateway, "gp", f"clinical_note:{note['id']}")
+    assert "decision:       ALLOW" in gp and "decided in:     fjordvik" in gp
+
+
 def test_policy_explain_shows_decision_reason_rule_and_version(gateway: Gateway) -> None:
-    env = {**os.environ, "DATABASE_URL": gateway.database_url, "AKSON_DATA_DIR": str(gateway.data_dir)}
-    env.pop("CERBOS_URL", None)
-
-    def explain(persona: str) -> str:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "policy",
-                "explain",
-                "--persona",
-                persona,
-                "--resource",
-                f"Patient:{CITIZEN}",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=PROJECT,
-            env=env,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    denied = explain("nurse-other-municipality")
+    denied = explain(gateway, "nurse-other-municipality")
     assert "decision:       DENY" in denied and "reason:         NO_CARE_RELATION" in denied
     assert "resource.patient.vdefault#personnel-with-care-relation -> NO_CARE_RELATION" in denied
-    allowed = explain("homecare-nurse")
+    allowed = explain(gateway, "homecare-nurse")
     assert "decision:       ALLOW" in allowed and "reason:         CARE_RELATION" in allowed
     version = gateway.query("query($id: ID!) { patient(id: $id) { id } }", "nurse-other-municipality", {"id": CITIZEN})[
         "errors"
