@@ -17,9 +17,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
@@ -34,16 +35,20 @@ from gateway.declare import Many, ResourceKind
 from gateway.errors import (
     AksonError,
     AuditUnavailable,
+    BadRequest,
     BadUserInput,
     DeadlineExceeded,
+    MethodNotAllowed,
     NotAcceptable,
     NotFound,
     Unauthenticated,
+    UnsupportedMediaType,
     as_client_error,
 )
 from gateway.fhir_map import Results
 from gateway.fhir_resources import FHIR_KINDS, fhir_map, render
 from gateway.fhir_search import list_args, search_params
+from gateway.graphql_http import read_body
 from gateway.resources import KINDS
 from gateway.runtime import runtime_of
 from gateway.store import ListArgs, Row, Store, encode_cursor
@@ -245,9 +250,27 @@ async def _one(context: Context, kind: ResourceKind, rid: str) -> Row:
     return found
 
 
-def _count(request: Request) -> int:
+async def _form(request: Request) -> list[tuple[str, str]]:
+    """A POST search's parameters, from its `application/x-www-form-urlencoded` body."""
     settings = runtime_of(request.scope).settings
-    raw = request.query_params.get("_count")
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("a POST search sends its parameters as application/x-www-form-urlencoded")
+    declared = request.headers.get("content-length")
+    body = await read_body(
+        request.receive, settings.max_body_bytes, int(declared) if declared and declared.isdigit() else None
+    )
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("the search parameters are not a valid form body") from exc
+
+
+def _count(request: Request) -> int:
+    return _count_of(request, request.query_params.get("_count"))
+
+
+def _count_of(request: Request, raw: str | None) -> int:
+    settings = runtime_of(request.scope).settings
     if raw is None:
         return min(settings.fhir_page_size, settings.max_page_size)
     if not (raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= settings.max_page_size:
@@ -256,6 +279,8 @@ def _count(request: Request) -> int:
 
 
 def _search_cost(request: Request) -> int:
+    if request.method == "POST":
+        return 1 + runtime_of(request.scope).settings.max_page_size
     try:
         return 1 + _count(request)
     except BadUserInput:
@@ -274,11 +299,13 @@ async def read(request: Request, context: Context) -> Response:
 
 @fhir_endpoint(cost=_search_cost)
 async def search(request: Request, context: Context) -> Response:
-    """`GET /{type}?...`: a page of the resources the caller may read, filtered inside SQL by the query plan,
-    with a `next` link while more follow."""
+    """`GET /{type}?...` and `POST /{type}/_search` (the parameters as a form body): a page of the resources
+    the caller may read, filtered inside SQL by the query plan, with a `next` link while more follow."""
     kind = kind_of(request)
     query = list(request.query_params.multi_items())
-    args = list_args(kind, query, _count(request))
+    if request.method == "POST":
+        query += await _form(request)
+    args = list_args(kind, query, _count_of(request, dict(query).get("_count")))
     page = await context.store.page(kind, args)
     rows = [row for _, row in page.items]
     base = public_base(request)
@@ -428,10 +455,19 @@ class FhirDoor:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].rstrip("/") == f"{BASE_PATH}/metadata":
-            await self._public(scope, receive, send)
-        else:
-            await self._private(scope, receive, send)
+        try:
+            if scope["type"] == "http" and scope["path"].rstrip("/") == f"{BASE_PATH}/metadata":
+                await self._public(scope, receive, send)
+            else:
+                await self._private(scope, receive, send)
+        except HTTPException as exc:
+            # The router's own refusals (a method a route does not take) as OperationOutcomes.
+            allow = (exc.headers or {}).get("Allow", "")
+            if exc.status_code != 405:
+                raise
+            response = error_response(MethodNotAllowed(f"this FHIR endpoint takes {allow}", allow=allow))
+            response.headers["allow"] = allow
+            await response(scope, receive, send)
 
 
 async def _default(scope: Scope, receive: Receive, send: Send) -> None:
@@ -441,6 +477,7 @@ async def _default(scope: Scope, receive: Receive, send: Send) -> None:
 def read_routes() -> list[Route]:
     """The read side's routes (the transaction and export routes join them in gateway/app.py)."""
     return [
+        Route(f"{BASE_PATH}/{{type}}/_search", search, methods=["POST"]),
         Route(f"{BASE_PATH}/{{type}}/{{id}}/_history/{{vid}}", history),
         Route(f"{BASE_PATH}/{{type}}/{{id}}/_history", history),
         Route(f"{BASE_PATH}/{{type}}/{{id}}", read),

@@ -270,6 +270,40 @@ def test_malformed_search_values_are_refused_with_400(gateway: Gateway) -> None:
         assert codes(issue(response)) == ["BAD_USER_INPUT"], path
 
 
+def test_a_post_search_finds_what_the_same_get_search_finds(gateway: Gateway) -> None:
+    token = gateway.token("homecare-nurse")
+    query = f"patient={CITIZEN_PATIENT_ID}&category=vital-signs&_count=100"
+    by_get = fhir(gateway, f"Observation?{query}", token=token).json()
+    by_post = fhir(
+        gateway,
+        "Observation/_search",
+        token=token,
+        method="POST",
+        content=query,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert by_post.status_code == 200, by_post.text
+    validate(by_post.json())
+    assert [e["resource"]["id"] for e in by_post.json()["entry"]] == [e["resource"]["id"] for e in by_get["entry"]]
+    assert by_get["entry"]
+    wrong = fhir(
+        gateway,
+        "Observation/_search",
+        token=token,
+        method="POST",
+        content="{}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert wrong.status_code == 415 and codes(issue(wrong)) == ["UNSUPPORTED_MEDIA_TYPE"]
+
+
+def test_a_method_an_endpoint_does_not_take_is_an_operation_outcome(gateway: Gateway) -> None:
+    response = fhir(gateway, f"Patient/{CITIZEN_PATIENT_ID}", persona="gp", method="PUT", content=b"{}")
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]
+    assert codes(issue(response)) == ["METHOD_NOT_ALLOWED"]
+
+
 def test_an_unknown_search_parameter_is_refused_rather_than_ignored(gateway: Gateway) -> None:
     response = fhir(gateway, f"Observation?patinet={CITIZEN_PATIENT_ID}", persona="gp")
     assert response.status_code == 400
