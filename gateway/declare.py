@@ -30,7 +30,7 @@ from gateway.json_sql import (
 from gateway.plan_sql import Attribute, SetOf
 from gateway.sql import EMPTY, Sql, ident, join, sql
 
-FilterOp = Literal["eq", "ge", "lt", "set", "has", "include"]
+FilterOp = Literal["eq", "ge", "lt", "set", "has", "include", "prefix"]
 Presence = Literal["required", "optional"]
 
 

@@ -249,6 +249,7 @@ ORGANIZATION = ResourceKind(
             ("name", As("name")),
             ("org_number", Identifier("identifier[+]", ORGANIZATION_NUMBER)),
             ("unit_type", Concept("type[]", f"{AKSON_CODES}:unit-type")),
+            ("parent", As("partOf")),
         ),
     ),
     table="organization",
@@ -262,6 +263,28 @@ ORGANIZATION = ResourceKind(
             description="Organization number in the Central Coordinating Register.",
         ),
         Choice(name="unit_type", column="unit_type", enum=UNIT_TYPE, description="The service the unit provides."),
+        Ref(
+            name="parent",
+            target="Organization",
+            column="parent_id",
+            description="The organization this unit belongs to (a hospital's department, a service under the "
+            "municipality's health administration); null for one that belongs to none.",
+        ),
+        Many(
+            name="children",
+            target="Organization",
+            parent_column="parent_id",
+            description="The units that belong to this one, by name.",
+            filtered=False,
+        ),
+        Many(
+            name="staff",
+            target="PractitionerRole",
+            parent_column="organization_id",
+            description="The roles people hold in this unit: who works here, as what, and when.",
+            filtered=False,
+            default_first=50,
+        ),
         *_versioned(patient_data=False),
     ),
     extra_columns=("municipality_id",),
@@ -310,6 +333,11 @@ PRACTITIONER = ResourceKind(
     attributes={},
     patient_column=None,
     newest_first=False,
+    filters=(
+        Filter("hpr_number", "hpr_number", "eq", "text", "Only the practitioner with this HPR number."),
+        Filter("name", "family_name", "prefix", "text", "Only practitioners whose family name starts with this."),
+    ),
+    filter_description="Narrows a list of practitioners.",
 )
 
 PRACTITIONER_ROLE = ResourceKind(

@@ -35,11 +35,13 @@ from resolvers.patients import (
     Observation,
     Organization,
     Patient,
+    Practitioner,
     node,
     observations,
     organizations,
     patient,
     patients,
+    practitioners,
 )
 from resolvers.webhooks import (
     WebhookDelivery,
@@ -84,6 +86,11 @@ class Query(JournalLists):  # type: ignore[misc]
 
     organizations: Connection[Organization] = strawberry.field(
         resolver=organizations, description="The municipality's health service units, by name."
+    )
+    practitioners: Connection[Practitioner] = strawberry.field(
+        resolver=practitioners,
+        description="People working in the services, health personnel and others, by name: find one by HPR "
+        "number or by the start of the family name; their roles say where they work, as what and when.",
     )
     emergency_grants: Connection[EmergencyGrant] = strawberry.field(
         resolver=emergency_grants,

@@ -454,6 +454,9 @@ class Store:
                 where.append(sql("((", column, " IS NOT NULL) = ", value(item, "boolean"), ")"))
             elif spec.op == "has":
                 where.append(sql("(", value(item, spec.pg_type), " = ANY(", column, "))"))
+            elif spec.op == "prefix":
+                escaped = str(item).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                where.append(sql("lower(", column, ") LIKE ", value(escaped.lower() + "%", "text")))
             else:
                 where.append(sql(column, _SQL_OP[spec.op], value(self._filter_value(spec, item), spec.pg_type)))
         if args.after is not None:

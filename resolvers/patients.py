@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # the types are built at import from the declarations; to the
     ObservationFilterArg: TypeAlias = Any
     PatientFilterArg: TypeAlias = Any
     OrganizationFilterArg: TypeAlias = Any
+    Practitioner: TypeAlias = Any
+    PractitionerFilterArg: TypeAlias = Any
 else:
     Patient = TYPES["Patient"]
     Observation = TYPES["Observation"]
@@ -36,6 +38,10 @@ else:
     PatientFilterArg = Annotated[filter_of(K.PATIENT) | None, strawberry.argument(description=FILTER_HELP)]
     OrganizationFilterArg = Annotated[
         filter_of(K.ORGANIZATION) | None, strawberry.argument(description="Only units matching this.")
+    ]
+    Practitioner = TYPES["Practitioner"]
+    PractitionerFilterArg = Annotated[
+        filter_of(K.PRACTITIONER) | None, strawberry.argument(description="Only practitioners matching this.")
     ]
 
 
@@ -111,3 +117,13 @@ async def organizations(
 ) -> Connection[Organization]:
     """The municipality's units, by name."""
     return await top_list(info, K.ORGANIZATION, list_args(first, after, filter))
+
+
+async def practitioners(
+    info: Info,
+    first: FirstArg,
+    after: AfterArg = None,
+    filter: PractitionerFilterArg = None,
+) -> Connection[Practitioner]:
+    """The people working in the services, by name."""
+    return await top_list(info, K.PRACTITIONER, list_args(first, after, filter))
