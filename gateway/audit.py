@@ -89,6 +89,10 @@ class AuditTrail:
         """Remember a decision; it is written by `flush` before the response."""
         self.records.append(record)
 
+    def abandoned(self, reason: str) -> None:
+        """Record that the request was stopped before its answer (deadline, client gone), and why."""
+        self.record(AuditRecord(None, "request", (str(self.request_id),), "execute", False, reason))
+
     def mark(self) -> int:
         """How many records are pending, for `rewind`."""
         return len(self.records)

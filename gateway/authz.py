@@ -261,6 +261,10 @@ def _as_message(principal_id: str, roles: list[str], attributes: dict[str, Any])
     )
 
 
+# The most resources one CheckResources call may carry (the PDP's `maxResourcesPerRequest`).
+CHECKS_PER_CALL = 500
+
+
 def _entries(
     kind: ResourceKind, action: str, resources: list[tuple[str, dict[str, Any]]], scopes: list[str]
 ) -> list[request_pb2.CheckResourcesRequest.ResourceEntry]:
@@ -349,7 +353,7 @@ class Authorizer:
         resources: list[tuple[str, dict[str, Any]]],
         scopes: list[str | None] | None = None,
     ) -> list[Decision]:
-        """Decisions for (id, attributes) pairs, in order, from at most one CheckResources call; `scopes`
+        """Decisions for (id, attributes) pairs, in order, from one CheckResources call per 500; `scopes`
         gives each resource's policy scope (its municipality), so local rules apply to it.
 
         A decision depends only on the principal, the resource's attributes (read from the journal for
@@ -373,9 +377,12 @@ class Authorizer:
             known.append(remembered[1] if remembered and now - remembered[0] < self.DECISION_SECONDS else None)
         asked = [i for i, decision in enumerate(known) if decision is None]
         if asked:
-            answers = await self._check(
-                subject, kind, action, [resources[i] for i in asked], [row_scopes[i] for i in asked]
-            )
+            answers: list[Decision] = []
+            for start in range(0, len(asked), CHECKS_PER_CALL):
+                chunk = asked[start : start + CHECKS_PER_CALL]
+                answers += await self._check(
+                    subject, kind, action, [resources[i] for i in chunk], [row_scopes[i] for i in chunk]
+                )
             remember = self._may_remember(now)
             if len(self._decisions) + len(asked) > self.PLAN_CACHE_SIZE:
                 self._decisions.clear()

@@ -184,6 +184,11 @@ class DeadlineExceeded(RequestRefused):
     code = "DEADLINE_EXCEEDED"
     http_status = 504
 
+    @classmethod
+    def after(cls, seconds: float) -> DeadlineExceeded:
+        """The refusal of a request stopped at its deadline of `seconds`, as every door words it."""
+        return cls(f"the request took longer than {seconds:g} s and was stopped; ask for less", deadlineSeconds=seconds)
+
 
 class ServiceUnavailable(AksonError):
     """A component the gateway needs (PostgreSQL, Cerbos, the audit log) is not answering: fail closed."""

@@ -1,13 +1,14 @@
 """FHIR R4 REST at `/fhir/R4`: another door onto the same store, policies and audit as GraphQL.
 
-The path of a request: HTTP -> authentication (the same tokens and SMART scopes) -> `FhirRequest` (the
+The path of a request: HTTP -> authentication (the same tokens and SMART scopes) -> `fhir_endpoint` (the
 principal's context, admission by the same budgets, the deadline) -> the store (read by id and list
 filtered inside SQL by the query plan, audited as GraphQL's reads are) -> FHIR JSON from the kinds' maps
 (gateway/fhir_resources.py) -> audit flush -> response. Errors are OperationOutcomes with the same codes and
 reasons as GraphQL's `extensions`.
 
-Served: `metadata` (public), read, vread, instance history, search by GET, the lab-result transaction
-(`POST /fhir/R4`, gateway/fhir_transaction.py), and Bulk Data export (gateway/bulk_export.py).
+Served: `metadata` (public), read, vread, instance history, search (GET, or POST `_search`), the
+lab-result transaction (`POST /fhir/R4`, gateway/fhir_transaction.py), and Bulk Data export
+(gateway/bulk_export.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import deadline
 from gateway.admission import admit
-from gateway.audit import AuditRecord
 from gateway.auth import PRINCIPAL_SCOPE_KEY, AuthenticationMiddleware, challenge
 from gateway.context import Context
 from gateway.declare import Many, ResourceKind
@@ -42,13 +42,12 @@ from gateway.errors import (
     NotAcceptable,
     NotFound,
     Unauthenticated,
-    UnsupportedMediaType,
     as_client_error,
 )
 from gateway.fhir_map import Results
 from gateway.fhir_resources import FHIR_KINDS, fhir_map, render
 from gateway.fhir_search import list_args, search_params
-from gateway.graphql_http import read_body
+from gateway.graphql_http import read_typed_body
 from gateway.resources import KINDS
 from gateway.runtime import runtime_of
 from gateway.store import ListArgs, Row, Store, encode_cursor
@@ -56,8 +55,6 @@ from gateway.store import ListArgs, Row, Store, encode_cursor
 FHIR_JSON = "application/fhir+json"
 BASE_PATH = "/fhir/R4"
 FHIR_VERSION = "4.0.1"
-# The most resources one CheckResources call may decide (the PDP's own limit, as the GraphQL loaders batch).
-CHECKS_PER_CALL = 500
 log = logging.getLogger(__name__)
 
 # FHIR's issue type for each of our error codes (OperationOutcome.issue.code).
@@ -149,7 +146,7 @@ def public_base(request: Request) -> str:
     in demo mode, where the gateway may listen on any port)."""
     settings = runtime_of(request.scope).settings
     base = settings.public_url or str(request.base_url).rstrip("/")
-    return f"{base}/fhir/R4"
+    return f"{base}{BASE_PATH}"
 
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
@@ -172,16 +169,8 @@ def fhir_endpoint(cost: Callable[[Request], int]) -> Callable[[Handler], Callabl
                 try:
                     response = await asyncio.wait_for(handler(request, context), settings.request_deadline_seconds)
                 except TimeoutError as exc:
-                    context.audit.record(
-                        AuditRecord(
-                            None, "request", (str(context.audit.request_id),), "execute", False, "DEADLINE_EXCEEDED"
-                        )
-                    )
-                    raise DeadlineExceeded(
-                        f"the request took longer than {settings.request_deadline_seconds:g} s and was stopped; "
-                        "ask for less",
-                        deadlineSeconds=settings.request_deadline_seconds,
-                    ) from exc
+                    context.audit.abandoned(DeadlineExceeded.code)
+                    raise DeadlineExceeded.after(settings.request_deadline_seconds) from exc
             except Exception as exc:
                 error = as_client_error(exc)
                 if error is None:
@@ -232,11 +221,10 @@ async def resources(store: Store, kind: ResourceKind, rows: Sequence[Row]) -> li
     for item in kind.fields:
         permission = getattr(item, "permission", None)
         if permission and any(n == item.name for n, _ in spec.elements):
-            for start in range(0, len(ids), CHECKS_PER_CALL):
-                chunk = [str(i) for i in ids[start : start + CHECKS_PER_CALL]]
-                for rid, ok in zip(chunk, await store.permitted(kind, permission, chunk), strict=True):
-                    if ok is not True:
-                        withheld.setdefault(rid, set()).add(item.name)
+            names = [str(i) for i in ids]
+            for rid, ok in zip(names, await store.permitted(kind, permission, names), strict=True):
+                if ok is not True:
+                    withheld.setdefault(rid, set()).add(item.name)
     return [
         render(kind, row, children=children.get(str(row["id"])), withheld=frozenset(withheld.get(str(row["id"]), ())))
         for row in rows
@@ -253,20 +241,18 @@ async def _one(context: Context, kind: ResourceKind, rid: str) -> Row:
 async def _form(request: Request) -> list[tuple[str, str]]:
     """A POST search's parameters, from its `application/x-www-form-urlencoded` body."""
     settings = runtime_of(request.scope).settings
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        raise UnsupportedMediaType("a POST search sends its parameters as application/x-www-form-urlencoded")
-    declared = request.headers.get("content-length")
-    body = await read_body(
-        request.receive, settings.max_body_bytes, int(declared) if declared and declared.isdigit() else None
+    form = "application/x-www-form-urlencoded"
+    body = await read_typed_body(
+        request.receive,
+        request.headers,
+        (form,),
+        settings.max_body_bytes,
+        f"a POST search sends its parameters as {form}",
     )
     try:
         return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("the search parameters are not a valid form body") from exc
-
-
-def _count(request: Request) -> int:
-    return _count_of(request, request.query_params.get("_count"))
 
 
 def _count_of(request: Request, raw: str | None) -> int:
@@ -282,7 +268,7 @@ def _search_cost(request: Request) -> int:
     if request.method == "POST":
         return 1 + runtime_of(request.scope).settings.max_page_size
     try:
-        return 1 + _count(request)
+        return 1 + _count_of(request, request.query_params.get("_count"))
     except BadUserInput:
         return 1
 

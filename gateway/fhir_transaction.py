@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.context import Context
-from gateway.errors import BadRequest, BadUserInput, UnsupportedMediaType
+from gateway.errors import BadRequest, BadUserInput
 from gateway.fhir_api import FHIR_JSON, fhir_endpoint, fhir_response
 from gateway.fhir_map import D_NUMBER, FODSELSNUMMER
 from gateway.fhir_resources import write_input
-from gateway.graphql_http import read_body
+from gateway.graphql_http import read_typed_body
 from gateway.resources import DIAGNOSTIC_REPORT, OBSERVATION
 from gateway.runtime import runtime_of
 from gateway.sql import sql, value
@@ -143,12 +143,12 @@ async def transaction(request: Request, context: Context) -> Response:
     transaction-response Bundle whose entries say `201 Created`, or `200 OK` for a report this key made
     before."""
     settings = runtime_of(request.scope).settings
-    content_type = request.headers.get("content-type", "").split(";")[0].strip()
-    if content_type not in {FHIR_JSON, "application/json"}:
-        raise UnsupportedMediaType(f"send the Bundle as {FHIR_JSON}")
-    declared = request.headers.get("content-length")
-    body = await read_body(
-        request.receive, settings.max_body_bytes, int(declared) if declared and declared.isdigit() else None
+    body = await read_typed_body(
+        request.receive,
+        request.headers,
+        (FHIR_JSON, "application/json"),
+        settings.max_body_bytes,
+        f"send the Bundle as {FHIR_JSON}",
     )
     try:
         bundle = orjson.loads(body)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -39,7 +40,6 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from gateway import deadline
-from gateway.audit import AuditRecord
 from gateway.auth import PRINCIPAL_SCOPE_KEY
 from gateway.context import Context
 from gateway.errors import (
@@ -97,6 +97,17 @@ class Answer:
 
 class ClientGone(Exception):
     """The client closed the connection before its request was answered."""
+
+
+async def read_typed_body(
+    receive: Receive, headers: Mapping[str, str], media_types: Collection[str], limit: int, refusal: str
+) -> bytes:
+    """The whole body of a request whose Content-Type must be one of `media_types` (415 with `refusal`
+    otherwise), refused with 413 as soon as it is known to be larger than `limit`."""
+    if headers.get("content-type", "").split(";")[0].strip().lower() not in media_types:
+        raise UnsupportedMediaType(refusal)
+    declared = headers.get("content-length")
+    return await read_body(receive, limit, int(declared) if declared and declared.isdigit() else None)
 
 
 async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
@@ -233,12 +244,8 @@ class GraphQLHttp:
             raise MethodNotAllowed("GraphQL is served with GET (queries) and POST", allow="GET, POST")
         body = None
         if method == "POST":
-            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type != JSON:
-                raise UnsupportedMediaType(f"a POST body must be {JSON}")
-            declared = headers.get("content-length")
-            body = await read_body(
-                receive, settings.max_body_bytes, int(declared) if declared and declared.isdigit() else None
+            body = await read_typed_body(
+                receive, headers, (JSON,), settings.max_body_bytes, f"a POST body must be {JSON}"
             )
         params = request_parameters(method, scope.get("query_string", b""), body, settings.max_variables_bytes)
         context = Context.build(runtime, Request(scope, receive), scope[PRINCIPAL_SCOPE_KEY])
@@ -261,10 +268,7 @@ class GraphQLHttp:
             await self._audit_abandoned(runtime, context, "CLIENT_DISCONNECTED")
             raise ClientGone
         await self._audit_abandoned(runtime, context, DeadlineExceeded.code)
-        raise DeadlineExceeded(
-            f"the request took longer than {settings.request_deadline_seconds:g} s and was stopped; ask for less",
-            deadlineSeconds=settings.request_deadline_seconds,
-        )
+        raise DeadlineExceeded.after(settings.request_deadline_seconds)
 
     async def _document_text(self, runtime: Runtime, context: Context, params: dict[str, Any]) -> str:
         """The text to run: a trusted document's, or the query's where text is allowed. A request that sends
@@ -351,7 +355,7 @@ class GraphQLHttp:
     @staticmethod
     async def _audit_abandoned(runtime: Runtime, context: Context, reason: str) -> None:
         """Record a request stopped before its answer: the decisions it made, and that it was stopped."""
-        context.audit.record(AuditRecord(None, "request", (str(context.audit.request_id),), "execute", False, reason))
+        context.audit.abandoned(reason)
         try:
             await asyncio.shield(context.audit.flush(runtime.audit_writer))
         except Exception as exc:

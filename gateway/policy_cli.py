@@ -20,14 +20,13 @@ from typing import Any
 import asyncpg
 from cerbos.sdk.grpc.client import AsyncCerbosClient
 
-from gateway import demo_issuer
-from gateway.auth import Authenticator
 from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
 from gateway.components import CerbosProcess, start_database
 from gateway.config import Settings
 from gateway.declare import ResourceKind
 from gateway.personas import PERSONAS
 from gateway.policy_diff import add_command as add_diff_command
+from gateway.policy_diff import persona_principal
 from gateway.resources import KINDS
 from gateway.store import attributes_of, fetch, rows_by_id
 
@@ -65,8 +64,7 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert pool is not None
     try:
-        claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
-        principal = await Authenticator(None, pool, settings.claim_names, None).principal_for(claims)  # type: ignore[arg-type]
+        principal = await persona_principal(settings, pool, persona)
         rows = await fetch(pool, rows_by_id(kind, [rid]))
     finally:
         await pool.close()

@@ -33,12 +33,10 @@ from gateway.authz import Authorizer, Decision, Explanation, policy_fingerprint,
 from gateway.components import CerbosProcess, start_database
 from gateway.config import Settings
 from gateway.declare import ResourceKind
-from gateway.personas import PERSONAS
+from gateway.personas import PERSONAS, Persona
 from gateway.resources import KINDS
 from gateway.sql import ident, sql, value
 from gateway.store import Row, attributes_of, fetch, rows_by_id
-
-CHECKS_PER_CALL = 500
 
 
 @dataclass
@@ -113,17 +111,19 @@ async def _sample(pool: asyncpg.Pool, kind: ResourceKind, rows: int) -> list[Row
 async def _decide(
     authorizer: Authorizer, principal: Principal, kind: ResourceKind, action: str, rows: list[Row]
 ) -> list[Decision]:
-    decided: list[Decision] = []
-    for start in range(0, len(rows), CHECKS_PER_CALL):
-        chunk = rows[start : start + CHECKS_PER_CALL]
-        decided += await authorizer.check(
-            principal,
-            kind,
-            action,
-            [(str(r["id"]), attributes_of(kind, r)) for r in chunk],
-            [r["_scope"] if kind.scope_sql else None for r in chunk],
-        )
-    return decided
+    return await authorizer.check(
+        principal,
+        kind,
+        action,
+        [(str(r["id"]), attributes_of(kind, r)) for r in rows],
+        [r["_scope"] if kind.scope_sql else None for r in rows],
+    )
+
+
+async def persona_principal(settings: Settings, pool: asyncpg.Pool, persona: Persona) -> Principal:
+    """The principal a demo persona's token makes, looked up as the gateway looks it up."""
+    claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
+    return await Authenticator(None, pool, settings.claim_names, None).principal_for(claims)  # type: ignore[arg-type]
 
 
 def _rule(found: Explanation) -> str:
@@ -159,11 +159,7 @@ async def compare(
     changes: dict[tuple[str, str, str, str], Change] = {}
     compared = denials = 0
     try:
-        authenticator = Authenticator(None, pool, settings.claim_names, None)  # type: ignore[arg-type]
-        principals = {}
-        for name, persona in PERSONAS.items():
-            claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
-            principals[name] = await authenticator.principal_for(claims)
+        principals = {name: await persona_principal(settings, pool, persona) for name, persona in PERSONAS.items()}
         actions = actions_of(*folders)
         samples = {kind.name: await _sample(pool, kind, rows) for kind in KINDS.values() if kind.id_type == "uuid"}
         async with AsyncCerbosClient(targets[0]) as old_client, AsyncCerbosClient(targets[1]) as new_client:

@@ -191,8 +191,8 @@ async def fetch(pool: asyncpg.Pool | asyncpg.Connection | Reads, statement: Sql)
     return list(await pool.fetch(text, *values))
 
 
-def _rows(kind: ResourceKind, where: list[Sql], order: Sql, limit: Sql = EMPTY) -> Sql:
-    """A kind's rows that meet every condition of `where`, in `order`."""
+def _rows(kind: ResourceKind, where: list[Sql], order: Sql, limit: int | None = None) -> Sql:
+    """A kind's rows that meet every condition of `where`, in `order`, at most `limit` of them."""
     return sql(
         "SELECT ",
         kind.select_list(),
@@ -202,7 +202,7 @@ def _rows(kind: ResourceKind, where: list[Sql], order: Sql, limit: Sql = EMPTY) 
         join(where, " AND "),
         " ORDER BY ",
         order,
-        limit,
+        EMPTY if limit is None else sql(" LIMIT ", value(limit, "integer")),
     )
 
 
@@ -495,7 +495,7 @@ class Store:
         where = self._where(kind, sql_filter, args)
         rows = await fetch(
             self._pool,
-            _rows(kind, where, self._order_by(kind, args), sql(" LIMIT ", value(args.first + 1, "integer"))),
+            _rows(kind, where, self._order_by(kind, args), args.first + 1),
         )
         page = self._page(kind, rows, args.first)
         self._audit_rows(kind, [row for _, row in page.items], sql_filter.reason)
@@ -536,7 +536,7 @@ class Store:
                 "SELECT k.parent AS _parent, t.* FROM unnest(",
                 value([str(p) for p in parent_ids], "uuid[]"),
                 ") AS k(parent) CROSS JOIN LATERAL (",
-                _rows(kind, where, self._order_by(kind, args), sql(" LIMIT ", value(args.first + 1, "integer"))),
+                _rows(kind, where, self._order_by(kind, args), args.first + 1),
                 ") AS t",
             ),
         )

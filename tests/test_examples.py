@@ -15,6 +15,13 @@ from tests.conftest import CITIZEN, PROJECT, Gateway, gid
 from tests.live_clients import deliver_report, own_patient, record_heart_rate
 
 
+def run_example(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """An example as a developer runs it, from the project folder, with `env` (its URL and token)."""
+    return subprocess.run(
+        [sys.executable, f"examples/{script}", *args], capture_output=True, text=True, cwd=PROJECT, env=env, check=False
+    )
+
+
 def test_the_list_patients_example_pages_through_exactly_the_visible_patients(gateway: Gateway) -> None:
     env = {
         **os.environ,
@@ -22,9 +29,7 @@ def test_the_list_patients_example_pages_through_exactly_the_visible_patients(ga
         "AKSON_TOKEN": gateway.token("homecare-nurse"),
         "AKSON_PAGE_SIZE": "10",
     }
-    done = subprocess.run(
-        [sys.executable, "examples/list_patients.py"], capture_output=True, text=True, cwd=PROJECT, env=env, check=False
-    )
+    done = run_example("list_patients.py", env=env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     total = gateway.query("{ patients(first: 1) { totalCount } }", "homecare-nurse")["data"]["patients"]["totalCount"]
@@ -49,14 +54,7 @@ def test_the_first_query_script_shows_a_patient_then_a_refusal(gateway: Gateway)
 def test_the_patient_journal_example_prints_the_journal_or_the_refusal(gateway: Gateway) -> None:
     def run_as(persona: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "AKSON_URL": gateway.base_url, "AKSON_TOKEN": gateway.token(persona)}
-        return subprocess.run(
-            [sys.executable, "examples/patient_journal.py", CITIZEN],
-            capture_output=True,
-            text=True,
-            cwd=PROJECT,
-            env=env,
-            check=False,
-        )
+        return run_example("patient_journal.py", CITIZEN, env=env)
 
     nurse = run_as("homecare-nurse")
     assert nurse.returncode == 0, nurse.stderr
@@ -74,14 +72,7 @@ def test_the_backend_service_example_registers_gets_approved_and_reads_the_direc
 
     def example(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "AKSON_URL": gateway.base_url, **({"AKSON_TOKEN": token} if token else {})}
-        return subprocess.run(
-            [sys.executable, "examples/backend_service.py", *args, "--key", str(key)],
-            capture_output=True,
-            text=True,
-            cwd=PROJECT,
-            env=env,
-            check=False,
-        )
+        return run_example("backend_service.py", *args, "--key", str(key), env=env)
 
     registered = example("register", token=gateway.token("vendor-app"))
     assert registered.returncode == 0, registered.stderr
@@ -120,14 +111,7 @@ def test_the_homecare_visit_example_documents_a_visit_and_survives_its_own_retry
         "AKSON_TOKEN": gateway.token("homecare-nurse"),
         "AKSON_DAY": today.date().isoformat(),
     }
-    done = subprocess.run(
-        [sys.executable, "examples/homecare_visit.py"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        env=env,
-        check=False,
-    )
+    done = run_example("homecare_visit.py", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("09:00 Hjemmebesøk: Ola Nordmann\n"), done.stdout
     assert "encounter opened (in_progress)" in done.stdout
@@ -142,14 +126,7 @@ def test_the_lab_delivery_example_delivers_a_panel_the_gp_then_reads(gateway: Ga
     number = gateway.fetch("SELECT national_id FROM patient WHERE id = $1", CITIZEN_PATIENT_ID)[0]["national_id"]
     requester = gid("Practitioner", PERSONAS["gp"].entity_id)
     env = {**os.environ, "AKSON_URL": gateway.base_url, "AKSON_TOKEN": gateway.token("lab-service")}
-    done = subprocess.run(
-        [sys.executable, "examples/lab_delivery.py", number, requester],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        env=env,
-        check=False,
-    )
+    done = run_example("lab_delivery.py", number, requester, env=env)
     assert done.returncode == 0, done.stderr
     assert "with 3 results" in done.stdout and "the same report, nothing delivered twice" in done.stdout
     assert "read back: Normal blodstatus." in done.stdout
@@ -223,14 +200,7 @@ def test_the_municipal_export_example_counts_what_graphql_totals_for_the_same_ca
 ) -> None:
     token = gateway.token("homecare-integration")
     env = {**os.environ, "AKSON_URL": gateway.base_url, "AKSON_TOKEN": token}
-    done = subprocess.run(
-        [sys.executable, "examples/municipal_export.py", "Fjordvik", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        env=env,
-        check=False,
-    )
+    done = run_example("municipal_export.py", "Fjordvik", str(tmp_path), env=env)
     assert done.returncode == 0, done.stderr
     counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()}
     roots = {"Patient": "patients", "Encounter": "encounters", "Observation": "observations", "CarePlan": "carePlans"}
