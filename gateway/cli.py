@@ -23,6 +23,7 @@ from gateway.config import DEMO_BASE_URL, Settings, load_settings
 from gateway.db import MigrationError, ensure_database, migrate
 from gateway.documents_cli import add_commands as add_document_commands
 from gateway.keys import load_or_create_key
+from gateway.org_cli import add_commands as add_org_commands
 from gateway.personas import PERSONAS
 from gateway.policy_cli import add_commands as add_policy_commands
 from gateway.seed import is_seeded, reset, seed
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the GraphQL schema (SDL)").set_defaults(handler=_cmd_schema)
 
     add_policy_commands(sub)
+    add_org_commands(sub)
     add_document_commands(sub, DEMO_BASE_URL)
 
     audit = sub.add_parser(

@@ -216,14 +216,15 @@ def start_database(settings: Settings) -> tuple[str, Callable[[], None] | None]:
     return url, stop
 
 
-def start_components(settings: Settings, *, with_cerbos: bool = True) -> Components:
-    """Start what the settings do not point at, so that `akson serve` needs nothing else running."""
+def start_components(settings: Settings, *, with_cerbos: bool = True, pdp_dir: str = "cerbos") -> Components:
+    """Start what the settings do not point at, so that `akson serve` (or a command beside it, with its own
+    `pdp_dir` under the data folder) needs nothing else running."""
     url, stop_db = start_database(settings)
     components = Components(database_url=url, cerbos_target=settings.cerbos_url or "")
     if stop_db:
         components._stops.append(stop_db)
     if with_cerbos and not settings.cerbos_url:
-        pdp = CerbosProcess(settings.cerbos_binary, settings.policy_dir, settings.data_dir / "cerbos")
+        pdp = CerbosProcess(settings.cerbos_binary, settings.policy_dir, settings.data_dir / pdp_dir)
         try:
             pdp.start()
         except Exception:

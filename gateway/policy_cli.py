@@ -21,7 +21,7 @@ import asyncpg
 from cerbos.sdk.grpc.client import AsyncCerbosClient
 
 from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
-from gateway.components import CerbosProcess, start_database
+from gateway.components import start_components
 from gateway.config import Settings
 from gateway.declare import ResourceKind
 from gateway.personas import PERSONAS
@@ -99,20 +99,13 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
 
 def explain(settings: Settings, args: argparse.Namespace) -> int:
     """Print why a persona may or may not take an action on a resource."""
-    url, stop_db = start_database(settings)
-    pdp = None
+    components = start_components(settings, pdp_dir="cerbos-explain")
     try:
-        target = settings.cerbos_url
-        if not target:
-            pdp = CerbosProcess(settings.cerbos_binary, settings.policy_dir, settings.data_dir / "cerbos-explain")
-            pdp.start()
-            target = pdp.grpc_target
-        report = asyncio.run(_explain(settings, url, target.removeprefix("grpc://"), args))
+        report = asyncio.run(
+            _explain(settings, components.database_url, components.cerbos_target.removeprefix("grpc://"), args)
+        )
     finally:
-        if pdp:
-            pdp.stop()
-        if stop_db:
-            stop_db()
+        components.stop()
     print(
         f"decision:       {report['decision']}  ({report['action']} {report['resource']['kind']} "
         f"{report['resource']['id']} as {report['principal']['persona']})"

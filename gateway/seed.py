@@ -857,7 +857,7 @@ async def reset(conn: asyncpg.Connection) -> None:
         "allergy_intolerance, "
         "medication_statement, condition, observation, diagnostic_report, encounter, care_relation, patient, "
         "practitioner_role, "
-        "practitioner, organization, municipality"
+        "practitioner, organization_municipality_period, organization, municipality"
     )
 
 
