@@ -62,6 +62,10 @@ class Principal:
     client_id: str
     roles: frozenset[str]
     unit_ids: tuple[str, ...] = ()
+    # Per role, the units it is held in (sorted): a person acts in a unit in the roles they hold there.
+    role_units: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Municipalities whose directory the person keeps (municipal_admin).
+    admin_municipality_ids: tuple[str, ...] = ()
     hpr_number: str | None = None
     patient_id: str | None = None
     guardian_of: tuple[str, ...] = ()
@@ -353,8 +357,13 @@ class Authenticator:
                       coalesce(array_agg(DISTINCT r.organization_id::text)
                                FILTER (WHERE r.id IS NOT NULL), '{}') AS unit_ids,
                       coalesce(array_agg(DISTINCT r.role) FILTER (WHERE r.id IS NOT NULL), '{}') AS roles,
+                      coalesce(array_agg(DISTINCT r.role || ' ' || r.organization_id::text)
+                               FILTER (WHERE r.id IS NOT NULL), '{}') AS role_units,
                       ARRAY(SELECT pr.role FROM platform_role pr WHERE pr.national_id = p.national_id
                             ORDER BY 1) AS platform_roles,
+                      ARRAY(SELECT pr.municipality_id::text FROM platform_role pr
+                             WHERE pr.national_id = p.national_id AND pr.role = 'municipal_admin'
+                            ORDER BY 1) AS admin_municipalities,
                       ARRAY(SELECT eg.patient_id::text FROM emergency_grant eg WHERE eg.practitioner_id = p.id
                                AND eg.granted_at <= now() AND eg.expires_at > now()) AS emergency_patients,
                       ARRAY(SELECT DISTINCT m.policy_scope FROM practitioner_role r2
@@ -392,6 +401,8 @@ class Authenticator:
             client_id=client_id,
             roles=frozenset({"personnel", *row["roles"], *row["platform_roles"]}),
             unit_ids=tuple(sorted(row["unit_ids"])),
+            role_units=_by_role(row["role_units"]),
+            admin_municipality_ids=tuple(row["admin_municipalities"]),
             hpr_number=row["hpr_number"],
             purpose_of_use=_purpose_of_use(claims.get(self._names.purpose_of_use)),
             self_attested=claims.get(self._names.self_attested) is True,
@@ -460,6 +471,15 @@ class Authenticator:
             attorney_for=tuple(row["attorney_for"]),
             epoch=row["epoch"],
         ), row["valid_until"]
+
+
+def _by_role(pairs: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`role unit` pairs as (role, its units), both sorted, so that equal principals compare equal."""
+    units: dict[str, list[str]] = {}
+    for pair in pairs:
+        role, unit = pair.split(" ", 1)
+        units.setdefault(role, []).append(unit)
+    return tuple((role, tuple(sorted(held))) for role, held in sorted(units.items()))
 
 
 SendError = Callable[[Send, AksonError, str | None], Awaitable[None]]

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,8 @@ DENY_REASON_PRIORITY = (
     "NOT_OWN_RECORD",
     "NOT_REGISTRANT",
     "NOT_OWN_APP",
+    "NOT_YOUR_MUNICIPALITY",
+    "NOT_DIRECTORY_ADMIN",
 )
 ALLOW_REASON_PRIORITY = (
     "OWN_RECORD",
@@ -63,6 +66,7 @@ ALLOW_REASON_PRIORITY = (
     "POLICY_ADMIN",
     "REGISTRANT",
     "OWN_APP",
+    "DIRECTORY_ADMIN",
 )
 DEFAULT_DENY_REASON = "NO_MATCHING_RULE"
 DEFAULT_ALLOW_REASON = "ALLOWED"
@@ -183,13 +187,19 @@ def policy_fingerprint(policy_dir: Path) -> str:
 _SCOPE_LINE = re.compile(r"^\s*scope:\s*['\"]?([a-z][a-z0-9_]{1,40})['\"]?\s*$", re.MULTILINE)
 
 
-def policy_scopes(policy_dir: Path) -> frozenset[str]:
-    """The scopes local (municipal) policies are written for; rows of those municipalities get them."""
-    found: set[str] = set()
+_RESOURCE_LINE = re.compile(r"^\s*resource:\s*['\"]?([a-z][a-z0-9_]*)['\"]?\s*$", re.MULTILINE)
+
+
+def policy_scopes(policy_dir: Path) -> Mapping[str, frozenset[str]]:
+    """The scopes local (municipal) policies are written for, each with the resource kinds it has policies
+    for: rows of those municipalities get them, and a list of another kind needs no plan of the scope."""
+    found: dict[str, set[str]] = {}
     for path in policy_dir.rglob("*.y*ml"):
         if path.relative_to(policy_dir).parts[0] != "tests":
-            found.update(_SCOPE_LINE.findall(path.read_text(errors="replace")))
-    return frozenset(found)
+            text = path.read_text(errors="replace")
+            for scope in _SCOPE_LINE.findall(text):
+                found.setdefault(scope, set()).update(_RESOURCE_LINE.findall(text))
+    return {scope: frozenset(kinds) for scope, kinds in found.items()}
 
 
 def choose_reason(allowed: bool, outputs: list[str]) -> str:
@@ -229,6 +239,8 @@ def principal_attributes(principal: Principal) -> dict[str, Any]:
     return {
         "kind": principal.kind,
         "unit_ids": list(principal.unit_ids),
+        "role_units": {role: list(units) for role, units in principal.role_units},
+        "admin_municipality_ids": list(principal.admin_municipality_ids),
         "patient_id": principal.patient_id or "",
         "guardian_of": list(principal.guardian_of),
         "attorney_for": list(principal.attorney_for),
@@ -303,10 +315,12 @@ class Authorizer:
     # change may still come from the old policies, so none of them is kept.
     POLICY_SETTLE_SECONDS = 5.0
 
-    def __init__(self, client: AsyncCerbosClient, policy_version: str, scopes: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, client: AsyncCerbosClient, policy_version: str, scopes: Mapping[str, frozenset[str]] | None = None
+    ) -> None:
         self._client = client
         self.policy_version = policy_version
-        self.scopes = scopes
+        self.scopes: Mapping[str, frozenset[str]] = scopes or {}
         self._plans: dict[tuple[bytes, str, str, str, str], tuple[float, SqlFilter]] = {}
         self._subjects: dict[bytes, engine_pb2.Principal] = {}
         self._pending: dict[tuple[bytes, str, str, str, str], asyncio.Future[SqlFilter]] = {}
@@ -326,7 +340,7 @@ class Authorizer:
             message = self._subjects[key] = _as_message(principal.id, roles, attributes)
         return key, message
 
-    def policies_changed(self, policy_version: str, scopes: frozenset[str]) -> None:
+    def policies_changed(self, policy_version: str, scopes: Mapping[str, frozenset[str]]) -> None:
         """The policy files changed: record the new version and scopes, and forget every cached plan."""
         if policy_version != self.policy_version:
             log.info("policies changed: version %s -> %s", self.policy_version, policy_version)
@@ -363,7 +377,8 @@ class Authorizer:
         and asks the PDP again. One call per request was half of Q1's cost (bench/PROFILE.md)."""
         if not resources:
             return []
-        row_scopes = [scope if scope in self.scopes else "" for scope in (scopes or [None] * len(resources))]
+        given = scopes or [None] * len(resources)
+        row_scopes = [scope if scope is not None and scope in self.scopes else "" for scope in given]
         subject_key, subject = self.subject(principal)
         now = time.monotonic()
         keys = [
@@ -416,7 +431,7 @@ class Authorizer:
     ) -> Explanation:
         """One decision with the PDP's account of it (`akson policy explain`): the same principal, resource,
         attributes and scope as `check` sends, so the answer is the gateway's."""
-        row_scope = scope if scope in self.scopes else ""
+        row_scope = scope if scope is not None and scope in self.scopes else ""
         _, subject = self.subject(principal)
         request = request_pb2.CheckResourcesRequest(
             request_id=f"explain-{time.time_ns()}",
@@ -468,9 +483,10 @@ class Authorizer:
     async def plan(self, principal: Principal, kind: ResourceKind, action: str) -> SqlFilter:
         """The SQL filter for the rows of `kind` the principal may `action`: one query plan for the
         national policies and one per municipal scope, each applied to the rows of its municipality."""
-        if kind.scope_sql is None or not self.scopes:
+        scoped = sorted(scope for scope, kinds in self.scopes.items() if kind.name in kinds)
+        if kind.scope_sql is None or not scoped:
             return await self._cached_plan(principal, kind, action, "")
-        parts = [(scope, await self._cached_plan(principal, kind, action, scope)) for scope in sorted(self.scopes)]
+        parts = [(scope, await self._cached_plan(principal, kind, action, scope)) for scope in scoped]
         national = await self._cached_plan(principal, kind, action, "")
         return combine_scoped(kind.scope_sql, parts, national)
 

@@ -21,7 +21,7 @@ from gateway.auth import Principal
 from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
 from gateway.components import start_components
 from gateway.config import Settings
-from gateway.errors import AksonError
+from gateway.errors import AksonError, BadUserInput
 from gateway.reorganize import Reorganization, Reorganizer, check_merge, find_municipality, find_unit
 
 OPERATOR = Principal(kind="service", id="akson-org", client_id="akson-cli", roles=frozenset({"service"}))
@@ -38,7 +38,8 @@ async def _run(settings: Settings, url: str, target: str, args: argparse.Namespa
                 if args.org_command == "merge":
                     source = await find_municipality(conn, args.source)
                     into = await find_municipality(conn, args.into)
-                    check_merge(source, into, None if args.national_baseline else args.policy_scope)
+                    scope = _chosen_scope(args, into.policy_scope)
+                    check_merge(source, into, scope)
                     ids = [source.id, into.id]
                 else:
                     unit = await find_unit(conn, args.unit)
@@ -51,7 +52,6 @@ async def _run(settings: Settings, url: str, target: str, args: argparse.Namespa
             async def change(conn: asyncpg.Connection) -> Reorganization:
                 reorganizer = Reorganizer(conn, OPERATOR, version)
                 if args.org_command == "merge":
-                    scope = None if args.national_baseline else args.policy_scope
                     return await reorganizer.merge(source, into, scope, combine_units=args.combine_units)
                 return await reorganizer.move_unit(unit, into)
 
@@ -59,6 +59,21 @@ async def _run(settings: Settings, url: str, target: str, args: argparse.Namespa
             return await assess(pool, settings, authorizer, units_of, change, apply=apply, samples=args.samples)
     finally:
         await pool.close()
+
+
+def _chosen_scope(args: argparse.Namespace, target_scope: str | None) -> str | None:
+    """The merged municipality's policy scope as chosen; a dry run without a choice previews the target's own."""
+    if args.national_baseline:
+        return None
+    if args.policy_scope:
+        return str(args.policy_scope)
+    if not args.dry_run:
+        raise BadUserInput(
+            "choose the merged municipality's policy scope: --policy-scope NAME (either municipality's own) or "
+            "--national-baseline",
+            argument="policyScope",
+        )
+    return target_scope
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -77,6 +92,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode())
     else:
         print_report(report)
+        if args.org_command == "merge" and not (args.policy_scope or args.national_baseline):
+            print("  (no policy scope chosen: previewed with the target's own; to apply, choose --policy-scope NAME")
+            print("   or --national-baseline)")
     return 0
 
 
@@ -128,8 +146,12 @@ def add_commands(sub: Any) -> None:
     merge = actions.add_parser("merge", help="merge one municipality into another")
     merge.add_argument("--from", dest="source", required=True, help="the municipality merged away (name or number)")
     merge.add_argument("--into", required=True, help="the municipality it becomes part of")
-    scope = merge.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--policy-scope", help="the merged municipality's policy scope (either one's own)")
+    scope = merge.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--policy-scope",
+        help="the merged municipality's policy scope (either one's own); required to apply, a dry run without it "
+        "previews the target's own",
+    )
     scope.add_argument("--national-baseline", action="store_true", help="the merged municipality has no local rules")
     merge.add_argument(
         "--combine-units",

@@ -54,6 +54,8 @@ class Persona:
     scope: str = PERSONNEL_SCOPES
     launch_patient_id: UUID | None = None
     platform_role: str | None = None
+    # The municipality whose directory a municipal administrator keeps.
+    admin_municipality: UUID | None = None
 
     @property
     def national_id(self) -> str | None:
@@ -133,6 +135,27 @@ PERSONAS: dict[str, Persona] = {
             "Hanne",
             date(1975, 5, 17),
             platform_role="compliance_officer",
+        ),
+        Persona(
+            "municipal-admin",
+            "Fjordvik's directory administrator: its units, their staff and roles; no patient access",
+            "personnel",
+            UUID("c0ffee00-0000-4000-8000-000000000107"),
+            "Berge",
+            "Randi",
+            date(1982, 8, 23),
+            platform_role="municipal_admin",
+            admin_municipality=FJORDVIK,
+        ),
+        Persona(
+            "directory-admin",
+            "The national directory administrator: units of every municipality and of the health trusts",
+            "personnel",
+            UUID("c0ffee00-0000-4000-8000-000000000108"),
+            "Aas",
+            "Petter",
+            date(1969, 1, 15),
+            platform_role="directory_admin",
         ),
         Persona(
             "citizen",

@@ -177,7 +177,7 @@ class Reorganizer:
         self._trail.record(AuditRecord(None, "municipality", (source.id, target.id), "merge", True, REASON))
         return await self._finish(done)
 
-    async def move_unit(self, unit: asyncpg.Record, target: Municipality) -> Reorganization:
+    async def move_unit(self, unit: asyncpg.Record | dict[str, Any], target: Municipality) -> Reorganization:
         """Move one unit, and the units under it, to `target`: its care relations go with it."""
         if unit["municipality_id"] == target.id:
             raise BadUserInput(f"{unit['name']} already belongs to {target.name}", argument="to")

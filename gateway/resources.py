@@ -152,12 +152,24 @@ UNIT_TYPE = EnumType(
         "laboratorium",
         "radiologi",
         "sykehusavdeling",
+        "nav",
+        "barnevern",
     ),
 )
 ROLE_CODE = EnumType(
     "PractitionerRoleCode",
     "What a practitioner does in a unit.",
-    ("doctor", "nurse", "health_secretary", "physiotherapist", "public_health_nurse", "care_worker"),
+    (
+        "doctor",
+        "nurse",
+        "health_secretary",
+        "physiotherapist",
+        "public_health_nurse",
+        "care_worker",
+        "social_worker",
+        "nav_advisor",
+        "child_welfare_worker",
+    ),
 )
 GENDER = EnumType("AdministrativeGender", "FHIR AdministrativeGender.", ("male", "female", "other", "unknown"))
 ENCOUNTER_STATUS = EnumType(
@@ -240,6 +252,43 @@ RESTRICTION_SCOPE = EnumType(
 
 # ---- the directory -----------------------------------------------------------------------------------
 
+MUNICIPALITY = ResourceKind(
+    name="municipality",
+    type_name="Municipality",
+    table="municipality",
+    alias="mu",
+    description="A municipality (kommune): its units, the policy scope of its local rules, and, once merged into "
+    "another, the one it became part of.",
+    fields=(
+        Text(name="name", column="name", description="The municipality's name."),
+        Text(name="number", column="number", description="The municipality number (kommunenummer)."),
+        Text(
+            name="policy_scope",
+            column="policy_scope",
+            nullable=True,
+            description="The policy scope of its local rules; null when the national baseline alone applies.",
+        ),
+        Ref(
+            name="merged_into",
+            target="Municipality",
+            column="merged_into_id",
+            description="The municipality it was merged into; null while it stands on its own.",
+        ),
+        Instant(name="merged_at", column="merged_at", nullable=True, description="When it was merged; null if not."),
+        Many(
+            name="units",
+            target="Organization",
+            parent_column="municipality_id",
+            description="Its units, by name.",
+            filtered=False,
+        ),
+    ),
+    order=(("name", "text"), ("id", "uuid")),
+    attributes={},
+    patient_column=None,
+    newest_first=False,
+)
+
 ORGANIZATION = ResourceKind(
     name="organization",
     type_name="Organization",
@@ -254,21 +303,41 @@ ORGANIZATION = ResourceKind(
     ),
     table="organization",
     alias="o",
-    description="A municipal health service unit (FHIR Organization).",
+    description="A unit of the services (FHIR Organization): municipal health and care services, the "
+    "hospital departments, laboratories and radiology they cooperate with, Nav offices and child welfare.",
     fields=(
-        Text(name="name", column="name", description="The unit's name."),
+        Text(name="name", column="name", description="The unit's name.", create="required", patch=True),
         Text(
             name="org_number",
             column="org_number",
             description="Organization number in the Central Coordinating Register.",
+            create="required",
+            pattern=("[0-9]{9}", "nine digits"),
         ),
-        Choice(name="unit_type", column="unit_type", enum=UNIT_TYPE, description="The service the unit provides."),
+        Choice(
+            name="unit_type",
+            column="unit_type",
+            enum=UNIT_TYPE,
+            description="The service the unit provides.",
+            create="required",
+            patch=True,
+        ),
+        Ref(
+            name="municipality",
+            target="Municipality",
+            column="municipality_id",
+            description="The municipality the unit belongs to; null for a health trust's unit (hospital "
+            "departments, laboratories, radiology). A unit changes municipality only by a merger or a transfer.",
+            create="optional",
+        ),
         Ref(
             name="parent",
             target="Organization",
             column="parent_id",
             description="The organization this unit belongs to (a hospital's department, a service under the "
             "municipality's health administration); null for one that belongs to none.",
+            create="optional",
+            patch=True,
         ),
         Many(
             name="children",
@@ -287,10 +356,10 @@ ORGANIZATION = ResourceKind(
         ),
         *_versioned(patient_data=False),
     ),
-    extra_columns=("municipality_id",),
     order=(("name", "text"), ("id", "uuid")),
     attributes={"municipality_id": Column(sql("coalesce(o.municipality_id::text, '')"), "text")},
     patient_column=None,
+    writable=True,
     newest_first=False,
     filters=(
         Filter("unit_type", "unit_type", "eq", "text", "Only units of this type.", UNIT_TYPE),
@@ -304,19 +373,52 @@ PRACTITIONER = ResourceKind(
     type_name="Practitioner",
     fhir=FhirMap(
         "Practitioner",
-        (("name", As("name[]")), ("hpr_number", Identifier("identifier[+]", HPR_NUMBER))),
+        (
+            ("name", As("name[]")),
+            ("hpr_number", Identifier("identifier[+]", HPR_NUMBER)),
+            ("health_personnel", Extension(name="health-personnel")),
+        ),
         why="Roles are PractitionerRole resources of their own, which point here.",
     ),
     table="practitioner",
     alias="pr",
-    description="A person working in the municipality's health services (FHIR Practitioner).",
+    description="A person working in the services (FHIR Practitioner): health personnel, and others with a "
+    "work-related need (social workers, Nav advisors, child welfare workers), flagged as such.",
     fields=(
-        Named(name="name", family="family_name", given="given_name", description="The practitioner's name."),
+        Named(
+            name="name",
+            family="family_name",
+            given="given_name",
+            description="The practitioner's name.",
+            create="required",
+            patch=True,
+        ),
+        Text(
+            name="national_identity_number",
+            column="national_id",
+            description="Norwegian national identity number, what their sign-in (HelseID) names them by: shown only "
+            "to those who keep the directory.",
+            create="required",
+            pattern=("[0-9]{11}", "11 digits"),
+            permission="read_national_id",
+        ),
         Text(
             name="hpr_number",
             column="hpr_number",
             nullable=True,
             description="Number in the Health Personnel Register (HPR); null for non-health personnel.",
+            create="optional",
+            patch=True,
+            pattern=("[0-9]{7,9}", "7 to 9 digits"),
+        ),
+        Flag(
+            name="health_personnel",
+            column="health_personnel",
+            description="Whether the person is health personnel (helsepersonell); false for others with a "
+            "work-related need, who have no HPR number.",
+            create="optional",
+            patch=True,
+            default=True,
         ),
         Many(
             name="roles",
@@ -333,6 +435,7 @@ PRACTITIONER = ResourceKind(
     attributes={},
     patient_column=None,
     newest_first=False,
+    writable=True,
     filters=(
         Filter("hpr_number", "hpr_number", "eq", "text", "Only the practitioner with this HPR number."),
         Filter("name", "family_name", "prefix", "text", "Only practitioners whose family name starts with this."),
@@ -356,22 +459,51 @@ PRACTITIONER_ROLE = ResourceKind(
     alias="rl",
     description="A practitioner's role in a unit for a period (FHIR PractitionerRole).",
     fields=(
-        Choice(name="role", column="role", enum=ROLE_CODE, description="What the practitioner does in the unit."),
-        Span(name="period", start="period_start", end="period_end", dates=True, description="When the role applies."),
+        Choice(
+            name="role",
+            column="role",
+            enum=ROLE_CODE,
+            description="What the practitioner does in the unit.",
+            create="required",
+        ),
+        Span(
+            name="period",
+            start="period_start",
+            end="period_end",
+            dates=True,
+            description="When the role applies: a role is ended by setting its end, never deleted.",
+            create="required",
+            patch=True,
+        ),
         Ref(
             name="practitioner",
             target="Practitioner",
             column="practitioner_id",
             description="The practitioner in this role.",
+            create="required",
         ),
         Ref(
-            name="organization", target="Organization", column="organization_id", description="The unit the role is in."
+            name="organization",
+            target="Organization",
+            column="organization_id",
+            description="The unit the role is in.",
+            create="required",
         ),
         *_versioned(patient_data=False),
     ),
     order=(("period_start", "date"), ("id", "uuid")),
-    attributes={"organization_id": Column(sql("rl.organization_id"), "uuid")},
+    attributes={
+        "organization_id": Column(sql("rl.organization_id"), "uuid"),
+        "municipality_id": Column(
+            sql(
+                "(SELECT coalesce(ro.municipality_id::text, '') FROM organization ro ",
+                "WHERE ro.id = rl.organization_id)",
+            ),
+            "text",
+        ),
+    },
     patient_column=None,
+    writable=True,
 )
 
 # ---- the journal -------------------------------------------------------------------------------------
@@ -1691,6 +1823,7 @@ AUDIT_EVENT = ResourceKind(
 KINDS: dict[str, ResourceKind] = {
     k.type_name: k
     for k in (
+        MUNICIPALITY,
         ORGANIZATION,
         PRACTITIONER,
         PRACTITIONER_ROLE,

@@ -32,10 +32,12 @@ from resolvers.changes import ChangeConnection, Subscription, changes
 from resolvers.common import Connection
 from resolvers.patients import (
     JournalLists,
+    Municipality,
     Observation,
     Organization,
     Patient,
     Practitioner,
+    municipalities,
     node,
     observations,
     organizations,
@@ -43,6 +45,7 @@ from resolvers.patients import (
     patients,
     practitioners,
 )
+from resolvers.reorganization import ReorganizationMutations
 from resolvers.webhooks import (
     WebhookDelivery,
     WebhookEndpoint,
@@ -84,8 +87,15 @@ class Query(JournalLists):  # type: ignore[misc]
         "category, status and time.",
     )
 
+    municipalities: Connection[Municipality] = strawberry.field(
+        resolver=municipalities,
+        description="The municipalities, by name, with their units and the policy scope of their local rules; a "
+        "merged one names the municipality it became part of.",
+    )
     organizations: Connection[Organization] = strawberry.field(
-        resolver=organizations, description="The municipality's health service units, by name."
+        resolver=organizations,
+        description="The units of the services, by name: municipal services, the health trust's departments, "
+        "laboratories and radiology, Nav offices and child welfare.",
     )
     practitioners: Connection[Practitioner] = strawberry.field(
         resolver=practitioners,
@@ -134,6 +144,7 @@ class Mutation(
     NoteMutations,
     ReviewMutations,
     WebhookMutations,
+    ReorganizationMutations,
 ):
     pass
 

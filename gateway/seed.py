@@ -443,7 +443,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
         "start_at",
         "end_at",
     ],
-    "platform_role": ["national_id", "role", "granted_at"],
+    "platform_role": ["national_id", "role", "granted_at", "municipality_id"],
     "app": [
         "client_id",
         "name",
@@ -904,7 +904,9 @@ async def seed(
             (persona.entity_id, persona.national_id, persona.hpr_number, persona.family_name, persona.given_name)
         )
         if persona.platform_role:
-            rows["platform_role"].append((persona.national_id, persona.platform_role, g.now))
+            rows["platform_role"].append(
+                (persona.national_id, persona.platform_role, g.now, persona.admin_municipality)
+            )
         if persona.unit_id and persona.role:
             rows["practitioner_role"].append(
                 (g.uuid(), persona.entity_id, persona.unit_id, persona.role, start_of_roles, None)

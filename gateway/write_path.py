@@ -261,6 +261,8 @@ class JournalWriter:
                     return None, earlier
             if kind is PATIENT:
                 row = await self._register_patient(tx, given, new_id)
+            elif not kind.is_patient_data:
+                row = await self._create_directory_entry(tx, kind, given, new_id)
             else:
                 row = await self._create_patient_data(tx, kind, given, new_id)
         return row, new_id
@@ -344,6 +346,16 @@ class JournalWriter:
         await tx.decide(kind, CREATE, [(new_id, await tx.loaded(kind, new_id))], before=before)
         if results:
             await self._create_results(tx, row, results, before)
+        return row
+
+    async def _create_directory_entry(
+        self, tx: WriteTransaction, kind: ResourceKind, given: dict[str, Any], new_id: str
+    ) -> Row:
+        """A unit, a person or a role in the directory: decided on the row as it would be stored."""
+        columns = await InputChecker(tx.conn, kind, None).columns(given, creating=True)
+        check_order(kind, columns.values)
+        row = await insert_row(tx, kind, {**columns.values, "id": new_id})
+        await tx.decide(kind, CREATE, [(new_id, await tx.loaded(kind, new_id))])
         return row
 
     def _derive(self, kind: ResourceKind, columns: Columns, values: dict[str, Any]) -> None:
@@ -500,7 +512,7 @@ class JournalWriter:
                 columns.values["data_category"] = "sensitive" if columns.concept["sensitive"] else "clinical"
             check_units(kind, columns)
             check_order(kind, {**dict(current), **columns.values})
-            patient = await tx.loaded(PATIENT, patient_id)
+            patient = await tx.loaded(PATIENT, patient_id) if kind.is_patient_data else None
             row = await _updated(tx, kind, rid, columns.values)
             before = patient_level(patient) if patient is not None else None
             await tx.decide(kind, UPDATE, [(rid, await tx.loaded(kind, rid))], before=before)
@@ -561,7 +573,7 @@ class JournalWriter:
         await tx.decide(kind, action, [(rid, current)], record=record)
         if current is None:
             raise NotFound(f"no {kind.type_name} with this id exists")
-        if current["entered_in_error_at"] is not None:
+        if current.get("entered_in_error_at") is not None:
             raise BadUserInput(f"this {kind.type_name} was entered in error; it no longer changes", argument="id")
         if expected is not None and current["version"] != expected:
             raise Conflict(

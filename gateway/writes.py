@@ -1,10 +1,12 @@
 """Writes with rules of their own: emergency access grants (akuttilgang), the patient's restrictions
-(sperring) and clinical notes (drafts, signing, corrections). Like every write, each one runs in one
-transaction with its policy decision and its audit rows (gateway/write_path.py)."""
+(sperring), clinical notes (drafts, signing, corrections) and reorganizations (mergers, transfers). Like
+every write, each one runs in one transaction with its policy decision and its audit rows
+(gateway/write_path.py)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -13,7 +15,8 @@ from gateway.audit import AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer
 from gateway.errors import BadUserInput, Forbidden, NotFound
-from gateway.resources import CLINICAL_NOTE, EMERGENCY_GRANT, KINDS, PATIENT, RESTRICTION
+from gateway.reorganize import Reorganization, Reorganizer, check_merge, find_municipality
+from gateway.resources import CLINICAL_NOTE, EMERGENCY_GRANT, KINDS, MUNICIPALITY, ORGANIZATION, PATIENT, RESTRICTION
 from gateway.sql import sql
 from gateway.store import Row
 from gateway.write_input import InputChecker, check_text
@@ -38,6 +41,13 @@ def _check_note(title: str | None, text: str | None) -> None:
     if text is not None and not 1 <= len(text.strip()) <= 20_000:
         raise BadUserInput("a note's text must be 1 to 20,000 characters", argument="text")
     check_text(text, "text", max_length=20_000, required=False)
+
+
+class _Preview(Exception):
+    """Rolls a reorganization's transaction back after it was carried out (a dry run)."""
+
+    def __init__(self, done: Reorganization) -> None:
+        self.done = done
 
 
 class JournalWrites:
@@ -307,3 +317,45 @@ class JournalWrites:
             await InputChecker(tx.conn, kind, patient_id).reference(kind, target_id, "targetId")
         except BadUserInput as exc:
             raise BadUserInput("targetId must be an item of this patient's journal", argument="targetId") from exc
+
+    async def merge_municipalities(
+        self, source_id: str, into_id: str, policy_scope: str | None, *, combine_units: bool, dry_run: bool
+    ) -> tuple[Reorganization, bool]:
+        """Merge one municipality into another (`merge` on both, decided by policy), or preview it: carried
+        out and rolled back. Returns what was (or would be) done and whether it was applied."""
+
+        async def change(tx: WriteTransaction) -> Reorganization:
+            source, into = await find_municipality(tx.conn, source_id), await find_municipality(tx.conn, into_id)
+            check_merge(source, into, policy_scope)
+            await tx.decide_on(MUNICIPALITY, "merge", [(source.id, {}), (into.id, {})])
+            reorganizer = Reorganizer(tx.conn, self._principal, self._authorizer.policy_version)
+            return await reorganizer.merge(source, into, policy_scope, combine_units=combine_units)
+
+        return await self._reorganize(change, dry_run)
+
+    async def move_unit(self, unit_id: str, to_id: str, *, dry_run: bool) -> tuple[Reorganization, bool]:
+        """Move a unit (and those under it) to another municipality (`move`, decided by policy), or preview it."""
+
+        async def change(tx: WriteTransaction) -> Reorganization:
+            unit = await tx.loaded(ORGANIZATION, unit_id, lock=True)
+            await tx.decide(ORGANIZATION, "move", [(unit_id, unit)])
+            if unit is None:
+                raise NotFound("no unit with this id exists")
+            to = await find_municipality(tx.conn, to_id)
+            found = {"id": unit_id, "name": unit["name"], "municipality_id": unit["attr_municipality_id"] or None}
+            reorganizer = Reorganizer(tx.conn, self._principal, self._authorizer.policy_version)
+            return await reorganizer.move_unit(found, to)
+
+        return await self._reorganize(change, dry_run)
+
+    async def _reorganize(
+        self, change: Callable[[WriteTransaction], Awaitable[Reorganization]], dry_run: bool
+    ) -> tuple[Reorganization, bool]:
+        try:
+            async with self._transaction() as tx:
+                done = await change(tx)
+                if dry_run:
+                    raise _Preview(done)
+        except _Preview as preview:
+            return preview.done, False
+        return done, True

@@ -1,4 +1,5 @@
-"""The read roots of the journal: patients, observations across patients, units, and any node by id."""
+"""The read roots of the journal: patients, observations across patients, municipalities, units, people, and
+any node by id."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # the types are built at import from the declarations; to the
     OrganizationFilterArg: TypeAlias = Any
     Practitioner: TypeAlias = Any
     PractitionerFilterArg: TypeAlias = Any
+    Municipality: TypeAlias = Any
 else:
     Patient = TYPES["Patient"]
     Observation = TYPES["Observation"]
@@ -39,6 +41,7 @@ else:
     OrganizationFilterArg = Annotated[
         filter_of(K.ORGANIZATION) | None, strawberry.argument(description="Only units matching this.")
     ]
+    Municipality = TYPES["Municipality"]
     Practitioner = TYPES["Practitioner"]
     PractitionerFilterArg = Annotated[
         filter_of(K.PRACTITIONER) | None, strawberry.argument(description="Only practitioners matching this.")
@@ -127,3 +130,8 @@ async def practitioners(
 ) -> Connection[Practitioner]:
     """The people working in the services, by name."""
     return await top_list(info, K.PRACTITIONER, list_args(first, after, filter))
+
+
+async def municipalities(info: Info, first: FirstArg, after: AfterArg = None) -> Connection[Municipality]:
+    """The municipalities, by name, merged ones too (they name what was made under them)."""
+    return await top_list(info, K.MUNICIPALITY, list_args(first, after))

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from gateway.personas import NORDBY_HOMECARE, PERSONAS
-from tests.conftest import PROJECT, Gateway, raw_id, start_gateway, stop_gateway
+from gateway.demo_issuer import CLAIM_HPR_NUMBER, CLAIM_PERSONNEL_PID
+from gateway.personas import FJORDVIK, NORDBY, NORDBY_HOMECARE, PERSONAS
+from tests.conftest import PROJECT, Gateway, gid, raw_id, start_gateway, stop_gateway
 
 NURSE = "nurse-other-municipality"
 TABLES = ("municipality", "organization", "practitioner_role", "care_relation", "restriction", "audit_event")
@@ -58,33 +59,55 @@ def fingerprints(journal: Gateway) -> dict[str, tuple[int, int]]:
     return found
 
 
-def seen_by_nurse(journal: Gateway) -> dict[str, int]:
-    """Patients whose demographics and medication the Nordby nurse reads through GraphQL, counted by patient."""
-    patients = journal.query("{ patients(first: 1) { totalCount } }", NURSE)
-    medication: set[str] = set()
-    after = None
-    while True:
-        page = journal.query(
-            "query($after: String) { medicationStatements(first: 100, after: $after) {"
-            " edges { node { patient { id } } } pageInfo { hasNextPage endCursor } } }",
-            NURSE,
-            {"after": after},
-        )
-        assert "errors" not in page, page
-        connection = page["data"]["medicationStatements"]
-        medication.update(raw_id(e["node"]["patient"]["id"]) for e in connection["edges"])
-        if not connection["pageInfo"]["hasNextPage"]:
-            break
-        after = connection["pageInfo"]["endCursor"]
-    return {"demographics": patients["data"]["patients"]["totalCount"], "medication": len(medication)}
+def patients_seen(journal: Gateway, token: str) -> dict[str, int]:
+    """Patients whose demographics, medication and clinical notes a person reads through GraphQL."""
+
+    def query(text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = journal.post(text, token=token, variables=variables)
+        assert response.status_code == 200 and "errors" not in response.json(), response.text
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    seen = {"demographics": query("{ patients(first: 1) { totalCount } }")["patients"]["totalCount"]}
+    for root, category in (("medicationStatements", "medication"), ("clinicalNotes", "clinical-note")):
+        patients: set[str] = set()
+        after = None
+        while True:
+            page = query(
+                "query($after: String) { %s(first: 100, after: $after) {"  # noqa: UP031 - a root field's name
+                " edges { node { patient { id } } } pageInfo { hasNextPage endCursor } } }" % root,
+                {"after": after},
+            )[root]
+            patients.update(raw_id(e["node"]["patient"]["id"]) for e in page["edges"])
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        seen[category] = len(patients)
+    return seen
+
+
+def person_token(journal: Gateway, practitioner_id: str) -> str:
+    """A demo token for any practitioner of the journal (the GP persona's claims, with their national id)."""
+    [row] = journal.fetch("SELECT national_id FROM practitioner WHERE id = $1", practitioner_id)
+    return journal.token("gp", **{CLAIM_PERSONNEL_PID: row["national_id"], CLAIM_HPR_NUMBER: None})
+
+
+MERGE = """mutation($from: ID!, $into: ID!) { mergeMunicipalities(from: $from, into: $into, policyScope: "fjordvik",
+  combineUnits: true, dryRun: false) { applied patientsMoved careRelationsMoved rolesMoved restrictionsCarriedOver
+  policyScopeAfter units { name change } } }"""
 
 
 def test_a_dry_run_reports_the_impact_and_the_merger_then_does_exactly_that(journal: Gateway) -> None:
-    before_reads = seen_by_nurse(journal)
+    nurse_id = str(PERSONAS[NURSE].entity_id)
+    [secretary] = journal.fetch(
+        "SELECT r.practitioner_id::text AS id FROM practitioner_role r JOIN organization o ON o.id = r.organization_id "
+        "WHERE o.name = 'Nordby legekontor 1' AND r.role = 'health_secretary' ORDER BY 1 LIMIT 1"
+    )
+    people = {nurse_id: journal.token(NURSE), secretary["id"]: person_token(journal, secretary["id"])}
+    before = {who: patients_seen(journal, token) for who, token in people.items()}
     # A read of the Nordby nurse before the merger: its audit record names her unit as it was then.
     [last_read] = journal.fetch(
-        "SELECT recorded_at FROM audit_event WHERE actor_id = $1 ORDER BY recorded_at DESC LIMIT 1",
-        str(PERSONAS[NURSE].entity_id),
+        "SELECT recorded_at FROM audit_event WHERE actor_id = $1 ORDER BY recorded_at DESC LIMIT 1", nurse_id
     )
     untouched = fingerprints(journal)
 
@@ -96,27 +119,29 @@ def test_a_dry_run_reports_the_impact_and_the_merger_then_does_exactly_that(jour
     combined = {u["name"]: u["into_name"] for u in change["units"] if u["change"] == "combined"}
     assert combined["Nordby hjemmetjeneste"] == "Fjordvik hjemmetjeneste"
     assert {u["name"] for u in change["units"] if u["change"] == "moved"} >= {"Nordby legekontor 1"}
-    nurse = preview["people"][str(PERSONAS[NURSE].entity_id)]
-    assert nurse["before"]["demographics"] == before_reads["demographics"]
-    assert nurse["before"].get("medication", 0) == before_reads["medication"]
-    assert nurse["visible"]["demographics"] > 0, "home care combined: the Fjordvik home care patients come into view"
+    for who, seen in before.items():
+        assert {c: preview["people"][who]["before"].get(c, 0) for c in seen} == seen
+    assert preview["people"][nurse_id]["visible"]["demographics"] > 0, "home care combined: Fjordvik's patients"
+    assert preview["people"][secretary["id"]]["invisible"]["clinical-note"] > 0, "Fjordvik's rule for secretaries"
     secretaries = [g for g in preview["groups"] if g["role"] == "health_secretary" and g["unit"].startswith("Nordby")]
-    assert secretaries and all(g["invisible"].get("clinical-note", {}).get("patients", 0) > 0 for g in secretaries), (
-        "under Fjordvik's scope, its local rule hides clinical notes from Nordby's health secretaries"
+    assert secretaries and all(g["invisible"]["clinical-note"]["patients"] > 0 for g in secretaries)
+
+    # Applied through the national directory administrator's mutation: the same operation, another door.
+    variables = {"from": gid("Municipality", NORDBY), "into": gid("Municipality", FJORDVIK)}
+    applied = journal.query(MERGE, "directory-admin", variables)
+    assert "errors" not in applied, applied
+    done = applied["data"]["mergeMunicipalities"]
+    assert done["applied"] is True
+    assert done["patientsMoved"] == change["patients_moved"]
+    assert done["careRelationsMoved"] == change["care_relations_moved"] > 0
+    assert done["rolesMoved"] == change["roles_moved"]
+    assert done["restrictionsCarriedOver"] == change["restrictions_carried_over"]
+    assert sorted((u["name"], u["change"]) for u in done["units"]) == sorted(
+        (u["name"], u["change"]) for u in change["units"]
     )
-
-    applied = merge(journal)
-
-    assert applied["applied"] is True
-    assert applied["groups"] == preview["groups"]
-    assert applied["people"] == preview["people"]
-    assert applied["reorganization"] == preview["reorganization"]
-    after_reads = seen_by_nurse(journal)
-    assert after_reads["demographics"] == nurse["after"]["demographics"]
-    assert after_reads["demographics"] - before_reads["demographics"] == nurse["visible"]["demographics"] - nurse[
-        "invisible"
-    ].get("demographics", 0)
-    assert after_reads["medication"] == nurse["after"].get("medication", 0)
+    for who, token in people.items():
+        after = patients_seen(journal, token)
+        assert after == {c: preview["people"][who]["after"].get(c, 0) for c in after}, who
 
     [nordby] = journal.fetch("SELECT id, merged_into_id, policy_scope FROM municipality WHERE name = 'Nordby kommune'")
     [fjordvik] = journal.fetch("SELECT id, policy_scope FROM municipality WHERE name = 'Fjordvik kommune'")
@@ -129,9 +154,11 @@ def test_a_dry_run_reports_the_impact_and_the_merger_then_does_exactly_that(jour
     )
     assert then["then"] == nordby["id"] and then["now"] == fjordvik["id"]
     moved = journal.fetch(
-        "SELECT resource_ids FROM audit_event WHERE actor_id = 'akson-org' AND resource_kind = 'care_relation'"
+        "SELECT resource_ids FROM audit_event WHERE actor_id = $1 AND resource_kind = 'care_relation' "
+        "AND reason = 'REORGANIZATION'",
+        str(PERSONAS["directory-admin"].entity_id),
     )
-    assert len(moved) == applied["reorganization"]["care_relations_moved"] > 0
+    assert len(moved) == done["careRelationsMoved"]
     verified = akson(journal, "audit", "verify")
     assert verified.returncode == 0 and "audit chain intact" in verified.stdout, verified.stdout + verified.stderr
 
@@ -152,6 +179,7 @@ def test_moving_a_unit_moves_its_rows_into_the_other_municipalitys_scope(journal
     done = akson(journal, "org", "move-unit", "Havlia legekontor 1", "--to", "Fjordvik", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
+    assert report["applied"] is True
     assert [u["name"] for u in report["reorganization"]["units"]] == ["Havlia legekontor 1"]
     groups = {(g["role"], g["unit"]): g for g in report["groups"]}
     secretaries = groups["health_secretary", "Havlia legekontor 1"]
@@ -161,3 +189,8 @@ def test_moving_a_unit_moves_its_rows_into_the_other_municipalitys_scope(journal
         "Havlia legekontor 1",
     )
     assert row["name"] == "Fjordvik kommune"
+
+
+def test_applying_a_merger_needs_its_policy_scope_chosen(journal: Gateway) -> None:
+    done = akson(journal, "org", "merge", "--from", "Havlia", "--into", "Fjordvik")
+    assert done.returncode == 2 and "choose the merged municipality's policy scope" in done.stdout, done.stdout

@@ -65,3 +65,8 @@ $$;
 
 GRANT SELECT ON organization_municipality_period TO akson_gateway;
 GRANT EXECUTE ON FUNCTION unit_municipality_at(uuid, timestamptz) TO akson_gateway;
+
+-- The directory is written through the API (decided by policy, audited like every write).
+GRANT INSERT, UPDATE ON organization, practitioner, practitioner_role TO akson_gateway;
+-- A merger through the API marks the merged municipality and sets the policy scope chosen.
+GRANT UPDATE ON municipality TO akson_gateway;
