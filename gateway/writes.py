@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from gateway.audit import AuditTrail
+from gateway.audit import AuditRecord, AuditTrail
 from gateway.auth import Principal
 from gateway.authz import Authorizer
 from gateway.errors import BadUserInput, Forbidden, NotFound
+from gateway.reorganize import REASON as REORGANIZATION
 from gateway.reorganize import Reorganization, Reorganizer, check_merge, find_municipality
 from gateway.resources import CLINICAL_NOTE, EMERGENCY_GRANT, KINDS, MUNICIPALITY, ORGANIZATION, PATIENT, RESTRICTION
 from gateway.sql import sql
@@ -331,7 +332,7 @@ class JournalWrites:
             reorganizer = Reorganizer(tx.conn, self._principal, self._authorizer.policy_version)
             return await reorganizer.merge(source, into, policy_scope, combine_units=combine_units)
 
-        return await self._reorganize(change, dry_run)
+        return await self._reorganize(change, dry_run, MUNICIPALITY.name, "merge", (source_id, into_id))
 
     async def move_unit(self, unit_id: str, to_id: str, *, dry_run: bool) -> tuple[Reorganization, bool]:
         """Move a unit (and those under it) to another municipality (`move`, decided by policy), or preview it."""
@@ -346,16 +347,23 @@ class JournalWrites:
             reorganizer = Reorganizer(tx.conn, self._principal, self._authorizer.policy_version)
             return await reorganizer.move_unit(found, to)
 
-        return await self._reorganize(change, dry_run)
+        return await self._reorganize(change, dry_run, ORGANIZATION.name, "move", (unit_id, to_id))
 
     async def _reorganize(
-        self, change: Callable[[WriteTransaction], Awaitable[Reorganization]], dry_run: bool
+        self,
+        change: Callable[[WriteTransaction], Awaitable[Reorganization]],
+        dry_run: bool,
+        kind: str,
+        action: str,
+        ids: tuple[str, ...],
     ) -> tuple[Reorganization, bool]:
+        """Carry `change` out; a preview rolls it back and leaves one audit record of having been made."""
         try:
             async with self._transaction() as tx:
                 done = await change(tx)
                 if dry_run:
                     raise _Preview(done)
         except _Preview as preview:
+            self._audit.record(AuditRecord(None, kind, ids, f"preview_{action}", True, REORGANIZATION))
             return preview.done, False
         return done, True

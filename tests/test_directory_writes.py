@@ -216,6 +216,11 @@ def test_the_national_directory_admin_previews_a_merger_and_nothing_changes(gate
     combined = {u["name"]: u["intoId"] for u in done["units"] if u["change"] == "combined"}
     assert combined["Nordby hjemmetjeneste"] == gid("Organization", FJORDVIK_HOMECARE)
     assert table_fingerprints(gateway) == before
+    [previewed] = gateway.fetch(
+        "SELECT resource_ids FROM audit_event WHERE actor_id = $1 AND action = 'preview_merge'",
+        str(PERSONAS["directory-admin"].entity_id),
+    )
+    assert previewed["resource_ids"] == [str(NORDBY), str(FJORDVIK)]
     refused = gateway.query(MERGE, ADMIN, {**variables, "dryRun": False})
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert table_fingerprints(gateway) == before
