@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHROMIUM_STAMP := $(VENV)/.chromium
 
 .PHONY: run test deps schema lint policy-test bench bench-scale bench-export bench-seed bench-audit bench-events soak clean
 
@@ -17,7 +18,7 @@ run: deps
 # requests, two minutes) runs in the first run only: what it tests is the HTTP edge, not the server.
 LOCAL_PG ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-test: deps
+test: deps $(CHROMIUM_STAMP)
 	$(BIN)/ruff check gateway resolvers tests bench examples
 	$(BIN)/mypy gateway resolvers tests bench examples
 	$(MAKE) --no-print-directory policy-test
@@ -33,6 +34,15 @@ $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The browser tests drive Debian's Chromium with Playwright (Playwright's own browser download is not used).
+$(CHROMIUM_STAMP): $(PY_STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the browser tests need Chromium: install Debian's chromium package (apt-get install chromium)"; \
+	    exit 1; fi; }
 	touch $@
 
 # package.json pins cerbos to an exact version, which pins its platform binary. No lock file: npm's

@@ -34,6 +34,7 @@ from gateway.auth import (
     is_graphiql_page,
 )
 from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
+from gateway.browser_files import BrowserFiles
 from gateway.bulk_export import BulkExports, export_routes
 from gateway.change_hub import ChangeHub
 from gateway.config import Settings, load_settings
@@ -57,10 +58,15 @@ log = logging.getLogger(__name__)
 
 
 class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view, for what it does well: the GraphiQL page, and websockets speaking
-    graphql-transport-ws through `JournalSocket` (gateway/live.py). HTTP requests go to `GraphQLHttp`."""
+    """Strawberry's ASGI view, for what it does well: websockets speaking graphql-transport-ws through
+    `JournalSocket` (gateway/live.py). HTTP requests go to `GraphQLHttp`; the GraphiQL page is ours
+    (gateway/browser_files.py: every file from this gateway, none from a CDN)."""
 
     graphql_transport_ws_handler_class = JournalSocket
+
+    def __init__(self, *args: Any, files: BrowserFiles, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._files = files
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -73,7 +79,7 @@ class GraphQLView(GraphQL[Context, None]):
                 if current is not None:
                     current.uncancel()
             return
-        await (await self.render_graphql_ide(Request(scope=scope, receive=receive)))(scope, receive, send)
+        await self._files.graphiql()(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context | None:  # type: ignore[override]
         """A websocket gets its context when `connection_init` authenticates it (gateway/live.py)."""
@@ -241,8 +247,10 @@ def create_app(settings: Settings | None = None) -> Any:
             await pool.close()
 
     schema = build_schema(settings)
+    files = BrowserFiles(settings.project_dir)
     view = GraphQLView(
         schema,
+        files=files,
         graphql_ide="graphiql",
         allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -271,6 +279,7 @@ def create_app(settings: Settings | None = None) -> Any:
         WebSocketRoute("/graphql", view),
         Route(BASE_PATH, fhir, methods=["POST"]),
         Route(BASE_PATH + "/{rest:path}", fhir),
+        Route("/assets/{name}", files.asset),
         Route("/healthz", ready),
         Route("/healthz/ready", ready),
         Route("/healthz/live", live),
