@@ -8,7 +8,7 @@ PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHROMIUM_STAMP := $(VENV)/.chromium
 
-.PHONY: run test deps schema lint policy-test bench bench-scale bench-export bench-seed bench-audit bench-events soak clean
+.PHONY: run test deps schema lint policy-test console-screenshots bench bench-scale bench-export bench-seed bench-audit bench-events soak clean
 
 run: deps
 	$(BIN)/akson serve --demo
@@ -51,6 +51,10 @@ $(NODE_STAMP): package.json
 	npm install --no-package-lock --no-audit --no-fund --loglevel=error
 	test -x "$$(ls node_modules/@cerbos/cerbos-*/cerbos-* | head -1)"
 	touch $@
+
+# Screenshots of the console's pages for the README (docs/console/*.png).
+console-screenshots: deps $(CHROMIUM_STAMP)
+	$(BIN)/python examples/console_screenshots.py docs/console
 
 policy-test: deps
 	$(BIN)/akson policy test

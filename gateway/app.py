@@ -38,6 +38,7 @@ from gateway.browser_files import BrowserFiles
 from gateway.bulk_export import BulkExports, export_routes
 from gateway.change_hub import ChangeHub
 from gateway.config import Settings, load_settings
+from gateway.console import routes as console_routes
 from gateway.context import Context
 from gateway.db import AppShares, create_pool
 from gateway.fhir_api import BASE_PATH, FhirDoor, read_routes
@@ -280,6 +281,7 @@ def create_app(settings: Settings | None = None) -> Any:
         Route(BASE_PATH, fhir, methods=["POST"]),
         Route(BASE_PATH + "/{rest:path}", fhir),
         Route("/assets/{name}", files.asset),
+        *console_routes(),
         Route("/healthz", ready),
         Route("/healthz/ready", ready),
         Route("/healthz/live", live),

@@ -26,12 +26,16 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+
+
+def page_headers(content_security_policy: str) -> dict[str, str]:
+    """The headers of a page the gateway serves a browser: its policy, no sniffing, no referrer, no caching."""
+    return {
+        "Content-Security-Policy": content_security_policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ def assets(project_dir: Path) -> dict[str, Asset]:
         "plugin-explorer.css": Asset(modules / "@graphiql/plugin-explorer/dist/style.css", CSS),
         "graphiql-page.js": Asset(STATIC / "graphiql-page.js", JS),
         "graphiql-page.css": Asset(STATIC / "graphiql-page.css", CSS),
+        "console.css": Asset(STATIC / "console.css", CSS),
     }
 
 
@@ -80,4 +85,6 @@ class BrowserFiles:
 
     def graphiql(self) -> Response:
         """The GraphiQL page: only this origin's files, under a Content-Security-Policy that says so."""
-        return Response(self._page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return Response(
+            self._page, media_type="text/html; charset=utf-8", headers=page_headers(CONTENT_SECURITY_POLICY)
+        )

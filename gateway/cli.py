@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import signal
 import sys
@@ -27,6 +26,7 @@ from gateway.org_cli import add_commands as add_org_commands
 from gateway.personas import PERSONAS
 from gateway.policy_cli import add_commands as add_policy_commands
 from gateway.seed import is_seeded, reset, seed
+from gateway.store import global_id_of
 
 DEMO_PATIENTS = 1000
 T = TypeVar("T")
@@ -189,8 +189,8 @@ def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def patient_global_id(raw: object) -> str:
-    """The API's global id of a patient (Relay convention: base64 of `Patient:<id>`)."""
-    return base64.b64encode(f"Patient:{raw}".encode()).decode()
+    """The API's global id of a patient."""
+    return global_id_of("Patient", raw)
 
 
 def _cmd_personas(settings: Settings, args: argparse.Namespace) -> int:

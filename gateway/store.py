@@ -131,6 +131,12 @@ def parse_id(raw: str, what: str) -> uuid.UUID:
 _PHANTOM_SCALARS: dict[str, Any] = {"boolean": False, "integer": 0}
 
 
+def global_id_of(type_name: str, raw: object) -> str:
+    """The API's global id of a resource (Relay convention: base64 of `<Type>:<id>`), for code that names one
+    outside a resolver (the CLI, the console)."""
+    return base64.b64encode(f"{type_name}:{raw}".encode()).decode()
+
+
 def parse_global_id(value: str, expected: ResourceKind | None = None) -> tuple[ResourceKind, str]:
     """The kind and journal id behind a global id; a foreign or malformed id is bad input."""
     try:

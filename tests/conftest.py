@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +29,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from gateway import demo_issuer
 from gateway.components import free_port, start_embedded_postgres
@@ -74,8 +77,14 @@ T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from a synchronous test."""
-    return asyncio.run(coro)
+    """Run a coroutine from a synchronous test: on a thread of its own while Playwright's synchronous API keeps
+    an event loop running on this one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(asyncio.run, coro).result()
 
 
 @pytest.fixture(scope="session")
@@ -338,3 +347,17 @@ def restricted_from(gateway: Gateway, persona: str, reason: str = "I know her pr
         yield restriction
     finally:
         gateway.query(LIFT, "citizen", {"id": restriction})
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """A headless Chromium from the system's package (`make test` installs Debian's `chromium`), driven by
+    Playwright (its own browser download is not used)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "no chromium on PATH: `make test` installs Debian's chromium package"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()

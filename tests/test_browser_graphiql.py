@@ -5,31 +5,15 @@ Content-Security-Policy that allows nothing else, and it works in a real headles
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, ConsoleMessage, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage
 
 from gateway.browser_files import CONTENT_SECURITY_POLICY
 from tests.conftest import Gateway
 
 HTML = {"Accept": "text/html"}
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """A headless Chromium from the system's package (`make test` installs Debian's `chromium`)."""
-    assert CHROMIUM, "no chromium on PATH: `make test` installs Debian's chromium package"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def test_the_graphiql_page_loads_only_this_gateways_files_under_a_strict_policy(gateway: Gateway) -> None:

@@ -1,0 +1,325 @@
+"""The console at `/console`: pages for policy admins, compliance officers and citizens, over the public API.
+
+Server-rendered pages (Starlette + Jinja2 templates, plain HTML forms, no script at all): every page asks the
+gateway's own GraphQL endpoint, in process and through the whole request path (authentication, policy,
+audit), with the signed-in person's token, so the console can do nothing its user could not do with their
+own token, and every action is audited with them as the actor. No private back door.
+
+- Sign-in (demo mode): a persona picker; the session holds the persona's token server-side
+  (`console_session`, migration 0021), keyed by the SHA-256 of a random cookie (HttpOnly, Secure,
+  SameSite=Strict). Forms carry a per-session CSRF token; sign-in, before a session, a double-submit cookie.
+- Pages: apps (approve, suspend, revoke with a reason), emergency accesses waiting for review (who, whom,
+  when, why, what was read during the grant; record the conclusion), and a citizen's own access log (innsyn).
+- Norwegian bokmål by default, English with `?lang=en` (kept in a cookie); gateway/console_text.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from gateway import demo_issuer
+from gateway.browser_files import page_headers
+from gateway.console_text import LANGUAGES, TEXT
+from gateway.personas import PERSONAS
+from gateway.runtime import runtime_of
+from gateway.store import global_id_of
+
+SESSION_COOKIE = "akson_console"
+SIGN_IN_COOKIE = "akson_console_signin"
+LANGUAGE_COOKIE = "akson_console_lang"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+PAGE_HEADERS = page_headers(CONTENT_SECURITY_POLICY)
+LOG_DAYS = 30
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in person: their token, who they are, and the CSRF token of their forms."""
+
+    token: str
+    persona: str
+    csrf: str
+
+
+def _digest(cookie: str) -> str:
+    return hashlib.sha256(cookie.encode()).hexdigest()
+
+
+async def start_session(pool: asyncpg.Pool, token: str, persona: str, expires: datetime) -> str:
+    """A new session for `token`; returns the cookie value (only its hash is stored)."""
+    cookie = secrets.token_urlsafe(32)
+    await pool.execute(
+        "INSERT INTO console_session (id_hash, access_token, persona, csrf_token, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        _digest(cookie),
+        token,
+        persona,
+        secrets.token_urlsafe(24),
+        expires,
+    )
+    return cookie
+
+
+async def session_of(request: Request) -> Session | None:
+    """The request's session, if its cookie names one that has not expired."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    row = await runtime_of(request.scope).pool.fetchrow(
+        "SELECT access_token, persona, csrf_token FROM console_session WHERE id_hash = $1 AND expires_at > now()",
+        _digest(cookie),
+    )
+    return Session(row["access_token"], row["persona"], row["csrf_token"]) if row else None
+
+
+def language_of(request: Request) -> str:
+    """`?lang=` when given, else the language cookie, else bokmål."""
+    asked = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE) or "nb"
+    return asked if asked in LANGUAGES else "nb"
+
+
+def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """A page in the request's language, under the console's Content-Security-Policy."""
+    language = language_of(request)
+    words = TEXT[language]
+    html = TEMPLATES.get_template(template).render(
+        t=lambda key: words[key], lang=language, path=request.url.path, **values
+    )
+    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(LANGUAGE_COOKIE, language, httponly=True, secure=True, samesite="strict", path="/console")
+    return response
+
+
+async def graphql(request: Request, session: Session, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """The public GraphQL API, asked in process with the person's token: the whole request path applies."""
+    transport = httpx.ASGITransport(app=request.app)
+    async with httpx.AsyncClient(transport=transport, base_url=str(request.base_url)) as client:
+        response = await client.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {session.token}", "Accept": "application/json"},
+            timeout=30,
+        )
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def problem(answer: dict[str, Any]) -> str | None:
+    """The first error's message and reason code, for the page; None when there was none."""
+    errors = answer.get("errors") or []
+    if not errors:
+        return None
+    extensions = errors[0].get("extensions") or {}
+    code = extensions.get("reason") or extensions.get("code") or ""
+    return f"{errors[0].get('message', '')} ({code})" if code else str(errors[0].get("message", ""))
+
+
+async def _form(request: Request, session: Session | None) -> dict[str, str] | None:
+    """The posted form when its CSRF token is the session's (or, before one, the sign-in cookie's)."""
+    form = await request.form()
+    given = str(form.get("csrf", ""))
+    expected = session.csrf if session else request.cookies.get(SIGN_IN_COOKIE, "")
+    if not expected or not hmac.compare_digest(given, expected):
+        return None
+    return {k: str(v) for k, v in form.items()}
+
+
+def _forbidden(request: Request) -> HTMLResponse:
+    return render(request, "console/message.html", status=403, session=None, message_key="no_access")
+
+
+# ---- sign-in -------------------------------------------------------------------------------------------
+
+
+async def sign_in(request: Request) -> Response:
+    """GET: the persona picker (demo mode); POST: sign in as the chosen persona."""
+    settings = runtime_of(request.scope).settings
+    if not settings.demo:
+        return render(request, "console/message.html", status=501, session=None, message_key="no_access")
+    if request.method == "GET":
+        csrf = secrets.token_urlsafe(24)
+        personas = [p for p in PERSONAS.values() if p.kind != "service"]
+        response = render(request, "console/sign_in.html", session=None, personas=personas, csrf=csrf)
+        response.set_cookie(SIGN_IN_COOKIE, csrf, httponly=True, secure=True, samesite="strict", path="/console")
+        return response
+    form = await _form(request, None)
+    persona = PERSONAS.get((form or {}).get("persona", ""))
+    if form is None or persona is None or persona.kind == "service":
+        return _forbidden(request)
+    runtime = runtime_of(request.scope)
+    claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
+    token = demo_issuer.sign(claims, runtime.issuer_key)
+    expires = datetime.fromtimestamp(claims["exp"], UTC)
+    cookie = await start_session(runtime.pool, token, persona.name, expires)
+    signed_in = RedirectResponse("/console/", status_code=303)
+    signed_in.set_cookie(
+        SESSION_COOKIE, cookie, httponly=True, secure=True, samesite="strict", path="/console", expires=expires
+    )
+    signed_in.delete_cookie(SIGN_IN_COOKIE, path="/console")
+    return signed_in
+
+
+async def sign_out(request: Request) -> Response:
+    """End the session (its row is deleted, the cookie cleared)."""
+    session = await session_of(request)
+    if session is not None and await _form(request, session) is not None:
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        await runtime_of(request.scope).pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(cookie))
+    response = RedirectResponse("/console/sign-in", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/console")
+    return response
+
+
+async def home(request: Request) -> Response:
+    """The overview: the pages there are."""
+    session = await session_of(request)
+    if session is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    return render(request, "console/home.html", session=session, persona=PERSONAS.get(session.persona))
+
+
+# ---- apps ----------------------------------------------------------------------------------------------
+
+APPS = """query { apps(first: 100) { clientId name vendorOrgNumber kind scopes status statusReason registeredAt
+  decidedAt } }"""
+APP_ACTIONS = {
+    "approve": "mutation($id: String!, $reason: String!) { approveApp(clientId: $id, reason: $reason) { status } }",
+    "suspend": "mutation($id: String!, $reason: String!) { suspendApp(clientId: $id, reason: $reason) { status } }",
+    "revoke": "mutation($id: String!, $reason: String!) { revokeApp(clientId: $id, reason: $reason) { status } }",
+}
+
+
+async def apps(request: Request) -> Response:
+    """Every app the person may see, with approve, suspend and revoke (decided by policy, audited)."""
+    session = await session_of(request)
+    if session is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    notice = None
+    if request.method == "POST":
+        form = await _form(request, session)
+        action = request.path_params.get("action", "")
+        if form is None or action not in APP_ACTIONS:
+            return _forbidden(request)
+        client_id = request.path_params["client_id"]
+        done = await graphql(request, session, APP_ACTIONS[action], {"id": client_id, "reason": form.get("reason", "")})
+        failed = problem(done)
+        outcome = f"failed:{failed}" if failed else f"done:{action} {client_id}"
+        return RedirectResponse(f"/console/apps?notice={quote(outcome)}", status_code=303)
+    notice = request.query_params.get("notice")
+    answer = await graphql(request, session, APPS, {})
+    listed = (answer.get("data") or {}).get("apps") or []
+    return render(request, "console/apps.html", session=session, apps=listed, error=problem(answer), notice=notice)
+
+
+# ---- emergency accesses --------------------------------------------------------------------------------
+
+# A reviewer is not the patient's clinician: the patient is named by id, from the log of the grant.
+PENDING = """query { emergencyGrants(first: 50, filter: {reviewed: false}) { edges { node { id reason
+  lifeOrHealthAtRisk grantedAt expiresAt practitioner { id name { family given } } } } } }"""
+READ_DURING = """query($from: DateTime!, $to: DateTime!, $actor: ID!) { accessLog(first: 50,
+  filter: {recordedFrom: $from, recordedTo: $to, actorId: $actor, emergency: true}) {
+  edges { node { recordedAt resourceKind action resourceCount decision patientIdGlobal } } } }"""
+REVIEW = """mutation($id: ID!, $conclusion: String!) { reviewEmergencyAccess(id: $id, conclusion: $conclusion) {
+  reviewedAt } }"""
+
+
+async def emergency(request: Request) -> Response:
+    """Emergency accesses waiting for review, with what was read under each; record a review's conclusion."""
+    session = await session_of(request)
+    if session is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    if request.method == "POST":
+        form = await _form(request, session)
+        if form is None:
+            return _forbidden(request)
+        variables = {"id": request.path_params["grant_id"], "conclusion": form.get("conclusion", "")}
+        failed = problem(await graphql(request, session, REVIEW, variables))
+        outcome = f"failed:{failed}" if failed else "done:review"
+        return RedirectResponse(f"/console/emergency?notice={quote(outcome)}", status_code=303)
+    answer = await graphql(request, session, PENDING, {})
+    grants = [e["node"] for e in ((answer.get("data") or {}).get("emergencyGrants") or {}).get("edges", [])]
+    for grant in grants:
+        actor = (grant.get("practitioner") or {}).get("id")
+        read = await graphql(
+            request, session, READ_DURING, {"from": grant["grantedAt"], "to": grant["expiresAt"], "actor": actor}
+        )
+        grant["read"] = [e["node"] for e in ((read.get("data") or {}).get("accessLog") or {}).get("edges", [])]
+        grant["patient"] = next((r["patientIdGlobal"] for r in grant["read"] if r.get("patientIdGlobal")), None)
+    return render(
+        request,
+        "console/emergency.html",
+        session=session,
+        grants=grants,
+        error=problem(answer) if not grants else None,
+        notice=request.query_params.get("notice"),
+    )
+
+
+# ---- a citizen's own access log ------------------------------------------------------------------------
+
+MY_LOG = """query($patient: ID!, $from: DateTime!, $to: DateTime!) {
+  emergencyGrants(first: 20) { edges { node { reason grantedAt expiresAt reviewedAt
+    practitioner { name { family given } } } } }
+  accessLog(first: 100, filter: {patientId: $patient, recordedFrom: $from, recordedTo: $to, decision: ALLOW}) {
+    edges { node { recordedAt resourceKind action emergency actor { name { family given } } units { name } } } } }"""
+
+
+async def my_log(request: Request) -> Response:
+    """Innsyn: who accessed the person's record (or their child's), and every emergency access to it."""
+    session = await session_of(request)
+    if session is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    persona = PERSONAS.get(session.persona)
+    patient = persona.launch_patient_id or persona.entity_id if persona and persona.kind == "citizen" else None
+    if patient is None:
+        return _forbidden(request)
+    now = datetime.now(UTC)
+    variables = {
+        "patient": global_id_of("Patient", patient),
+        "from": (now - timedelta(days=LOG_DAYS)).isoformat(),
+        "to": (now + timedelta(minutes=1)).isoformat(),
+    }
+    answer = await graphql(request, session, MY_LOG, variables)
+    data = answer.get("data") or {}
+    grants = [e["node"] for e in (data.get("emergencyGrants") or {}).get("edges", [])]
+    accesses = [e["node"] for e in (data.get("accessLog") or {}).get("edges", [])]
+    return render(
+        request, "console/my_log.html", session=session, grants=grants, accesses=accesses, error=problem(answer)
+    )
+
+
+def routes() -> list[Route]:
+    """The console's routes, under /console."""
+    return [
+        Route("/console", lambda request: RedirectResponse("/console/", status_code=307)),
+        Route("/console/", home),
+        Route("/console/sign-in", sign_in, methods=["GET", "POST"]),
+        Route("/console/sign-out", sign_out, methods=["POST"]),
+        Route("/console/apps", apps),
+        Route("/console/apps/{client_id}/{action}", apps, methods=["POST"]),
+        Route("/console/emergency", emergency),
+        Route("/console/emergency/{grant_id}/review", emergency, methods=["POST"]),
+        Route("/console/my-log", my_log),
+    ]

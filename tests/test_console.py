@@ -1,0 +1,145 @@
+"""The console at /console, driven in a real headless Chromium as the personas would use it: a policy admin
+approves a pending app and the app's next token works; a compliance officer records an emergency access's
+review; the citizen sees the emergency access to their record; the nurse of another municipality sees none
+of it. Every action is audited with the signed-in person as actor, through the public API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey
+from playwright.sync_api import Browser, Page, expect
+
+from gateway.console import CONTENT_SECURITY_POLICY
+from gateway.console_text import TEXT
+from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
+from tests.conftest import Gateway, gid
+from tests.test_app_registry import REGISTER, backend, client_token
+
+EMERGENCY = """mutation($patient: ID!, $reason: String!) { requestEmergencyAccess(patientId: $patient,
+  reason: $reason, lifeOrHealthAtRisk: false) { id } }"""
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    opened = context.new_page()
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def sign_in(page: Page, gateway: Gateway, persona: str, lang: str = "en") -> None:
+    page.goto(f"{gateway.base_url}/console/sign-in?lang={lang}")
+    page.get_by_label(persona, exact=False).first.check()
+    page.get_by_role("button", name=TEXT[lang]["sign_in"]).click()
+    expect(page.locator(f'[data-persona="{persona}"]')).to_be_visible()
+
+
+def actor_rows(gateway: Gateway, persona: str, action: str, resource_id: str) -> list[str]:
+    rows = gateway.fetch(
+        "SELECT decision FROM audit_event WHERE actor_id = $1 AND action = $2 AND $3 = ANY(resource_ids)",
+        str(PERSONAS[persona].entity_id),
+        action,
+        resource_id,
+    )
+    return [r["decision"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def emergency_reason(gateway: Gateway) -> str:
+    """The GP opens the citizen's record in an emergency (by the API): the grant the pages below show."""
+    reason = f"Akutt forverring, fastlegen utilgjengelig {uuid.uuid4().hex[:6]}"
+    opened = gateway.query(EMERGENCY, "gp", {"patient": gid("Patient", CITIZEN_PATIENT_ID), "reason": reason})
+    assert "errors" not in opened, opened
+    patient = {"id": gid("Patient", CITIZEN_PATIENT_ID)}
+    read = gateway.query("query($id: ID!) { patient(id: $id) { id } }", "gp", patient)
+    assert read["data"]["patient"] is not None
+    return reason
+
+
+def test_every_console_page_is_under_a_policy_of_this_origin_only_and_no_script(gateway: Gateway) -> None:
+    page = httpx.get(f"{gateway.base_url}/console/sign-in")
+    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "script-src" not in CONTENT_SECURITY_POLICY and "default-src 'none'" in CONTENT_SECURITY_POLICY
+    assert "<script" not in page.text
+    cookie = page.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "secure" in cookie and "samesite=strict" in cookie
+
+
+def test_a_form_without_the_sessions_csrf_token_is_refused(gateway: Gateway) -> None:
+    refused = httpx.post(f"{gateway.base_url}/console/sign-in", data={"persona": "policy-admin", "csrf": "guess"})
+    assert refused.status_code == 403 and "akson_console=" not in refused.headers.get("set-cookie", "")
+
+
+def test_the_console_speaks_bokmal_by_default_and_english_on_request(gateway: Gateway) -> None:
+    assert set(TEXT["nb"]) == set(TEXT["en"])
+    norwegian = httpx.get(f"{gateway.base_url}/console/sign-in")
+    assert '<html lang="nb">' in norwegian.text and TEXT["nb"]["choose_persona"] in norwegian.text
+    english = httpx.get(f"{gateway.base_url}/console/sign-in?lang=en")
+    assert '<html lang="en">' in english.text and TEXT["en"]["choose_persona"] in english.text
+
+
+def test_a_policy_admin_approves_a_pending_app_and_its_next_token_works(gateway: Gateway, page: Page) -> None:
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    client_id = gateway.query(REGISTER, "vendor-app", {"input": backend(key)})["data"]["registerApp"]["clientId"]
+    assert client_token(gateway, key, client_id).status_code != 200, "a pending app gets no token"
+
+    sign_in(page, gateway, "policy-admin")
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["apps"]).click()
+    row = page.locator(f'tr[data-client-id="{client_id}"]')
+    expect(row.locator(".status")).to_have_text("PENDING")
+    row.get_by_label("Reason (Approve", exact=False).fill("DPIA and data-processing agreement signed")
+    row.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status")).to_contain_text(f"approve {client_id}")
+    expect(page.locator(f'tr[data-client-id="{client_id}"] .status')).to_have_text("APPROVED")
+
+    issued = client_token(gateway, key, client_id)
+    assert issued.status_code == 200, issued.text
+    answer = gateway.post("{ organizations(first: 1) { totalCount } }", token=issued.json()["access_token"])
+    assert answer.status_code == 200 and "errors" not in answer.json()
+    assert "ALLOW" in actor_rows(gateway, "policy-admin", "approve", client_id)
+
+
+def test_a_compliance_officer_records_the_review_of_an_emergency_access(
+    gateway: Gateway, page: Page, emergency_reason: str
+) -> None:
+    sign_in(page, gateway, "compliance-officer")
+    page.goto(f"{gateway.base_url}/console/emergency")
+    grant = page.locator("section.grant", has_text=emergency_reason)
+    expect(grant).to_contain_text("Haugen")
+    expect(grant).to_contain_text(gid("Patient", CITIZEN_PATIENT_ID))
+    expect(grant.locator("table")).to_contain_text("patient")
+    grant.get_by_label("Conclusion").fill("Justified: the GP office was closed and the patient deteriorated.")
+    grant.get_by_role("button", name="Record the review").click()
+    expect(page.get_by_role("status")).to_contain_text("review")
+    [row] = gateway.fetch(
+        "SELECT id, reviewed_at, review_conclusion FROM emergency_grant WHERE reason = $1", emergency_reason
+    )
+    assert row["reviewed_at"] is not None and row["review_conclusion"].startswith("Justified")
+    assert "ALLOW" in actor_rows(gateway, "compliance-officer", "review", str(row["id"]))
+
+
+def test_the_citizen_sees_the_emergency_access_to_their_record(
+    gateway: Gateway, page: Page, emergency_reason: str
+) -> None:
+    sign_in(page, gateway, "citizen", lang="nb")
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["nb"]["my_log"]).click()
+    expect(page.locator(".emergency-item", has_text=emergency_reason)).to_contain_text("Erik Haugen")
+    expect(page.locator("tr.emergency-row").first).to_be_visible()
+
+
+def test_the_nurse_of_another_municipality_sees_none_of_it(gateway: Gateway, page: Page, emergency_reason: str) -> None:
+    sign_in(page, gateway, "nurse-other-municipality")
+    page.goto(f"{gateway.base_url}/console/emergency")
+    expect(page.locator("h1")).to_have_text(TEXT["en"]["emergency"])
+    assert page.locator("section.grant", has_text=emergency_reason).count() == 0
+    page.goto(f"{gateway.base_url}/console/apps")
+    assert page.locator("tr[data-client-id]").count() == 0
+    response = page.goto(f"{gateway.base_url}/console/my-log")
+    assert response is not None and response.status == 403
+    assert emergency_reason not in page.content()
