@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
@@ -31,6 +33,8 @@ PAGES = [
     ("apps", "policy-admin", "/console/apps"),
     ("emergency", "compliance-officer", "/console/emergency"),
     ("my-log", "citizen", "/console/my-log"),
+    ("access-log", "compliance-officer", "/console/log?from={week_ago}&patient={citizen}"),
+    ("blocking", "policy-admin", "/console/blocking"),
 ]
 
 
@@ -60,6 +64,8 @@ def main(out: Path) -> int:
     if chromium is None:
         print("needs Debian's chromium package (make test installs it)", file=sys.stderr)
         return 1
+    citizen = global_id_of("Patient", CITIZEN_PATIENT_ID)
+    week_ago = (datetime.now(UTC).date() - timedelta(days=7)).isoformat()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="akson-screens-") as work:
@@ -88,7 +94,7 @@ def main(out: Path) -> int:
                 "gp",
                 "mutation($p: ID!) { requestEmergencyAccess(patientId: $p, reason: "
                 '"Acute deterioration, GP office closed", lifeOrHealthAtRisk: false) { id } }',
-                {"p": global_id_of("Patient", CITIZEN_PATIENT_ID)},
+                {"p": citizen},
             )
             _post(
                 base,
@@ -99,14 +105,17 @@ def main(out: Path) -> int:
                 'scopes: ["openid", "user/Patient.rs", "user/Appointment.rs"]}) { clientId } }',
                 {},
             )
+            for refused in ("nurse-other-municipality", "health-secretary"):
+                _post(base, data_dir, refused, "query($p: ID!) { patient(id: $p) { id } }", {"p": citizen})
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-                for name, persona, path in PAGES:
+                for name, signed_in, path in PAGES:
                     context = browser.new_context(viewport={"width": 1280, "height": 900})
                     page = context.new_page()
-                    if persona is not None:
-                        _sign_in(page, base, persona)
-                    page.goto(f"{base}{path}?lang=en")
+                    if signed_in is not None:
+                        _sign_in(page, base, signed_in)
+                    target = path.format(week_ago=week_ago, citizen=quote(citizen))
+                    page.goto(f"{base}{target}{'&' if '?' in target else '?'}lang=en")
                     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                     print(f"wrote {out / f'{name}.png'}")
                     context.close()

@@ -59,6 +59,8 @@ def assets(project_dir: Path) -> dict[str, Asset]:
         "graphiql-page.js": Asset(STATIC / "graphiql-page.js", JS),
         "graphiql-page.css": Asset(STATIC / "graphiql-page.css", CSS),
         "console.css": Asset(STATIC / "console.css", CSS),
+        "chart.umd.min.js": Asset(modules / "chart.js/dist/chart.umd.min.js", JS),
+        "console-charts.js": Asset(STATIC / "console-charts.js", JS),
     }
 
 

@@ -1,7 +1,7 @@
 """The console at `/console`: pages for policy admins, compliance officers and citizens, over the public API.
 
-Server-rendered pages (Starlette + Jinja2 templates, plain HTML forms, no script at all): every page asks the
-gateway's own GraphQL endpoint, in process and through the whole request path (authentication, policy,
+Server-rendered pages (Starlette + Jinja2 templates, plain HTML forms; only the charts page runs script). Every
+page asks the gateway's own GraphQL endpoint, in process and through the whole request path (authentication, policy,
 audit), with the signed-in person's token, so the console can do nothing its user could not do with their
 own token, and every action is audited with them as the actor. No private back door.
 
@@ -9,7 +9,9 @@ own token, and every action is audited with them as the actor. No private back d
   (`console_session`, migration 0021), keyed by the SHA-256 of a random cookie (HttpOnly, Secure,
   SameSite=Strict). Forms carry a per-session CSRF token; sign-in, before a session, a double-submit cookie.
 - Pages: apps (approve, suspend, revoke with a reason), emergency accesses waiting for review (who, whom,
-  when, why, what was read during the grant; record the conclusion), and a citizen's own access log (innsyn).
+  when, why, what was read during the grant; record the conclusion), access-log search (compliance), the
+  information-blocking charts (denials by day, reason and app, Chart.js; a table traces each reason to the
+  rules that give it) and a citizen's own access log (innsyn).
 - Norwegian bokmål by default, English with `?lang=en` (kept in a cookie); gateway/console_text.py.
 """
 
@@ -18,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import asyncpg
 import httpx
@@ -35,6 +38,7 @@ from gateway import demo_issuer
 from gateway.browser_files import page_headers
 from gateway.console_text import LANGUAGES, TEXT
 from gateway.personas import PERSONAS
+from gateway.policy_reasons import rules_by_reason
 from gateway.runtime import runtime_of
 from gateway.store import global_id_of
 
@@ -45,7 +49,8 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-PAGE_HEADERS = page_headers(CONTENT_SECURITY_POLICY)
+# The charts page alone runs script: this origin's (Chart.js, pinned, and the page's own), nothing inline.
+CHARTS_POLICY = CONTENT_SECURITY_POLICY.replace("default-src 'none';", "default-src 'none'; script-src 'self';")
 LOG_DAYS = 30
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
@@ -99,14 +104,16 @@ def language_of(request: Request) -> str:
     return asked if asked in LANGUAGES else "nb"
 
 
-def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    """A page in the request's language, under the console's Content-Security-Policy."""
+def render(request: Request, template: str, status: int = 200, *, scripts: bool = False, **values: Any) -> HTMLResponse:
+    """A page in the request's language, under the console's Content-Security-Policy (which lets this
+    origin's scripts run only on a page that has some)."""
     language = language_of(request)
     words = TEXT[language]
     html = TEMPLATES.get_template(template).render(
         t=lambda key: words[key], lang=language, path=request.url.path, **values
     )
-    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+    headers = page_headers(CHARTS_POLICY if scripts else CONTENT_SECURITY_POLICY)
+    response = HTMLResponse(html, status_code=status, headers=headers)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANGUAGE_COOKIE, language, httponly=True, secure=True, samesite="strict", path="/console")
     return response
@@ -310,6 +317,136 @@ async def my_log(request: Request) -> Response:
     )
 
 
+# ---- access log search (compliance) --------------------------------------------------------------------
+
+LOG = """query($filter: AccessLogFilter!, $after: String) { accessLog(first: 100, after: $after, filter: $filter) {
+  totalCount pageInfo { hasNextPage endCursor }
+  edges { node { recordedAt actorKind clientId resourceKind resourceCount action emergency decision reason
+    patientIdGlobal actor { name { family given } } units { name } } } } }"""
+
+
+def _day(raw: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(raw) if raw else default
+    except ValueError:
+        return default
+
+
+async def access_log(request: Request) -> Response:
+    """Search the access log by patient, person, unit, app and time (what policy lets the person see)."""
+    session = await session_of(request)
+    if session is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    params = request.query_params
+    today = datetime.now(UTC).date()
+    start, end = _day(params.get("from"), today - timedelta(days=7)), _day(params.get("to"), today)
+    form = {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "patient": params.get("patient", ""),
+        "person": params.get("person", ""),
+        "unit": params.get("unit", ""),
+        "app": params.get("app", ""),
+        "emergency": params.get("emergency", ""),
+    }
+    values: dict[str, Any] = {"session": session, "form": form, "searched": False, "rows": [], "total": 0, "next": None}
+    if "from" not in params:
+        return render(request, "console/log.html", **values)
+    wanted: dict[str, Any] = {
+        "recordedFrom": datetime.combine(start, datetime.min.time(), UTC).isoformat(),
+        "recordedTo": datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC).isoformat(),
+    }
+    for field, key in (("patientId", "patient"), ("actorId", "person"), ("unitId", "unit"), ("clientId", "app")):
+        if form[key]:
+            wanted[field] = form[key]
+    if form["emergency"]:
+        wanted["emergency"] = True
+    answer = await graphql(request, session, LOG, {"filter": wanted, "after": params.get("after")})
+    found = (answer.get("data") or {}).get("accessLog") or {}
+    page_info = found.get("pageInfo") or {}
+    following = None
+    if page_info.get("hasNextPage"):
+        following = f"/console/log?{urlencode({**form, 'after': page_info['endCursor']})}"
+    values.update(
+        searched=True,
+        rows=[e["node"] for e in found.get("edges", [])],
+        total=found.get("totalCount", 0),
+        next=following,
+        error=problem(answer),
+    )
+    return render(request, "console/log.html", **values)
+
+
+# ---- information blocking ------------------------------------------------------------------------------
+
+DENIALS = "{ clientId vendorOrgNumber resourceKind reason denials }"
+
+
+async def blocking(request: Request) -> Response:
+    """Denials by app, vendor, kind and reason over the last days, as charts and a table with the rules that
+    give each reason (read from the policies in force)."""
+    session = await session_of(request)
+    if session is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    days = int(request.query_params.get("days", "14")) if request.query_params.get("days") in ("7", "14", "30") else 14
+    app = request.query_params.get("app")
+    today = datetime.now(UTC).date()
+    starts = [today - timedelta(days=days - 1 - i) for i in range(days)]
+    bounds = {f"f{i}": _midnight(day) for i, day in enumerate(starts)}
+    bounds |= {f"t{i}": _midnight(day + timedelta(days=1)) for i, day in enumerate(starts)}
+    declared = ", ".join(f"${name}: DateTime!" for name in bounds)
+    fields = " ".join(f"d{i}: denialReport(recordedFrom: $f{i}, recordedTo: $t{i}) {DENIALS}" for i in range(days))
+    answer = await graphql(request, session, f"query({declared}) {{ {fields} }}", bounds)
+    data = answer.get("data") or {}
+    per_day = [[r for r in data.get(f"d{i}") or [] if app in (None, r["clientId"])] for i in range(days)]
+    reasons = sorted({r["reason"] or "" for rows in per_day for r in rows})
+    totals: dict[tuple[str, str | None, str, str], int] = defaultdict(int)
+    for rows in per_day:
+        for r in rows:
+            totals[(r["clientId"], r["vendorOrgNumber"], r["resourceKind"], r["reason"] or "")] += r["denials"]
+    by_app: dict[str, int] = defaultdict(int)
+    for (client, _, _, _), n in totals.items():
+        by_app[client] += n
+    rules = rules_by_reason(runtime_of(request.scope).settings.policy_dir)
+    table = [
+        {
+            "clientId": client,
+            "vendorOrgNumber": vendor,
+            "resourceKind": kind,
+            "reason": reason,
+            "denials": n,
+            "rules": [r for r in rules.get(reason, []) if r.split("#")[0].split("/")[0] == kind],
+        }
+        for (client, vendor, kind, reason), n in sorted(totals.items(), key=lambda item: -item[1])
+    ]
+    words = TEXT[language_of(request)]
+    chart = {
+        "days": [d.isoformat() for d in starts],
+        "reasons": reasons,
+        "byDay": {
+            reason: [sum(r["denials"] for r in rows if (r["reason"] or "") == reason) for rows in per_day]
+            for reason in reasons
+        },
+        "apps": list(by_app),
+        "byApp": list(by_app.values()),
+        "denialsLabel": words["denials"],
+    }
+    return render(
+        request,
+        "console/blocking.html",
+        scripts=True,
+        session=session,
+        days=days,
+        chart=chart,
+        rows=table,
+        error=problem(answer),
+    )
+
+
+def _midnight(day: date) -> str:
+    return datetime.combine(day, datetime.min.time(), UTC).isoformat()
+
+
 def routes() -> list[Route]:
     """The console's routes, under /console."""
     return [
@@ -322,4 +459,6 @@ def routes() -> list[Route]:
         Route("/console/emergency", emergency),
         Route("/console/emergency/{grant_id}/review", emergency, methods=["POST"]),
         Route("/console/my-log", my_log),
+        Route("/console/log", access_log),
+        Route("/console/blocking", blocking),
     ]

@@ -349,10 +349,11 @@ def restricted_from(gateway: Gateway, persona: str, reason: str = "I know her pr
         gateway.query(LIFT, "citizen", {"id": restriction})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """A headless Chromium from the system's package (`make test` installs Debian's `chromium`), driven by
-    Playwright (its own browser download is not used)."""
+    Playwright (its own browser download is not used). Per module: Playwright's synchronous API keeps an event
+    loop running on the main thread while it lives, which `asyncio.run` in other modules' tests cannot share."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "no chromium on PATH: `make test` installs Debian's chromium package"
     with sync_playwright() as playwright:

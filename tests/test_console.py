@@ -13,7 +13,7 @@ import pytest
 from joserfc.jwk import ECKey
 from playwright.sync_api import Browser, Page, expect
 
-from gateway.console import CONTENT_SECURITY_POLICY
+from gateway.console import CHARTS_POLICY, CONTENT_SECURITY_POLICY
 from gateway.console_text import TEXT
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
 from tests.conftest import Gateway, gid
@@ -51,15 +51,21 @@ def actor_rows(gateway: Gateway, persona: str, action: str, resource_id: str) ->
 
 
 @pytest.fixture(scope="module")
-def emergency_reason(gateway: Gateway) -> str:
-    """The GP opens the citizen's record in an emergency (by the API): the grant the pages below show."""
+def emergency_reason(gateway: Gateway) -> Iterator[str]:
+    """The GP opens the citizen's record in an emergency (by the API): the grant the pages below show. It is
+    ended afterwards, so that the GP's later requests are not under a grant."""
     reason = f"Akutt forverring, fastlegen utilgjengelig {uuid.uuid4().hex[:6]}"
     opened = gateway.query(EMERGENCY, "gp", {"patient": gid("Patient", CITIZEN_PATIENT_ID), "reason": reason})
     assert "errors" not in opened, opened
     patient = {"id": gid("Patient", CITIZEN_PATIENT_ID)}
     read = gateway.query("query($id: ID!) { patient(id: $id) { id } }", "gp", patient)
     assert read["data"]["patient"] is not None
-    return reason
+    try:
+        yield reason
+    finally:
+        gateway.fetch(
+            "UPDATE emergency_grant SET expires_at = granted_at + interval '1 millisecond' WHERE reason = $1", reason
+        )
 
 
 def test_every_console_page_is_under_a_policy_of_this_origin_only_and_no_script(gateway: Gateway) -> None:
@@ -143,3 +149,39 @@ def test_the_nurse_of_another_municipality_sees_none_of_it(gateway: Gateway, pag
     response = page.goto(f"{gateway.base_url}/console/my-log")
     assert response is not None and response.status == 403
     assert emergency_reason not in page.content()
+
+
+def test_a_compliance_officer_searches_the_access_log_by_patient_and_emergency(
+    gateway: Gateway, page: Page, emergency_reason: str
+) -> None:
+    sign_in(page, gateway, "compliance-officer")
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["access_log"]).click()
+    page.get_by_label(TEXT["en"]["patient_id"]).fill(gid("Patient", CITIZEN_PATIENT_ID))
+    page.get_by_label(TEXT["en"]["only_emergency"]).check()
+    page.get_by_role("button", name=TEXT["en"]["search"]).click()
+    rows = page.locator("tbody tr")
+    expect(rows.first).to_be_visible()
+    assert rows.count() >= 1
+    for i in range(rows.count()):
+        expect(rows.nth(i)).to_contain_text(gid("Patient", CITIZEN_PATIENT_ID))
+        expect(rows.nth(i)).to_have_class("emergency-row")
+    expect(page.locator("tbody")).to_contain_text("Haugen")
+
+
+def test_information_blocking_is_charted_and_each_reason_traced_to_its_rules(gateway: Gateway, page: Page) -> None:
+    # A denial to chart: the Nordby nurse, through the demo app, asks for a Fjordvik patient.
+    denied = gateway.query("query($id: ID!) { patient(id: $id) { id } }", "nurse-other-municipality",
+                           {"id": gid("Patient", CITIZEN_PATIENT_ID)})  # fmt: skip
+    assert denied["errors"][0]["extensions"]["reason"] == "NO_CARE_RELATION"
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    sign_in(page, gateway, "policy-admin")
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["blocking"]).click()
+    expect(page.locator("body")).to_have_attribute("data-charts", "drawn")
+    row = page.locator('tr[data-client-id="akson-demo-app"][data-reason="NO_CARE_RELATION"]').filter(has_text="patient")
+    expect(row.first).to_contain_text("patient#personnel-with-care-relation")
+    assert problems == [], "Chart.js draws under the page's policy"
+    response = page.goto(f"{gateway.base_url}/console/blocking?days=7")
+    assert response is not None and response.headers["content-security-policy"] == CHARTS_POLICY
+    assert "script-src 'self'" in CHARTS_POLICY and "unsafe" not in CHARTS_POLICY
