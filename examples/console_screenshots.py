@@ -35,6 +35,7 @@ PAGES = [
     ("my-log", "citizen", "/console/my-log"),
     ("access-log", "compliance-officer", "/console/log?from={week_ago}&patient={citizen}"),
     ("blocking", "policy-admin", "/console/blocking"),
+    ("explain", "policy-admin", "/console/explain?person={nurse}&resource={citizen}&action=read"),
 ]
 
 
@@ -65,6 +66,7 @@ def main(out: Path) -> int:
         print("needs Debian's chromium package (make test installs it)", file=sys.stderr)
         return 1
     citizen = global_id_of("Patient", CITIZEN_PATIENT_ID)
+    nurse = global_id_of("Practitioner", PERSONAS["nurse-other-municipality"].entity_id)
     week_ago = (datetime.now(UTC).date() - timedelta(days=7)).isoformat()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -114,7 +116,7 @@ def main(out: Path) -> int:
                     page = context.new_page()
                     if signed_in is not None:
                         _sign_in(page, base, signed_in)
-                    target = path.format(week_ago=week_ago, citizen=quote(citizen))
+                    target = path.format(week_ago=week_ago, citizen=quote(citizen), nurse=quote(nurse))
                     page.goto(f"{base}{target}{'&' if '?' in target else '?'}lang=en")
                     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                     print(f"wrote {out / f'{name}.png'}")

@@ -27,7 +27,7 @@ from gateway.auth import Authenticator, Principal
 from gateway.authz import Authorizer
 from gateway.config import Settings
 from gateway.errors import Forbidden
-from gateway.personas import DEMO_APP_CLIENT_ID, PERSONNEL_SCOPES
+from gateway.explain import personnel_claims
 from gateway.plan_sql import Column
 from gateway.reorganize import Reorganization
 from gateway.resources import KINDS
@@ -96,17 +96,6 @@ class ImpactReport:
         }
 
 
-def personnel_claims(settings: Settings, national_id: str) -> dict[str, Any]:
-    """The claims of a person signing in to the demo app for treatment: what the report evaluates them as."""
-    names = settings.claim_names
-    return {
-        names.client_id: DEMO_APP_CLIENT_ID,
-        names.scope: PERSONNEL_SCOPES,
-        names.personnel_pid: national_id,
-        names.purpose_of_use: "TREAT",
-    }
-
-
 async def _viewers(conn: asyncpg.Connection, units: list[str]) -> list[Viewer]:
     rows = await conn.fetch(
         """SELECT pr.id::text, pr.national_id, r.role, o.id::text AS unit_id, o.name
@@ -157,7 +146,7 @@ async def _seen_by(
         if viewer.practitioner_id in found:
             continue
         try:
-            principal = await authenticator.principal_for(personnel_claims(settings, viewer.national_id))
+            principal = await authenticator.principal_for(personnel_claims(settings.claim_names, viewer.national_id))
         except Forbidden:  # no active role any more: they see nothing
             found[viewer.practitioner_id] = frozenset()
             continue

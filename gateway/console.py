@@ -11,7 +11,8 @@ own token, and every action is audited with them as the actor. No private back d
 - Pages: apps (approve, suspend, revoke with a reason), emergency accesses waiting for review (who, whom,
   when, why, what was read during the grant; record the conclusion), access-log search (compliance), the
   information-blocking charts (denials by day, reason and app, Chart.js; a table traces each reason to the
-  rules that give it) and a citizen's own access log (innsyn).
+  rules that give it), explaining a decision (`explainDecision`: the rule and the policy version) and a
+  citizen's own access log (innsyn).
 - Norwegian bokmål by default, English with `?lang=en` (kept in a cookie); gateway/console_text.py.
 """
 
@@ -447,6 +448,35 @@ def _midnight(day: date) -> str:
     return datetime.combine(day, datetime.min.time(), UTC).isoformat()
 
 
+# ---- explain a decision --------------------------------------------------------------------------------
+
+EXPLAIN = """query($person: ID!, $resource: ID!, $action: String!) {
+  explainDecision(personId: $person, resourceId: $resource, action: $action) { decision reason matchedRule
+    matchedScope decidedInScope derivedRoles personRoles outputs { source value } policyVersion } }"""
+ACTIONS = ("read", "search", "read_text", "create", "update", "entered_in_error", "sign", "correct", "cancel")
+
+
+async def explain(request: Request) -> Response:
+    """Pick a person, a resource and an action: the decision, its reason, the rule and the policy version."""
+    session = await session_of(request)
+    if session is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    people = [
+        {"id": global_id_of("Practitioner", p.entity_id), "label": f"{p.name}: {p.description}"}
+        for p in PERSONAS.values()
+        if p.kind == "personnel" and p.entity_id is not None and p.role is not None
+    ]
+    params = request.query_params
+    action = params.get("action", "read")
+    form = {"person": params.get("person", people[0]["id"]), "resource": params.get("resource", ""), "action": action}
+    values: dict[str, Any] = {"session": session, "people": people, "actions": ACTIONS, "form": form, "answer": None}
+    if form["resource"]:
+        variables = {"person": form["person"], "resource": form["resource"], "action": action}
+        answer = await graphql(request, session, EXPLAIN, variables)
+        values.update(answer=(answer.get("data") or {}).get("explainDecision"), error=problem(answer))
+    return render(request, "console/explain.html", **values)
+
+
 def routes() -> list[Route]:
     """The console's routes, under /console."""
     return [
@@ -461,4 +491,5 @@ def routes() -> list[Route]:
         Route("/console/my-log", my_log),
         Route("/console/log", access_log),
         Route("/console/blocking", blocking),
+        Route("/console/explain", explain),
     ]

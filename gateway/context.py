@@ -18,6 +18,7 @@ from gateway.audit import AuditTrail
 from gateway.auth import CLAIMS_SCOPE_KEY, Principal
 from gateway.change_feed import ChangeFeed
 from gateway.declare import ResourceKind
+from gateway.explain import Explainer
 from gateway.registry import Registry
 from gateway.store import ListArgs, Page, Row, Store
 from gateway.webhooks import WebhookEndpoints
@@ -102,6 +103,7 @@ class Context:
     journal: JournalWriter
     changes: ChangeFeed
     webhooks: WebhookEndpoints
+    explainer: Explainer
     runtime: Runtime
     live: LiveSession | None = None
     admitted: Admitted | None = None
@@ -150,4 +152,5 @@ def _services(runtime: Runtime, principal: Principal, audit: AuditTrail) -> dict
         "journal": JournalWriter(pool, authorizer, principal, audit),
         "changes": ChangeFeed(pool, store, audit, settings.change_scan_window),
         "webhooks": WebhookEndpoints(pool, authorizer, principal, audit, settings),
+        "explainer": Explainer(pool, authorizer, principal, audit, settings.claim_names),
     }

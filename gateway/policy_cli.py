@@ -24,11 +24,12 @@ from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
 from gateway.components import start_components
 from gateway.config import Settings
 from gateway.declare import ResourceKind
+from gateway.errors import NotFound
+from gateway.explain import explain as explain_decision
 from gateway.personas import PERSONAS
 from gateway.policy_diff import add_command as add_diff_command
 from gateway.policy_diff import persona_principal
 from gateway.resources import KINDS
-from gateway.store import attributes_of, fetch, rows_by_id
 
 
 def run_policy_tests(settings: Settings) -> int:
@@ -65,18 +66,14 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
     assert pool is not None
     try:
         principal = await persona_principal(settings, pool, persona)
-        rows = await fetch(pool, rows_by_id(kind, [rid]))
+        async with AsyncCerbosClient(cerbos_target) as client:
+            authorizer = Authorizer(client, policy_fingerprint(settings.policy_dir), policy_scopes(settings.policy_dir))
+            try:
+                found = await explain_decision(pool, authorizer, principal, kind, rid, args.action)
+            except NotFound as exc:
+                raise SystemExit(str(exc)) from exc
     finally:
         await pool.close()
-    if not rows:
-        raise SystemExit(f"no {kind.type_name} {rid} in the journal")
-    [row] = rows
-    attributes = attributes_of(kind, row)
-    async with AsyncCerbosClient(cerbos_target) as client:
-        authorizer = Authorizer(client, policy_fingerprint(settings.policy_dir), policy_scopes(settings.policy_dir))
-        found = await authorizer.explain(
-            principal, kind, args.action, rid, attributes, row["_scope"] if kind.scope_sql else None
-        )
     return {
         "principal": {
             "persona": persona.name,
@@ -85,15 +82,15 @@ async def _explain(settings: Settings, url: str, cerbos_target: str, args: argpa
             "roles": sorted(principal.roles),
             "units": list(principal.unit_ids),
         },
-        "resource": {"kind": kind.name, "id": rid, "attributes": attributes, "scope": found.scope},
+        "resource": {"kind": kind.name, "id": rid, "attributes": found.attributes, "scope": found.scope},
         "action": args.action,
-        "decision": "ALLOW" if found.decision.allowed else "DENY",
+        "decision": "ALLOW" if found.allowed else "DENY",
         "matched_policy": found.matched_policy,
         "matched_scope": found.matched_scope,
         "derived_roles": found.derived_roles,
         "outputs": [{"src": src, "val": val} for src, val in found.outputs],
-        "reason": found.decision.reason,
-        "policy_version": authorizer.policy_version,
+        "reason": found.reason,
+        "policy_version": found.policy_version,
     }
 
 

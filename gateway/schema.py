@@ -27,7 +27,15 @@ from gateway.telemetry import OperationSpan
 from gateway.whole_reads import WholeSelectionReads
 from resolvers.access import AccessMutations, EmergencyGrant, NoteMutations, emergency_grants
 from resolvers.apps import App, AppMutations, app, apps
-from resolvers.audit_log import AuditEvent, DenialCount, ReviewMutations, access_log, denial_report
+from resolvers.audit_log import (
+    AuditEvent,
+    DecisionExplanation,
+    DenialCount,
+    ReviewMutations,
+    access_log,
+    denial_report,
+    explain_decision,
+)
 from resolvers.changes import ChangeConnection, Subscription, changes
 from resolvers.common import Connection
 from resolvers.patients import (
@@ -115,6 +123,11 @@ class Query(JournalLists):  # type: ignore[misc]
     denial_report: list[DenialCount] = strawberry.field(
         resolver=denial_report,
         description="Denials over a period by app, vendor, kind of data and reason (policy admins, compliance).",
+    )
+    explain_decision: DecisionExplanation = strawberry.field(
+        resolver=explain_decision,
+        description="Why a person may or may not take an action on a resource, with the rule and the policy version "
+        "(policy admins, compliance officers; audited).",
     )
     apps: list[App] = strawberry.field(
         resolver=apps, description="Registered apps, newest first: your own, or every app for a policy admin."

@@ -192,3 +192,52 @@ class ReviewMutations:
     ) -> EmergencyGrant:
         _, raw = parse_global_id(str(id), K.EMERGENCY_GRANT)
         return EmergencyGrant.from_row(await info.context.writes.review_emergency_access(raw, conclusion))
+
+
+@strawberry.type(description="One output of a rule that matched: where it came from and what it said.")
+class RuleOutput:
+    source: str = strawberry.field(description="The rule (`resource.<kind>.vdefault[/scope]#<rule>`).")
+    value: str = strawberry.field(description="What it output (a reason code).")
+
+
+@strawberry.type(
+    description="Why a person may or may not take an action on a resource, as the gateway decides it (the same "
+    "answer `akson policy explain` gives): the person signed in for treatment through an app with every user/ scope."
+)
+class DecisionExplanation:
+    decision: Decision = strawberry.field(description="Allowed or denied.")
+    reason: str = strawberry.field(description="The reason code the gateway reports and audits.")
+    matched_rule: str = strawberry.field(description="The policy that decided; empty for the default deny.")
+    matched_scope: str = strawberry.field(description="The policy scope that decided; empty for the national one.")
+    decided_in_scope: str = strawberry.field(
+        description="The municipal scope the resource was decided in; empty for the national baseline."
+    )
+    derived_roles: list[str] = strawberry.field(description="Roles the person held for this resource.")
+    person_roles: list[str] = strawberry.field(description="The person's roles.")
+    outputs: list[RuleOutput] = strawberry.field(description="Every output of the rules that matched.")
+    policy_version: str = strawberry.field(description="The policy version in force.")
+
+
+async def explain_decision(
+    info: Info,
+    person_id: Annotated[strawberry.ID, strawberry.argument(description="The person's global id (a Practitioner).")],
+    resource_id: Annotated[strawberry.ID, strawberry.argument(description="The resource's global id.")],
+    action: Annotated[str, strawberry.argument(description="read, search, read_text, create, update, ...")],
+) -> DecisionExplanation:
+    """Explain one decision (policy admins and compliance officers; audited)."""
+    if not action.replace("_", "").isalpha() or not 1 <= len(action) <= 40 or not action.islower():
+        raise BadUserInput("action must be a policy action such as read, search or update", argument="action")
+    _, person = parse_global_id(str(person_id), K.PRACTITIONER)
+    kind, rid = parse_global_id(str(resource_id))
+    found = await info.context.explainer.explain(person, kind, rid, action)
+    return DecisionExplanation(
+        decision=Decision.ALLOW if found.allowed else Decision.DENY,
+        reason=found.reason,
+        matched_rule=found.matched_policy,
+        matched_scope=found.matched_scope,
+        decided_in_scope=found.scope,
+        derived_roles=found.derived_roles,
+        person_roles=sorted(found.principal.roles),
+        outputs=[RuleOutput(source=src, value=val) for src, val in found.outputs],
+        policy_version=found.policy_version,
+    )

@@ -135,3 +135,36 @@ def test_the_database_pool_size_is_a_setting_and_nonsense_is_refused() -> None:
     for bad in ("0", "-1", "many"):
         with pytest.raises(ValueError, match="AKSON_DATABASE_POOL_SIZE"):
             load_settings({"AKSON_DATABASE_POOL_SIZE": bad})
+
+
+EXPLAIN_DECISION = """query($person: ID!, $resource: ID!, $action: String!) {
+  explainDecision(personId: $person, resourceId: $resource, action: $action) {
+    decision reason matchedRule matchedScope decidedInScope policyVersion outputs { source value } } }"""
+
+
+def test_explain_decision_in_graphql_gives_the_answer_of_akson_policy_explain(gateway: Gateway) -> None:
+    [note] = gateway.fetch(
+        "SELECT n.id FROM clinical_note n JOIN organization o ON o.id = n.owning_unit_id "
+        "WHERE o.municipality_id = $1 AND n.entered_in_error_at IS NULL ORDER BY n.id LIMIT 1",
+        FJORDVIK,
+    )
+    secretary = gid("Practitioner", PERSONAS["health-secretary"].entity_id)
+    variables = {"person": secretary, "resource": gid("ClinicalNote", note["id"]), "action": "read"}
+    audit = (
+        "SELECT decision FROM audit_event WHERE action = 'explain' AND $1 = ANY(resource_ids) AND actor_id = $2 "
+        "ORDER BY recorded_at"
+    )
+    admin = str(PERSONAS["policy-admin"].entity_id)
+    before = gateway.fetch(audit, str(note["id"]), admin)
+    answer = gateway.query(EXPLAIN_DECISION, "policy-admin", variables)
+    assert "errors" not in answer, answer
+    found = answer["data"]["explainDecision"]
+    told = explain(gateway, "health-secretary", f"clinical_note:{note['id']}")
+    assert f"decision:       {found['decision']}" in told and f"reason:         {found['reason']}" in told
+    assert found["reason"] == "LOCAL_RULE" and found["decidedInScope"] == "fjordvik"
+    assert f"matched rule:   {found['matchedRule']} in scope {found['matchedScope']}" in told
+    assert f"policy version: {found['policyVersion']}" in told
+    refused = gateway.query(EXPLAIN_DECISION, "gp", variables)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    after = gateway.fetch(audit, str(note["id"]), admin)
+    assert [a["decision"] for a in after[len(before) :]] == ["ALLOW"], "the explanation is audited, once"

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from gateway.console import CHARTS_POLICY, CONTENT_SECURITY_POLICY
 from gateway.console_text import TEXT
-from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
+from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK, PERSONAS
 from tests.conftest import Gateway, gid
 from tests.test_app_registry import REGISTER, backend, client_token
 
@@ -185,3 +185,21 @@ def test_information_blocking_is_charted_and_each_reason_traced_to_its_rules(gat
     response = page.goto(f"{gateway.base_url}/console/blocking?days=7")
     assert response is not None and response.headers["content-security-policy"] == CHARTS_POLICY
     assert "script-src 'self'" in CHARTS_POLICY and "unsafe" not in CHARTS_POLICY
+
+
+def test_a_policy_admin_explains_a_decision_in_the_console(gateway: Gateway, page: Page) -> None:
+    [note] = gateway.fetch(
+        "SELECT n.id FROM clinical_note n JOIN organization o ON o.id = n.owning_unit_id "
+        "WHERE o.municipality_id = $1 AND n.entered_in_error_at IS NULL ORDER BY n.id LIMIT 1",
+        FJORDVIK,
+    )
+    sign_in(page, gateway, "policy-admin")
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["explain"]).click()
+    page.get_by_label(TEXT["en"]["person"]).select_option(gid("Practitioner", PERSONAS["health-secretary"].entity_id))
+    page.get_by_label(TEXT["en"]["resource_id"]).fill(gid("ClinicalNote", note["id"]))
+    page.get_by_label(TEXT["en"]["action"]).select_option("read")
+    page.get_by_role("button", name=TEXT["en"]["explain_it"]).click()
+    answer = page.locator("section.explanation")
+    expect(answer).to_contain_text("DENY")
+    expect(answer).to_contain_text("LOCAL_RULE")
+    expect(answer).to_contain_text("fjordvik-secretaries-see-no-notes")
