@@ -75,6 +75,7 @@ def _digest(cookie: str) -> str:
 async def start_session(pool: asyncpg.Pool, token: str, persona: str, expires: datetime) -> str:
     """A new session for `token`; returns the cookie value (only its hash is stored)."""
     cookie = secrets.token_urlsafe(32)
+    await pool.execute("DELETE FROM console_session WHERE expires_at <= now()")
     await pool.execute(
         "INSERT INTO console_session (id_hash, access_token, persona, csrf_token, expires_at) "
         "VALUES ($1, $2, $3, $4, $5)",
@@ -180,6 +181,8 @@ async def sign_in(request: Request) -> Response:
     claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
     token = demo_issuer.sign(claims, runtime.issuer_key)
     expires = datetime.fromtimestamp(claims["exp"], UTC)
+    if earlier := request.cookies.get(SESSION_COOKIE):
+        await runtime.pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(earlier))
     cookie = await start_session(runtime.pool, token, persona.name, expires)
     signed_in = RedirectResponse("/console/", status_code=303)
     signed_in.set_cookie(
@@ -273,8 +276,9 @@ async def emergency(request: Request) -> Response:
         read = await graphql(
             request, session, READ_DURING, {"from": grant["grantedAt"], "to": grant["expiresAt"], "actor": actor}
         )
-        grant["read"] = [e["node"] for e in ((read.get("data") or {}).get("accessLog") or {}).get("edges", [])]
-        grant["patient"] = next((r["patientIdGlobal"] for r in grant["read"] if r.get("patientIdGlobal")), None)
+        rows = [e["node"] for e in ((read.get("data") or {}).get("accessLog") or {}).get("edges", [])]
+        grant["patient"] = _granted_patient(grant, rows)
+        grant["read"] = [r for r in rows if r.get("patientIdGlobal") == grant["patient"]]
     return render(
         request,
         "console/emergency.html",
@@ -283,6 +287,14 @@ async def emergency(request: Request) -> Response:
         error=problem(answer) if not grants else None,
         notice=request.query_params.get("notice"),
     )
+
+
+def _granted_patient(grant: dict[str, Any], rows: list[dict[str, Any]]) -> str | None:
+    """The patient a grant is for: the one its own creation was logged for (the log names the grant's patient
+    even to a reviewer who may not read the patient), so that reads under another grant are not shown."""
+    made = [r for r in rows if r["resourceKind"] == "emergency_grant" and r["action"] == "create"]
+    made.sort(key=lambda r: abs(datetime.fromisoformat(r["recordedAt"]) - datetime.fromisoformat(grant["grantedAt"])))
+    return made[0].get("patientIdGlobal") if made else None
 
 
 # ---- a citizen's own access log ------------------------------------------------------------------------
@@ -300,7 +312,7 @@ async def my_log(request: Request) -> Response:
     if session is None:
         return RedirectResponse("/console/sign-in", status_code=303)
     persona = PERSONAS.get(session.persona)
-    patient = persona.launch_patient_id or persona.entity_id if persona and persona.kind == "citizen" else None
+    patient = (persona.launch_patient_id or persona.entity_id) if persona and persona.kind == "citizen" else None
     if patient is None:
         return _forbidden(request)
     now = datetime.now(UTC)

@@ -3,7 +3,8 @@
 Each command carries the change out in one transaction (gateway/reorganize.py) with the report of whose
 patients' data becomes visible or invisible to whom (gateway/access_impact.py); `--dry-run` prints the
 report and rolls the change back, so the report of a dry run is the report of the change it previews.
-The command acts as the operator on the server, recorded in the audit log as the service `akson-org`.
+The command acts as the operator on the server, recorded in the audit log as the service `akson-org` (a dry run
+too: one `preview_merge` or `preview_move` record, for the report names patients).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import orjson
 from cerbos.sdk.grpc.client import AsyncCerbosClient
 
 from gateway.access_impact import ImpactReport, assess, units_of_municipalities
+from gateway.audit import AuditRecord, AuditTrail, insert_rows
 from gateway.auth import Principal
 from gateway.authz import Authorizer, policy_fingerprint, policy_scopes
 from gateway.components import start_components
 from gateway.config import Settings
 from gateway.errors import AksonError, BadUserInput
-from gateway.reorganize import Reorganization, Reorganizer, check_merge, find_municipality, find_unit
+from gateway.reorganize import REASON, Reorganization, Reorganizer, check_merge, find_municipality, find_unit
 
 OPERATOR = Principal(kind="service", id="akson-org", client_id="akson-cli", roles=frozenset({"service"}))
 
@@ -40,11 +42,12 @@ async def _run(settings: Settings, url: str, target: str, args: argparse.Namespa
                     into = await find_municipality(conn, args.into)
                     scope = _chosen_scope(args, into.policy_scope)
                     check_merge(source, into, scope)
-                    ids = [source.id, into.id]
+                    ids, kind = [source.id, into.id], "municipality"
                 else:
                     unit = await find_unit(conn, args.unit)
                     into = await find_municipality(conn, args.to)
                     ids = [i for i in (unit["municipality_id"], into.id) if i]
+                    kind = "organization"
 
             async def units_of(conn: asyncpg.Connection) -> list[str]:
                 return await units_of_municipalities(conn, ids)
@@ -56,7 +59,11 @@ async def _run(settings: Settings, url: str, target: str, args: argparse.Namespa
                 return await reorganizer.move_unit(unit, into)
 
             apply = not args.dry_run
-            return await assess(pool, settings, authorizer, units_of, change, apply=apply, samples=args.samples)
+            report = await assess(pool, settings, authorizer, units_of, change, apply=apply, samples=args.samples)
+            if not apply:
+                preview = AuditRecord(None, kind, tuple(ids), f"preview_{args.org_command}", True, REASON)
+                await insert_rows(pool, AuditTrail(OPERATOR, version).rows([preview]))
+            return report
     finally:
         await pool.close()
 

@@ -3,8 +3,10 @@
 A merger (`merge`) moves every unit of one municipality into another, with its patients, and chooses the
 merged municipality's policy scope explicitly. With `combine_units`, a unit whose service the other
 municipality has exactly one unit of (home care into home care) is combined into that unit: its active care
-relations and roles end and start again there, and a patient's block on the old unit is carried over to the
-new one, so that no sperring is lost. Everything else keeps its identity and only changes municipality.
+relations and roles end and start again there with their planned ends (planned relations simply move), and a
+patient's block on the old unit is carried over to the new one, so that no sperring is lost. Everything else
+keeps its identity and only changes municipality; every moved patient and care relation is audited, and the
+merged-away municipality's administrators lose that role (migration 0020 refuses new units in it).
 A transfer (`move_unit`) moves one unit, with the units under it, to another municipality.
 
 Nothing of the past is rewritten: ended relations and roles stay as they were, the merged municipality stays
@@ -59,6 +61,7 @@ class Reorganization:
     care_relations_moved: int = 0
     roles_moved: int = 0
     restrictions_carried_over: int = 0
+    admin_roles_ended: int = 0
     policy_scope_before: str | None = None
     policy_scope_after: str | None = None
     audit_records: int = 0
@@ -72,6 +75,7 @@ class Reorganization:
             "care_relations_moved": self.care_relations_moved,
             "roles_moved": self.roles_moved,
             "restrictions_carried_over": self.restrictions_carried_over,
+            "admin_roles_ended": self.admin_roles_ended,
             "policy_scope_before": self.policy_scope_before,
             "policy_scope_after": self.policy_scope_after,
             "audit_records": self.audit_records,
@@ -87,6 +91,8 @@ async def find_municipality(conn: asyncpg.Connection, named: str) -> Municipalit
     )
     if not rows:
         raise NotFound(f"no municipality is called {named!r}")
+    if len(rows) > 1:
+        raise BadUserInput(f"{len(rows)} municipalities are called {named!r}: name one by its number", argument="name")
     [row] = rows
     if row["merged_into_id"] is not None:
         raise BadUserInput(f"{row['name']} has been merged into another municipality", argument="municipality")
@@ -131,9 +137,16 @@ class Reorganizer:
         target's policy scope becomes `policy_scope` (None: the national baseline alone)."""
         check_merge(source, target, policy_scope)
         await self._begin()
-        await self._conn.execute(
-            "SELECT 1 FROM municipality WHERE id = ANY($1::uuid[]) FOR UPDATE", [source.id, target.id]
+        locked = await self._conn.fetch(
+            "SELECT id::text, merged_into_id, policy_scope FROM municipality WHERE id = ANY($1::uuid[]) FOR UPDATE",
+            [source.id, target.id],
         )
+        fresh = {r["id"]: r for r in locked}
+        if any(r["merged_into_id"] is not None for r in locked):
+            raise BadUserInput("one of the municipalities has been merged meanwhile", argument="from")
+        source = Municipality(source.id, source.number, source.name, fresh[source.id]["policy_scope"])
+        target = Municipality(target.id, target.number, target.name, fresh[target.id]["policy_scope"])
+        check_merge(source, target, policy_scope)
         done = Reorganization(f"merge {source.name} into {target.name}", policy_scope_before=target.policy_scope)
         units = await self._conn.fetch(
             """SELECT s.id::text, s.name, s.unit_type,
@@ -165,6 +178,13 @@ class Reorganizer:
             uuid.UUID(target.id),
         )
         done.patients_moved = len(moved)
+        for r in moved:
+            self._trail.record(AuditRecord(r["id"], "patient", (r["id"],), "update", True, REASON))
+        admins = await self._conn.fetch(
+            "DELETE FROM platform_role WHERE role = 'municipal_admin' AND municipality_id = $1 RETURNING national_id",
+            uuid.UUID(source.id),
+        )
+        done.admin_roles_ended = len(admins)
         await self._conn.execute(
             "UPDATE municipality SET policy_scope = NULL, merged_into_id = $2, merged_at = now() WHERE id = $1",
             uuid.UUID(source.id),
@@ -211,44 +231,55 @@ class Reorganizer:
         patient's active block on it also blocks `into`, and it becomes a part of `into`."""
         old, new = uuid.UUID(unit), uuid.UUID(into)
         roles = await self._conn.fetch(
-            """WITH ended AS (
-                   UPDATE practitioner_role SET period_end = current_date - 1
+            """WITH old AS (
+                   SELECT id, practitioner_id, role, period_end FROM practitioner_role
                     WHERE organization_id = $1 AND period_start < current_date
                       AND (period_end IS NULL OR period_end >= current_date)
-                   RETURNING practitioner_id, role, period_end),
+                      FOR UPDATE),
+               ended AS (
+                   UPDATE practitioner_role r SET period_end = current_date - 1 FROM old WHERE r.id = old.id
+                   RETURNING r.id),
                moved AS (
                    UPDATE practitioner_role SET organization_id = $2
                     WHERE organization_id = $1 AND period_start >= current_date RETURNING id)
                INSERT INTO practitioner_role (id, practitioner_id, organization_id, role, period_start, period_end)
-               SELECT gen_random_uuid(), e.practitioner_id, $2, e.role, current_date, NULL FROM ended e
-                WHERE NOT EXISTS (SELECT 1 FROM practitioner_role r WHERE r.practitioner_id = e.practitioner_id
-                                     AND r.organization_id = $2 AND r.role = e.role AND r.period_end IS NULL)
+               SELECT gen_random_uuid(), o.practitioner_id, $2, o.role, current_date, o.period_end FROM old o
+                WHERE NOT EXISTS (SELECT 1 FROM practitioner_role r WHERE r.practitioner_id = o.practitioner_id
+                                     AND r.organization_id = $2 AND r.role = o.role AND r.period_end IS NULL)
                RETURNING id""",
             old,
             new,
         )
         done.roles_moved += len(roles)
         relations = await self._conn.fetch(
-            """WITH ended AS (
-                   UPDATE care_relation SET period_end = now()
-                    WHERE organization_id = $1 AND period_start <= now() AND (period_end IS NULL OR period_end > now())
-                   RETURNING id, patient_id, practitioner_id, purpose, data_category)
-               INSERT INTO care_relation (id, patient_id, organization_id, practitioner_id, purpose, period_start,
-                                          owning_unit_id, data_category)
-               SELECT gen_random_uuid(), e.patient_id, $2, e.practitioner_id, e.purpose, now(), $2, e.data_category
-                 FROM ended e
-               RETURNING id::text, patient_id::text,
-                         (SELECT e.id::text FROM ended e WHERE e.patient_id = care_relation.patient_id
-                           AND e.practitioner_id IS NOT DISTINCT FROM care_relation.practitioner_id
-                           LIMIT 1) AS ended_id""",
+            """WITH old AS (
+                   SELECT gen_random_uuid() AS new_id, c.id AS old_id, c.patient_id, c.practitioner_id, c.purpose,
+                          c.data_category, c.period_end
+                     FROM care_relation c
+                    WHERE c.organization_id = $1 AND c.period_start <= now()
+                      AND (c.period_end IS NULL OR c.period_end > now())
+                      FOR UPDATE),
+               ended AS (
+                   UPDATE care_relation c SET period_end = now() FROM old WHERE c.id = old.old_id RETURNING c.id),
+               added AS (
+                   INSERT INTO care_relation (id, patient_id, organization_id, practitioner_id, purpose, period_start,
+                                              period_end, owning_unit_id, data_category)
+                   SELECT new_id, patient_id, $2, practitioner_id, purpose, now(), period_end, $2, data_category
+                     FROM old
+                   RETURNING id),
+               planned AS (
+                   UPDATE care_relation SET organization_id = $2, owning_unit_id = $2
+                    WHERE organization_id = $1 AND period_start > now()
+                   RETURNING id, patient_id)
+               SELECT old_id::text, new_id::text, patient_id::text FROM old
+               UNION ALL SELECT id::text, id::text, patient_id::text FROM planned""",
             old,
             new,
         )
         done.care_relations_moved += len(relations)
         for r in relations:
-            self._trail.record(
-                AuditRecord(r["patient_id"], "care_relation", (r["ended_id"], r["id"]), "update", True, REASON)
-            )
+            ids = tuple(dict.fromkeys((r["old_id"], r["new_id"])))
+            self._trail.record(AuditRecord(r["patient_id"], "care_relation", ids, "update", True, REASON))
         carried = await self._conn.fetch(
             """INSERT INTO restriction (id, patient_id, owning_unit_id, data_category, scope, target_category,
                                         target_unit_id, reason, period_start, period_end, created_at,

@@ -48,7 +48,7 @@ from gateway.fhir_map import (
     Results,
     Within,
 )
-from gateway.plan_sql import Column
+from gateway.plan_sql import Column, SetOf
 from gateway.policy_attributes import ACTIVE_RESTRICTION, patient_data
 from gateway.sql import sql
 
@@ -432,7 +432,15 @@ PRACTITIONER = ResourceKind(
         *_versioned(patient_data=False),
     ),
     order=(("family_name", "text"), ("given_name", "text"), ("id", "uuid")),
-    attributes={},
+    attributes={
+        "municipality_ids": SetOf(
+            sql(
+                "SELECT ro.municipality_id::text FROM practitioner_role r JOIN organization ro ",
+                "ON ro.id = r.organization_id WHERE r.practitioner_id = pr.id AND ro.municipality_id IS NOT NULL",
+            ),
+            "text",
+        )
+    },
     patient_column=None,
     newest_first=False,
     writable=True,
@@ -494,6 +502,7 @@ PRACTITIONER_ROLE = ResourceKind(
     order=(("period_start", "date"), ("id", "uuid")),
     attributes={
         "organization_id": Column(sql("rl.organization_id"), "uuid"),
+        "practitioner_id": Column(sql("rl.practitioner_id"), "uuid"),
         "municipality_id": Column(
             sql(
                 "(SELECT coalesce(ro.municipality_id::text, '') FROM organization ro ",

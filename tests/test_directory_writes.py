@@ -248,3 +248,11 @@ def test_the_national_directory_admin_moves_a_unit_to_another_municipality(gatew
         ("ALLOW", "DIRECTORY_ADMIN"),  # the decision
         ("ALLOW", "REORGANIZATION"),  # what it did: the units moved
     ]
+
+
+def test_nobody_gives_themselves_a_role_not_even_the_administrator(gateway: Gateway) -> None:
+    admin = gid("Practitioner", PERSONAS[ADMIN].entity_id)
+    refused = give_role(gateway, admin, FJORDVIK_HOMECARE, "DOCTOR")
+    assert refused["errors"][0]["extensions"]["reason"] == "OWN_ROLE"
+    held = gateway.fetch("SELECT count(*) AS n FROM practitioner_role WHERE practitioner_id = $1", raw_id(admin))
+    assert held[0]["n"] == 0

@@ -18,7 +18,7 @@ from gateway.personas import FJORDVIK, NORDBY, NORDBY_HOMECARE, PERSONAS
 from tests.conftest import PROJECT, Gateway, gid, raw_id, start_gateway, stop_gateway
 
 NURSE = "nurse-other-municipality"
-TABLES = ("municipality", "organization", "practitioner_role", "care_relation", "restriction", "audit_event")
+TABLES = ("municipality", "organization", "practitioner_role", "care_relation", "restriction", "patient")
 # A table's rows as a whole, so that a dry run that changed any of them is caught, not only one that added some.
 FINGERPRINT = "SELECT count(*) AS n, coalesce(sum(hashtext(t::text)), 0) AS h FROM {} t"
 
@@ -111,9 +111,14 @@ def test_a_dry_run_reports_the_impact_and_the_merger_then_does_exactly_that(jour
     )
     untouched = fingerprints(journal)
 
+    logged = journal.fetch("SELECT count(*) AS n FROM audit_event")[0]["n"]
+
     preview = merge(journal, "--dry-run")
 
     assert fingerprints(journal) == untouched
+    [previewed] = journal.fetch("SELECT action, actor_id FROM audit_event ORDER BY recorded_at DESC LIMIT 1")
+    assert (previewed["action"], previewed["actor_id"]) == ("preview_merge", "akson-org")
+    assert journal.fetch("SELECT count(*) AS n FROM audit_event")[0]["n"] == logged + 1, "the preview's one record"
     assert preview["applied"] is False
     change = preview["reorganization"]
     combined = {u["name"]: u["into_name"] for u in change["units"] if u["change"] == "combined"}
@@ -159,6 +164,19 @@ def test_a_dry_run_reports_the_impact_and_the_merger_then_does_exactly_that(jour
         str(PERSONAS["directory-admin"].entity_id),
     )
     assert len(moved) == done["careRelationsMoved"]
+    patients = journal.fetch(
+        "SELECT count(*) AS n FROM audit_event WHERE actor_id = $1 AND resource_kind = 'patient' AND action = 'update' "
+        "AND reason = 'REORGANIZATION'",
+        str(PERSONAS["directory-admin"].entity_id),
+    )
+    assert patients[0]["n"] == done["patientsMoved"], "every patient who changed municipality is audited"
+    late = journal.query(
+        'mutation($m: ID!) { createOrganization(input: {name: "Nordby barnevern", orgNumber: "987654321", '
+        "unitType: BARNEVERN, municipalityId: $m}) { id } }",
+        "directory-admin",
+        {"m": gid("Municipality", NORDBY)},
+    )
+    assert late["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", "no new units in a merged municipality"
     verified = akson(journal, "audit", "verify")
     assert verified.returncode == 0 and "audit chain intact" in verified.stdout, verified.stdout + verified.stderr
 

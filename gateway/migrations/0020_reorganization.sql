@@ -30,6 +30,19 @@ ALTER TABLE municipality ADD COLUMN merged_into_id uuid REFERENCES municipality 
     ADD CONSTRAINT municipality_not_merged_into_itself CHECK (merged_into_id <> id),
     ADD CONSTRAINT municipality_merged_when CHECK ((merged_into_id IS NULL) = (merged_at IS NULL));
 
+-- A municipality merged into another gets no units any more (its rows would fall under no policy scope).
+CREATE FUNCTION refuse_units_in_a_merged_municipality() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.municipality_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM municipality WHERE id = NEW.municipality_id AND merged_into_id IS NOT NULL) THEN
+        RAISE EXCEPTION 'the municipality has been merged into another' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER organization_in_a_standing_municipality BEFORE INSERT OR UPDATE OF municipality_id ON organization
+    FOR EACH ROW EXECUTE FUNCTION refuse_units_in_a_merged_municipality();
+
 -- Which municipality a unit belonged to, and when: an audit record names units, so this is what keeps a
 -- past record with the municipality it was made under after a merger or a transfer moves the unit.
 CREATE TABLE organization_municipality_period (
@@ -68,5 +81,7 @@ GRANT EXECUTE ON FUNCTION unit_municipality_at(uuid, timestamptz) TO akson_gatew
 
 -- The directory is written through the API (decided by policy, audited like every write).
 GRANT INSERT, UPDATE ON organization, practitioner, practitioner_role TO akson_gateway;
--- A merger through the API marks the merged municipality and sets the policy scope chosen.
+-- A merger through the API marks the merged municipality, sets the policy scope chosen and ends the merged
+-- municipality's administrators' role.
 GRANT UPDATE ON municipality TO akson_gateway;
+GRANT DELETE ON platform_role TO akson_gateway;
