@@ -36,6 +36,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import demo_issuer
+from gateway.audit import AuditRecord, AuditTrail, insert_rows
+from gateway.auth import credentials
 from gateway.browser_files import page_headers
 from gateway.console_text import LANGUAGES, TEXT
 from gateway.personas import PERSONAS
@@ -184,6 +186,7 @@ async def sign_in(request: Request) -> Response:
     if earlier := request.cookies.get(SESSION_COOKIE):
         await runtime.pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(earlier))
     cookie = await start_session(runtime.pool, token, persona.name, expires)
+    await _record(request, token, "sign_in")
     signed_in = RedirectResponse("/console/", status_code=303)
     signed_in.set_cookie(
         SESSION_COOKIE, cookie, httponly=True, secure=True, samesite="strict", path="/console", expires=expires
@@ -192,12 +195,21 @@ async def sign_in(request: Request) -> Response:
     return signed_in
 
 
+async def _record(request: Request, token: str, action: str) -> None:
+    """An audit record of signing in or out, with the person as actor (their token names them)."""
+    runtime = runtime_of(request.scope)
+    principal = await runtime.authenticator.authenticate(credentials(f"Bearer {token}", None, "POST", str(request.url)))
+    trail = AuditTrail(principal, runtime.authorizer.policy_version)
+    await insert_rows(runtime.pool, trail.rows([AuditRecord(None, "console_session", (), action, True, "CONSOLE")]))
+
+
 async def sign_out(request: Request) -> Response:
-    """End the session (its row is deleted, the cookie cleared)."""
+    """End the session (its row is deleted, the cookie cleared), audited."""
     session = await session_of(request)
     if session is not None and await _form(request, session) is not None:
         cookie = request.cookies.get(SESSION_COOKIE, "")
         await runtime_of(request.scope).pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(cookie))
+        await _record(request, session.token, "sign_out")
     response = RedirectResponse("/console/sign-in", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response

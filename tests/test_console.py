@@ -254,3 +254,18 @@ def test_signing_in_works_from_the_keyboard_alone(gateway: Gateway, page: Page) 
     expect(page.locator("#persona-gp")).to_be_checked()
     page.keyboard.press("Enter")
     expect(page.locator('[data-persona="gp"]')).to_be_visible()
+
+
+def test_signing_in_and_out_is_audited_with_the_person_as_actor(gateway: Gateway, page: Page) -> None:
+    sign_in(page, gateway, "compliance-officer")
+    session = next(c["value"] for c in page.context.cookies() if c["name"] == "akson_console")
+    page.get_by_role("button", name=TEXT["en"]["sign_out"]).click()
+    expect(page.get_by_role("button", name=TEXT["en"]["sign_in"])).to_be_visible()
+    rows = gateway.fetch(
+        "SELECT action FROM audit_event WHERE resource_kind = 'console_session' AND actor_id = $1 "
+        "ORDER BY recorded_at DESC LIMIT 2",
+        str(PERSONAS["compliance-officer"].entity_id),
+    )
+    assert [r["action"] for r in rows] == ["sign_out", "sign_in"]
+    signed_out = httpx.get(f"{gateway.base_url}/console/apps", cookies={"akson_console": session})
+    assert signed_out.status_code == 303, "the session is gone on the server, not only in the browser"
