@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.auth import Authenticator, Principal
+from gateway.auth import Principal, principal_of_claims
 from gateway.authz import Authorizer
 from gateway.config import Settings
 from gateway.errors import Forbidden
@@ -140,13 +140,13 @@ async def _seen_by(
     conn: asyncpg.Connection, settings: Settings, authorizer: Authorizer, viewers: list[Viewer]
 ) -> dict[str, Seen]:
     """What each person sees now, as the gateway would let them (a person with no active role sees nothing)."""
-    authenticator = Authenticator(None, conn, settings.claim_names, None)  # type: ignore[arg-type]
     found: dict[str, Seen] = {}
     for viewer in viewers:
         if viewer.practitioner_id in found:
             continue
         try:
-            principal = await authenticator.principal_for(personnel_claims(settings.claim_names, viewer.national_id))
+            claims = personnel_claims(settings.claim_names, viewer.national_id)
+            principal = await principal_of_claims(conn, settings.claim_names, claims)
         except Forbidden:  # no active role any more: they see nothing
             found[viewer.practitioner_id] = frozenset()
             continue

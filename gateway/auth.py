@@ -473,6 +473,14 @@ class Authenticator:
         ), row["valid_until"]
 
 
+async def principal_of_claims(
+    pool: asyncpg.Pool | asyncpg.Connection, names: ClaimNames, claims: dict[str, Any]
+) -> Principal:
+    """The principal verified claims make, looked up as the gateway looks it up, for tools outside a request
+    (policy explain and diff, the access-impact report): no token to verify, no app to gate."""
+    return await Authenticator(None, pool, names, None).principal_for(claims)  # type: ignore[arg-type]
+
+
 def _by_role(pairs: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """`role unit` pairs as (role, its units), both sorted, so that equal principals compare equal."""
     units: dict[str, list[str]] = {}

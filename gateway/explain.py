@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from gateway.audit import AuditRecord, AuditTrail
-from gateway.auth import Authenticator, Principal
+from gateway.auth import Principal, principal_of_claims
 from gateway.authz import Authorizer
 from gateway.claims import ClaimNames
 from gateway.declare import ResourceKind
@@ -58,9 +58,7 @@ async def practitioner_principal(pool: asyncpg.Pool | asyncpg.Connection, names:
     national_id = await pool.fetchval("SELECT national_id FROM practitioner WHERE id::text = $1", pid)
     if national_id is None:
         raise NotFound("no practitioner with this id is in the journal")
-    return await Authenticator(None, pool, names, None).principal_for(  # type: ignore[arg-type]
-        personnel_claims(names, national_id)
-    )
+    return await principal_of_claims(pool, names, personnel_claims(names, national_id))
 
 
 async def explain(

@@ -28,7 +28,7 @@ import yaml
 from cerbos.sdk.grpc.client import AsyncCerbosClient
 
 from gateway import demo_issuer
-from gateway.auth import Authenticator, Principal
+from gateway.auth import Principal, principal_of_claims
 from gateway.authz import Authorizer, Decision, Explanation, policy_fingerprint, policy_scopes
 from gateway.components import CerbosProcess, start_database
 from gateway.config import Settings
@@ -123,7 +123,7 @@ async def _decide(
 async def persona_principal(settings: Settings, pool: asyncpg.Pool, persona: Persona) -> Principal:
     """The principal a demo persona's token makes, looked up as the gateway looks it up."""
     claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
-    return await Authenticator(None, pool, settings.claim_names, None).principal_for(claims)  # type: ignore[arg-type]
+    return await principal_of_claims(pool, settings.claim_names, claims)
 
 
 def _rule(found: Explanation) -> str:
