@@ -14,9 +14,12 @@ run: deps
 	$(BIN)/akson serve --demo
 
 # The suite runs against an embedded PostgreSQL; when a server answers on 127.0.0.1:5432 (or
-# TEST_DATABASE_URL names one), it runs a second time against that server. The hostile-input suite (10,000
-# requests, two minutes) runs in the first run only: what it tests is the HTTP edge, not the server.
+# TEST_DATABASE_URL names one), it runs a second time against that server. What tests the HTTP edge, the
+# pages in a browser and the policies, not the database server, runs in the first run only: the hostile-input
+# suite (10,000 requests, two minutes), the browser tests and the policy diff (every persona's decisions twice).
 LOCAL_PG ?= postgresql://postgres@127.0.0.1:5432/postgres
+FIRST_RUN_ONLY := tests/test_hostile_suite.py tests/test_console.py tests/test_console_oidc.py \
+	tests/test_browser_graphiql.py tests/test_policy_diff.py
 
 test: deps $(CHROMIUM_STAMP)
 	$(BIN)/ruff check gateway resolvers tests bench examples
@@ -25,7 +28,7 @@ test: deps $(CHROMIUM_STAMP)
 	env -u DATABASE_URL $(BIN)/pytest -q
 	@url="$${TEST_DATABASE_URL:-$(LOCAL_PG)}"; \
 	if $(BIN)/python -c "import asyncio, asyncpg, sys; asyncio.run(asyncpg.connect(sys.argv[1], timeout=3))" "$$url" 2>/dev/null; then \
-		echo "== again against $$url"; DATABASE_URL="$$url" $(BIN)/pytest -q --deselect tests/test_hostile_suite.py; \
+		echo "== again against $$url"; DATABASE_URL="$$url" $(BIN)/pytest -q $(addprefix --deselect ,$(FIRST_RUN_ONLY)); \
 	else echo "== no PostgreSQL server at $$url: embedded run only"; fi
 
 deps: $(PY_STAMP) $(NODE_STAMP)

@@ -39,8 +39,10 @@ from gateway.bulk_export import BulkExports, export_routes
 from gateway.change_hub import ChangeHub
 from gateway.config import Settings, load_settings
 from gateway.console import routes as console_routes
+from gateway.console_oidc import ConsoleSignIn
 from gateway.context import Context
 from gateway.db import AppShares, create_pool
+from gateway.demo_authorize import authorize
 from gateway.fhir_api import BASE_PATH, FhirDoor, read_routes
 from gateway.fhir_transaction import transaction
 from gateway.graphql_http import GraphQLHttp
@@ -144,15 +146,12 @@ async def jwks(request: Request) -> Response:
 async def openid_configuration(request: Request) -> Response:
     """The demo issuer's discovery document, its URLs at the public URL (never at the Host header's)."""
     settings = runtime_of(request.scope).settings
-    return JSONResponse(
-        demo_issuer.discovery_document(
-            settings.issuer, f"{settings.base_url}/.well-known/jwks.json", f"{settings.base_url}/oauth/token"
-        )
-    )
+    return JSONResponse(demo_issuer.discovery_document(settings.issuer, settings.base_url))
 
 
 async def token(request: Request) -> Response:
-    """The demo issuer's token endpoint (client credentials for backend services)."""
+    """The demo issuer's token endpoint (client credentials for backend services, authorization codes for
+    user-facing apps)."""
     return await runtime_of(request.scope).token_endpoint(request)
 
 
@@ -227,6 +226,7 @@ def create_app(settings: Settings | None = None) -> Any:
             ),
             app_shares=AppShares(pool, settings.database_pool_size),
             exports=BulkExports(settings, pool),
+            console_sign_in=ConsoleSignIn(settings) if settings.console_client_id and not settings.demo else None,
         )
         await app.state.runtime.exports.start_sweeping()
         watcher = asyncio.create_task(authorizer.watch(settings.policy_dir))
@@ -290,6 +290,7 @@ def create_app(settings: Settings | None = None) -> Any:
         routes += [
             Route("/.well-known/jwks.json", jwks),
             Route("/.well-known/openid-configuration", openid_configuration),
+            Route("/oauth/authorize", authorize, methods=["GET", "POST"]),
             Route("/oauth/token", token, methods=["POST"]),
         ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -112,6 +112,7 @@ class TokenVerifier:
 
     def __init__(self, keys: KeySource, *, issuer: str, audience: str, claim_names: ClaimNames) -> None:
         self._keys = keys
+        self._issuer = issuer
         essential: dict[str, jwt.ClaimsOption] = {
             "iss": {"essential": True, "value": issuer},
             "aud": {"essential": True, "value": audience},
@@ -141,7 +142,40 @@ class TokenVerifier:
         self._verified[token] = claims
         return dict(claims)
 
+    async def verify_id_token(self, token: str, *, client_id: str, nonce: str) -> dict[str, Any]:
+        """The claims of an OpenID Connect ID token the issuer gave `client_id` for the sign-in that sent
+        `nonce` (the console's sign-in); raises Unauthenticated otherwise. An access token is no ID token."""
+        decoded = await self._decode(token)
+        if str(decoded.header.get("typ", "JWT")).lower() in ACCESS_TOKEN_TYPES:
+            raise Unauthenticated("ID token rejected: it is an access token")
+        registry = jwt.JWTClaimsRegistry(
+            None,
+            CLOCK_SKEW_SECONDS,
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "value": client_id},
+            exp={"essential": True},
+            iat={"essential": True},
+            sub={"essential": True},
+            nonce={"essential": True, "value": nonce},
+        )
+        try:
+            registry.validate(decoded.claims)
+        except JoseError as exc:
+            raise Unauthenticated(f"ID token rejected: {_describe(exc)}") from exc
+        return dict(decoded.claims)
+
     async def _verify(self, token: str) -> dict[str, Any]:
+        decoded = await self._decode(token)
+        if str(decoded.header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+            raise Unauthenticated("bearer token rejected: not an access token (typ must be at+jwt)")
+        try:
+            self._registry.validate(decoded.claims)
+        except JoseError as exc:
+            raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
+        return dict(decoded.claims)
+
+    async def _decode(self, token: str) -> jwt.Token:
+        """A JWT whose signature verifies with one of the issuer's published keys."""
         try:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError, TypeError) as exc:
@@ -151,16 +185,9 @@ class TokenVerifier:
         if isinstance(kid, str) and kid not in {k.kid for k in keys.keys}:
             raise Unauthenticated("bearer token rejected: signed with a key the issuer does not publish")
         try:
-            decoded = jwt.decode(token, keys, algorithms=ALLOWED_ALGORITHMS)
+            return jwt.decode(token, keys, algorithms=ALLOWED_ALGORITHMS)
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
-        if str(decoded.header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
-            raise Unauthenticated("bearer token rejected: not an access token (typ must be at+jwt)")
-        try:
-            self._registry.validate(decoded.claims)
-        except JoseError as exc:
-            raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
-        return dict(decoded.claims)
 
 
 def _describe(exc: Exception) -> str:
@@ -244,6 +271,11 @@ class Authenticator:
         # Principals kept between requests, by the claims they were made from, with the time (epoch
         # seconds) until which the journal's clock cannot change them (a grant's end, the next day).
         self._kept: dict[tuple[str, ...], tuple[Principal, float]] = {}
+
+    @property
+    def verifier(self) -> TokenVerifier:
+        """The token checks, for a sign-in that must also check an ID token (the console's)."""
+        return self._verifier
 
     async def authenticate(self, presented: Credentials) -> Principal:
         """The principal behind the credentials: verified token (and DPoP proof, when the token is

@@ -126,6 +126,19 @@ class Settings:
     introspection: bool = True
     # Rate-limit counters live in PostgreSQL, or in Redis when REDIS_URL is set.
     redis_url: str | None = None
+    # The console outside demo mode signs people in with the OpenID Connect authorization-code flow (PKCE) at
+    # the issuer, as this client (AKSON_CONSOLE_CLIENT_ID, registered there with the redirect URI
+    # `<public URL>/console/callback`), asking for these scopes. The issuer's endpoints come from its
+    # discovery document (AKSON_OIDC_CONFIGURATION_URL, by default under the issuer). The console is the
+    # municipality's own app, so it is first-party.
+    console_client_id: str | None = None
+    console_scopes: str = "openid fhirUser launch/patient user/*.crus patient/*.rs"
+    oidc_configuration_url: str | None = None
+
+    @property
+    def oidc_discovery_url(self) -> str:
+        """Where the issuer's discovery document is (OpenID Connect Discovery 1.0, section 4)."""
+        return self.oidc_configuration_url or f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
 
     def is_first_party(self, client_id: str) -> bool:
         """The municipality's own app: it may send query text, has no per-app budgets and reads from the
@@ -206,9 +219,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         trusted_documents_required=_choice(env, "AKSON_TRUSTED_DOCUMENTS", ("required", "optional"), demo)
         == "required",
         first_party_apps=tuple(a.strip() for a in env.get("AKSON_FIRST_PARTY_APPS", "").split(",") if a.strip())
-        + ((DEMO_APP_CLIENT_ID,) if demo else ()),
+        + ((DEMO_APP_CLIENT_ID,) if demo else ())
+        + ((env["AKSON_CONSOLE_CLIENT_ID"].strip(),) if env.get("AKSON_CONSOLE_CLIENT_ID", "").strip() else ()),
         introspection=_choice(env, "AKSON_INTROSPECTION", ("off", "on"), demo) == "on",
         redis_url=env.get("REDIS_URL") or None,
+        console_client_id=env.get("AKSON_CONSOLE_CLIENT_ID", "").strip() or None,
+        console_scopes=" ".join(env.get("AKSON_CONSOLE_SCOPES", Settings.console_scopes).split()),
+        oidc_configuration_url=_url(env, "AKSON_OIDC_CONFIGURATION_URL"),
         **numbers,
         audit_key_file=Path(env["AKSON_AUDIT_KEY_PATH"]).resolve() if env.get("AKSON_AUDIT_KEY_PATH") else None,
         audit_archive_folder=(

@@ -5,7 +5,8 @@ page asks the gateway's own GraphQL endpoint, in process and through the whole r
 audit), with the signed-in person's token, so the console can do nothing its user could not do with their
 own token, and every action is audited with them as the actor. No private back door.
 
-- Sign-in (demo mode): a persona picker; the session holds the persona's token server-side
+- Sign-in: in demo mode a persona picker; otherwise the OpenID Connect authorization-code flow with PKCE at the
+  trusted issuer (gateway/console_oidc.py). The session holds the person's token server-side
   (`console_session`, migration 0021), keyed by the SHA-256 of a random cookie (HttpOnly, Secure,
   SameSite=Strict). Forms carry a per-session CSRF token; sign-in, before a session, a double-submit cookie.
 - Pages: apps (approve, suspend, revoke with a reason), emergency accesses waiting for review (who, whom,
@@ -18,76 +19,60 @@ own token, and every action is audited with them as the actor. No private back d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import asyncpg
 import httpx
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import demo_issuer
 from gateway.audit import AuditRecord, AuditTrail, insert_rows
-from gateway.auth import credentials
-from gateway.browser_files import page_headers
-from gateway.console_text import LANGUAGES, TEXT
+from gateway.auth import Principal, credentials
+from gateway.console_oidc import CALLBACK_PATH, SIGN_IN_SECONDS, SignInFailed
+from gateway.console_text import TEXT
+from gateway.errors import AksonError
+from gateway.pages import language_of, render
 from gateway.personas import PERSONAS
 from gateway.policy_reasons import rules_by_reason
 from gateway.runtime import runtime_of
 from gateway.store import global_id_of
 
+log = logging.getLogger(__name__)
+
 SESSION_COOKIE = "akson_console"
 SIGN_IN_COOKIE = "akson_console_signin"
-LANGUAGE_COOKIE = "akson_console_lang"
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
-    "frame-ancestors 'none'"
-)
-# The charts page alone runs script: this origin's (Chart.js, pinned, and the page's own), nothing inline.
-CHARTS_POLICY = CONTENT_SECURITY_POLICY.replace("default-src 'none';", "default-src 'none'; script-src 'self';")
+# A sign-in at the issuer under way (gateway/console_oidc.py): sent back to the callback only.
+FLOW_COOKIE = "akson_console_flow"
 LOG_DAYS = 30
-TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
 
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in person: their token, who they are, and the CSRF token of their forms."""
+    """A signed-in person: their token, who they are, the patient whose access log they may see (a citizen's own
+    or their child's), and the CSRF token of their forms."""
 
     token: str
     persona: str
     csrf: str
+    patient_id: str | None = None
 
 
 def _digest(cookie: str) -> str:
     return hashlib.sha256(cookie.encode()).hexdigest()
 
 
-async def start_session(pool: asyncpg.Pool, token: str, persona: str, expires: datetime) -> str:
-    """A new session for `token`; returns the cookie value (only its hash is stored)."""
-    cookie = secrets.token_urlsafe(32)
-    await pool.execute("DELETE FROM console_session WHERE expires_at <= now()")
-    await pool.execute(
-        "INSERT INTO console_session (id_hash, access_token, persona, csrf_token, expires_at) "
-        "VALUES ($1, $2, $3, $4, $5)",
-        _digest(cookie),
-        token,
-        persona,
-        secrets.token_urlsafe(24),
-        expires,
-    )
-    return cookie
+def _cookie(response: Response, name: str, value: str, path: str = "/console", **options: Any) -> None:
+    response.set_cookie(name, value, httponly=True, secure=True, path=path, **{"samesite": "strict", **options})
 
 
 async def session_of(request: Request) -> Session | None:
@@ -96,31 +81,11 @@ async def session_of(request: Request) -> Session | None:
     if not cookie:
         return None
     row = await runtime_of(request.scope).pool.fetchrow(
-        "SELECT access_token, persona, csrf_token FROM console_session WHERE id_hash = $1 AND expires_at > now()",
+        "SELECT access_token, persona, csrf_token, patient_id::text FROM console_session "
+        "WHERE id_hash = $1 AND expires_at > now()",
         _digest(cookie),
     )
-    return Session(row["access_token"], row["persona"], row["csrf_token"]) if row else None
-
-
-def language_of(request: Request) -> str:
-    """`?lang=` when given, else the language cookie, else bokmål."""
-    asked = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE) or "nb"
-    return asked if asked in LANGUAGES else "nb"
-
-
-def render(request: Request, template: str, status: int = 200, *, scripts: bool = False, **values: Any) -> HTMLResponse:
-    """A page in the request's language, under the console's Content-Security-Policy (which lets this
-    origin's scripts run only on a page that has some)."""
-    language = language_of(request)
-    words = TEXT[language]
-    html = TEMPLATES.get_template(template).render(
-        t=lambda key: words[key], lang=language, path=request.url.path, **values
-    )
-    headers = page_headers(CHARTS_POLICY if scripts else CONTENT_SECURITY_POLICY)
-    response = HTMLResponse(html, status_code=status, headers=headers)
-    if request.query_params.get("lang") in LANGUAGES:
-        response.set_cookie(LANGUAGE_COOKIE, language, httponly=True, secure=True, samesite="strict", path="/console")
-    return response
+    return Session(row["access_token"], row["persona"], row["csrf_token"], row["patient_id"]) if row else None
 
 
 async def graphql(request: Request, session: Session, query: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -165,40 +130,112 @@ def _forbidden(request: Request) -> HTMLResponse:
 
 
 async def sign_in(request: Request) -> Response:
-    """GET: the persona picker (demo mode); POST: sign in as the chosen persona."""
-    settings = runtime_of(request.scope).settings
+    """GET: the persona picker (demo mode) or the way to the issuer's sign-in; POST (demo mode): sign in as the
+    chosen persona."""
+    runtime = runtime_of(request.scope)
+    settings = runtime.settings
     if not settings.demo:
-        return render(request, "console/message.html", status=501, session=None, message_key="no_access")
+        if runtime.console_sign_in is None or request.method != "GET":
+            return render(
+                request, "console/message.html", status=501, session=None, message_key="console_not_configured"
+            )
+        return render(request, "console/sign_in_oidc.html", session=None)
     if request.method == "GET":
         csrf = secrets.token_urlsafe(24)
         personas = [p for p in PERSONAS.values() if p.kind != "service"]
         response = render(request, "console/sign_in.html", session=None, personas=personas, csrf=csrf)
-        response.set_cookie(SIGN_IN_COOKIE, csrf, httponly=True, secure=True, samesite="strict", path="/console")
+        _cookie(response, SIGN_IN_COOKIE, csrf)
         return response
     form = await _form(request, None)
     persona = PERSONAS.get((form or {}).get("persona", ""))
     if form is None or persona is None or persona.kind == "service":
         return _forbidden(request)
-    runtime = runtime_of(request.scope)
     claims = demo_issuer.persona_claims(persona, issuer=settings.issuer, audience=settings.audience)
     token = demo_issuer.sign(claims, runtime.issuer_key)
-    expires = datetime.fromtimestamp(claims["exp"], UTC)
-    if earlier := request.cookies.get(SESSION_COOKIE):
-        await runtime.pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(earlier))
-    cookie = await start_session(runtime.pool, token, persona.name, expires)
-    await _record(request, token, "sign_in")
+    principal = await runtime.authenticator.authenticate(credentials(f"Bearer {token}", None, "POST", str(request.url)))
     signed_in = RedirectResponse("/console/", status_code=303)
-    signed_in.set_cookie(
-        SESSION_COOKIE, cookie, httponly=True, secure=True, samesite="strict", path="/console", expires=expires
-    )
+    await _open_session(request, signed_in, token, persona.name, datetime.fromtimestamp(claims["exp"], UTC), principal)
     signed_in.delete_cookie(SIGN_IN_COOKIE, path="/console")
     return signed_in
 
 
-async def _record(request: Request, token: str, action: str) -> None:
-    """An audit record of signing in or out, with the person as actor (their token names them)."""
+async def sign_in_at_issuer(request: Request) -> Response:
+    """Start the OpenID Connect sign-in: off to the issuer, with this browser's sign-in remembered here."""
+    flow = runtime_of(request.scope).console_sign_in
+    if flow is None:
+        return render(request, "console/message.html", status=501, session=None, message_key="console_not_configured")
+    try:
+        cookie, url = await flow.start(runtime_of(request.scope).pool)
+    except SignInFailed as exc:
+        return _sign_in_failed(request, exc)
+    response = RedirectResponse(url, status_code=303)
+    # Lax: the issuer sends the person back with a top-level GET from its own site.
+    _cookie(response, FLOW_COOKIE, cookie, CALLBACK_PATH, samesite="lax", max_age=SIGN_IN_SECONDS)
+    return response
+
+
+async def callback(request: Request) -> Response:
+    """The issuer's answer: a session when every check holds. The page that follows is reached by a link from
+    this origin, so the session cookie (SameSite=Strict) goes with it, which a redirect begun at the issuer's
+    site would not carry."""
     runtime = runtime_of(request.scope)
-    principal = await runtime.authenticator.authenticate(credentials(f"Bearer {token}", None, "POST", str(request.url)))
+    flow = runtime.console_sign_in
+    if flow is None:
+        return render(request, "console/message.html", status=501, session=None, message_key="console_not_configured")
+    answer = {k: str(v) for k, v in request.query_params.items()}
+    try:
+        signed_in = await flow.finish(runtime.pool, runtime.authenticator, request.cookies.get(FLOW_COOKIE, ""), answer)
+    except SignInFailed as exc:
+        response = _sign_in_failed(request, exc)
+    else:
+        response = render(request, "console/signed_in.html", session=None, language_links="/console/")
+        principal = signed_in.principal
+        await _open_session(request, response, signed_in.access_token, signed_in.name, signed_in.expires, principal)
+    response.delete_cookie(FLOW_COOKIE, path=CALLBACK_PATH)
+    return response
+
+
+def _sign_in_failed(request: Request, exc: SignInFailed) -> HTMLResponse:
+    log.warning("console sign-in failed: %s", exc)
+    return render(
+        request,
+        "console/message.html",
+        status=400,
+        session=None,
+        message_key="sign_in_failed",
+        detail=str(exc),
+        language_links="/console/sign-in",
+    )
+
+
+async def _open_session(
+    request: Request, response: Response, token: str, label: str, expires: datetime, principal: Principal
+) -> None:
+    """A new session for the person's token (a session this browser had ends), its cookie on `response`, and
+    the audit record of signing in."""
+    runtime = runtime_of(request.scope)
+    if earlier := request.cookies.get(SESSION_COOKIE):
+        await runtime.pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(earlier))
+    patient = (principal.launch_patient_id or principal.patient_id) if principal.kind == "citizen" else None
+    cookie = secrets.token_urlsafe(32)
+    await runtime.pool.execute("DELETE FROM console_session WHERE expires_at <= now()")
+    await runtime.pool.execute(
+        "INSERT INTO console_session (id_hash, access_token, persona, csrf_token, expires_at, patient_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6::uuid)",
+        _digest(cookie),
+        token,
+        label,
+        secrets.token_urlsafe(24),
+        expires,
+        patient,
+    )
+    await _record(request, principal, "sign_in")
+    _cookie(response, SESSION_COOKIE, cookie, expires=expires)
+
+
+async def _record(request: Request, principal: Principal, action: str) -> None:
+    """An audit record of signing in or out, with the person as actor."""
+    runtime = runtime_of(request.scope)
     trail = AuditTrail(principal, runtime.authorizer.policy_version)
     await insert_rows(runtime.pool, trail.rows([AuditRecord(None, "console_session", (), action, True, "CONSOLE")]))
 
@@ -207,9 +244,14 @@ async def sign_out(request: Request) -> Response:
     """End the session (its row is deleted, the cookie cleared), audited."""
     session = await session_of(request)
     if session is not None and await _form(request, session) is not None:
+        runtime = runtime_of(request.scope)
         cookie = request.cookies.get(SESSION_COOKIE, "")
-        await runtime_of(request.scope).pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(cookie))
-        await _record(request, session.token, "sign_out")
+        await runtime.pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(cookie))
+        with contextlib.suppress(AksonError):
+            principal = await runtime.authenticator.authenticate(
+                credentials(f"Bearer {session.token}", None, "POST", str(request.url))
+            )
+            await _record(request, principal, "sign_out")
     response = RedirectResponse("/console/sign-in", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response
@@ -226,7 +268,7 @@ async def home(request: Request) -> Response:
 # ---- apps ----------------------------------------------------------------------------------------------
 
 APPS = """query { apps(first: 100) { clientId name vendorOrgNumber kind scopes status statusReason registeredAt
-  decidedAt } }"""
+  decidedAt history { action reason decidedBy decidedAt } } }"""
 APP_ACTIONS = {
     "approve": "mutation($id: String!, $reason: String!) { approveApp(clientId: $id, reason: $reason) { status } }",
     "suspend": "mutation($id: String!, $reason: String!) { suspendApp(clientId: $id, reason: $reason) { status } }",
@@ -323,8 +365,7 @@ async def my_log(request: Request) -> Response:
     session = await session_of(request)
     if session is None:
         return RedirectResponse("/console/sign-in", status_code=303)
-    persona = PERSONAS.get(session.persona)
-    patient = (persona.launch_patient_id or persona.entity_id) if persona and persona.kind == "citizen" else None
+    patient = session.patient_id
     if patient is None:
         return _forbidden(request)
     now = datetime.now(UTC)
@@ -507,6 +548,8 @@ def routes() -> list[Route]:
         Route("/console", lambda request: RedirectResponse("/console/", status_code=307)),
         Route("/console/", home),
         Route("/console/sign-in", sign_in, methods=["GET", "POST"]),
+        Route("/console/sign-in/issuer", sign_in_at_issuer),
+        Route(CALLBACK_PATH, callback),
         Route("/console/sign-out", sign_out, methods=["POST"]),
         Route("/console/apps", apps),
         Route("/console/apps/{client_id}/{action}", apps, methods=["POST"]),

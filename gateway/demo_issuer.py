@@ -59,21 +59,28 @@ def persona_claims(persona: Persona, *, issuer: str, audience: str, now: int | N
     return claims
 
 
-def sign(claims: dict[str, Any], key: ECKey) -> str:
-    """A compact JWS of the claims with the issuer key."""
-    header = {"alg": "ES256", "typ": "at+jwt", "kid": key.kid}
+def sign(claims: dict[str, Any], key: ECKey, typ: str = "at+jwt") -> str:
+    """A compact JWS of the claims with the issuer key: an access token (RFC 9068's `at+jwt`) unless told
+    otherwise (an ID token is a `JWT`)."""
+    header = {"alg": "ES256", "typ": typ, "kid": key.kid}
     return jwt.encode(header, claims, key)
 
 
-def discovery_document(issuer: str, jwks_uri: str, token_endpoint: str) -> dict[str, Any]:
-    """The OIDC discovery fields a resource server and a client library look for."""
+def discovery_document(issuer: str, base_url: str) -> dict[str, Any]:
+    """The OIDC discovery fields a resource server and a client library look for, at the gateway's public URL."""
     return {
         "issuer": issuer,
-        "jwks_uri": jwks_uri,
-        "token_endpoint": token_endpoint,
+        "jwks_uri": f"{base_url}/.well-known/jwks.json",
+        "authorization_endpoint": f"{base_url}/oauth/authorize",
+        "token_endpoint": f"{base_url}/oauth/token",
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "subject_types_supported": ["public"],
+        "scopes_supported": ["openid", "fhirUser", "launch/patient"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "RS256", "PS256", "EdDSA"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "grant_types_supported": ["client_credentials", "authorization_code"],
+        "authorization_response_iss_parameter_supported": True,
         "claims_supported": [CLAIM_PERSONNEL_PID, CLAIM_HPR_NUMBER, CLAIM_CITIZEN_PID, "client_id"],
     }

@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from strawberry.dataloader import DataLoader
 
 from gateway.audit import AuditRecord, AuditTrail
 from gateway.auth import Principal
@@ -165,6 +166,43 @@ class Registry:
         self._principal = principal
         self._audit = audit
         self._status = status
+        self._histories: DataLoader[str, list[Row]] = DataLoader(load_fn=self._load_histories)
+
+    async def history(self, client_id: str) -> list[Row]:
+        """The app's registration and the decisions on it, oldest first (for an app this principal was shown:
+        its history is part of it). Batched: a page of apps asks once."""
+        return await self._histories.load(client_id)
+
+    async def _load_histories(self, client_ids: list[str]) -> list[list[Row]]:
+        rows = await fetch(
+            self._pool,
+            sql(
+                "SELECT client_id, action, reason, decided_by, decided_at FROM app_decision WHERE client_id = ANY(",
+                value(list(client_ids), "text[]"),
+                ") ORDER BY decided_at, id",
+            ),
+        )
+        by_app: dict[str, list[Row]] = {client_id: [] for client_id in client_ids}
+        for row in rows:
+            by_app[row["client_id"]].append(row)
+        return [by_app[client_id] for client_id in client_ids]
+
+    async def _record_decision(self, tx: WriteTransaction, client_id: str, action: str, reason: str | None) -> None:
+        """One entry of the app's history, in the transaction of the change it records."""
+        await tx.fetch(
+            sql(
+                "INSERT INTO app_decision (client_id, action, reason, decided_by) VALUES (",
+                join(
+                    [
+                        value(client_id, "text"),
+                        value(action, "text"),
+                        value(reason, "text"),
+                        value(self._principal.id, "text"),
+                    ]
+                ),
+                ")",
+            )
+        )
 
     async def _decide(self, action: str, attrs: dict[str, Any]) -> None:
         [decision] = await self._authorizer.check(self._principal, APP, action, [(attrs["client_id"], attrs)])
@@ -209,6 +247,7 @@ class Registry:
             )
             if not rows:
                 raise BadUserInput(f"an app with clientId {reg.client_id!r} is already registered", argument="clientId")
+            await self._record_decision(tx, reg.client_id, "register", None)
             if reg.documents:
                 await self._insert_documents(tx, reg.client_id, _checked_documents(list(reg.documents)))
         return rows[0]
@@ -293,6 +332,7 @@ class Registry:
                     APP.select_list(),
                 )
             )
+            await self._record_decision(tx, client_id, action, text.strip())
         self._status.forget(client_id)
         return updated[0]
 

@@ -21,6 +21,7 @@ from gateway.token_endpoint import TokenEndpoint
 
 if TYPE_CHECKING:
     from gateway.bulk_export import BulkExports
+    from gateway.console_oidc import ConsoleSignIn
     from gateway.rate_limits import RateLimiter
     from gateway.trusted_documents import TrustedDocuments
     from gateway.webhook_worker import WebhookWorker
@@ -45,6 +46,8 @@ class Runtime:
     rate_limiter: RateLimiter
     app_shares: AppShares
     exports: BulkExports
+    # The console's OpenID Connect sign-in, outside demo mode when AKSON_CONSOLE_CLIENT_ID is set.
+    console_sign_in: ConsoleSignIn | None = None
 
 
 def runtime_of(scope: Scope) -> Runtime:

@@ -459,6 +459,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
         "registered_at",
         "acting_unit_id",
     ],
+    "app_decision": ["client_id", "action", "reason", "decided_by", "decided_at"],
     "guardianship": ["id", "guardian_national_id", "child_patient_id", "basis", "period_start", "period_end"],
     "restriction": [
         "id",
@@ -914,6 +915,8 @@ async def seed(
             unit_by_id[persona.unit_id].staff.setdefault(persona.role, []).append(persona.entity_id)
     for app in DEMO_APPS:
         rows["app"].append(app)
+        rows["app_decision"].append((app[0], "register", None, "seed", SEEDED_AT))
+        rows["app_decision"].append((app[0], "approve", "demo journal", "seed", SEEDED_AT))
 
     for unit in units:
         for role, count in STAFFING[unit.kind]:

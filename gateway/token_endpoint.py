@@ -1,6 +1,7 @@
 """The demo issuer's token endpoint: client credentials with `private_key_jwt` (RFC 7523), as HelseID
 requires of backend services. A registered, approved backend service proves possession of a key it
-registered and receives a short-lived system access token for (a subset of) its registered scopes.
+registered and receives a short-lived system access token for (a subset of) its registered scopes. A
+user-facing app redeems an authorization code here with its PKCE verifier (gateway/demo_authorize.py).
 Errors follow RFC 6749 section 5.2.
 """
 
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway import demo_issuer
 from gateway.auth import ALLOWED_ALGORITHMS
+from gateway.authorization_codes import redeem_code
 from gateway.registry import client_keys
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -48,8 +50,15 @@ class TokenEndpoint:
     async def __call__(self, request: Request) -> Response:
         """POST /oauth/token (application/x-www-form-urlencoded)."""
         form = await request.form()
+        if form.get("grant_type") == "authorization_code":
+            answer = await redeem_code(
+                self._pool, {k: str(v) for k, v in form.items()}, self._key, self._issuer, self._audience
+            )
+            if isinstance(answer, tuple):
+                return _error(*answer)
+            return JSONResponse(answer, headers={"Cache-Control": "no-store"})
         if form.get("grant_type") != "client_credentials":
-            return _error("unsupported_grant_type", "only client_credentials is supported")
+            return _error("unsupported_grant_type", "only client_credentials and authorization_code are supported")
         if form.get("client_assertion_type") != ASSERTION_TYPE or not form.get("client_assertion"):
             return _error("invalid_client", "authenticate with a private_key_jwt client assertion", 401)
         assertion = str(form["client_assertion"])

@@ -90,12 +90,41 @@ class App:
         rows = await info.context.registry.trusted_documents(self.client_id)
         return [TrustedDocument.from_row(r) for r in rows]
 
+    @strawberry.field(description="Its registration and every decision on it, oldest first, with who and why.")
+    async def history(self, info: Info) -> list[AppDecision]:
+        return [AppDecision.from_row(r) for r in await info.context.registry.history(self.client_id)]
+
     @strawberry.field(
         description="For a backend service: the unit it acts for, named when it was approved (its data-processing "
         "agreement); null when it acts for none."
     )
     async def acting_unit(self, info: Info) -> Organization | None:
         return await to_one(info, K.ORGANIZATION, self.acting_unit_id)
+
+
+@strawberry.enum(description="What happened to an app.")
+class AppAction(Enum):
+    REGISTER = "register"
+    APPROVE = "approve"
+    SUSPEND = "suspend"
+    REVOKE = "revoke"
+
+
+@strawberry.type(description="One entry of an app's history: its registration or a decision on it.")
+class AppDecision:
+    action: AppAction = strawberry.field(description="Registered, approved, suspended or revoked.")
+    reason: str | None = strawberry.field(description="Why, as the policy admin wrote it (none for a registration).")
+    decided_by: str = strawberry.field(description="Who: the id of the person (or service) who did it.")
+    decided_at: datetime = strawberry.field(description="When.")
+
+    @classmethod
+    def from_row(cls, row: Row) -> AppDecision:
+        return cls(
+            action=AppAction(row["action"]),
+            reason=row["reason"],
+            decided_by=row["decided_by"],
+            decided_at=row["decided_at"],
+        )
 
 
 @strawberry.type(description="An operation an app registered, to be sent by its id instead of its text.")

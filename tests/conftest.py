@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from gateway import demo_issuer
 from gateway.components import free_port, start_embedded_postgres
@@ -222,10 +222,13 @@ def start_gateway(
     extra_env: dict[str, str] | None = None,
     demo_patients: int = TEST_PATIENTS,
     demo: bool = True,
+    public_url: bool | None = None,
 ) -> Gateway:
-    """Start `akson serve --demo` (or, with `demo=False`, in production mode at its loopback address) as a
-    subprocess and wait until it is healthy."""
+    """Start `akson serve --demo` (or, with `demo=False`, in production mode) as a subprocess and wait until it
+    is healthy. Its public URL is its loopback address outside demo mode (or when asked); a demo gateway
+    otherwise publishes the default one, as `make run` does."""
     port = free_port()
+    publish = not demo if public_url is None else public_url
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "gateway.log"
     env = {
@@ -235,7 +238,7 @@ def start_gateway(
         "AKSON_PROJECT_DIR": str(PROJECT),
         "OTEL_TRACES_EXPORTER": "console",
         **SHARED_BUDGETS,
-        **({} if demo else {"AKSON_PUBLIC_URL": f"http://127.0.0.1:{port}"}),
+        **({"AKSON_PUBLIC_URL": f"http://127.0.0.1:{port}"} if publish else {}),
         **(extra_env or {}),
     }
     with log_path.open("wb") as log:
@@ -301,19 +304,32 @@ def gateway(make_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         stop_gateway(started)
 
 
-def start_replica(gateway: Gateway, data_dir: Path, extra_env: dict[str, str] | None = None) -> Gateway:
+def start_replica(
+    gateway: Gateway, data_dir: Path, extra_env: dict[str, str] | None = None, public_url: bool = False
+) -> Gateway:
     """Another gateway process on the same journal (a replica): its own PDP and change hub, the same demo
     issuer key, so the same tokens work on both."""
     key = load_settings({"AKSON_DATA_DIR": str(data_dir), "AKSON_PROJECT_DIR": str(PROJECT)}).demo_key_path
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_bytes(load_settings({"AKSON_DATA_DIR": str(gateway.data_dir)}).demo_key_path.read_bytes())
-    return start_gateway(gateway.database_url, data_dir, {**FAST_EVENTS, **(extra_env or {})})
+    return start_gateway(gateway.database_url, data_dir, {**FAST_EVENTS, **(extra_env or {})}, public_url=public_url)
 
 
 @pytest.fixture(scope="session")
 def second_gateway(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A second replica of the gateway every HTTP test talks to."""
     started = start_replica(gateway, tmp_path_factory.mktemp("gateway-2"))
+    try:
+        yield started
+    finally:
+        stop_gateway(started)
+
+
+@pytest.fixture(scope="session")
+def issuer(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A replica of the gateway that publishes its own loopback address: the demo issuer as an OpenID provider
+    whose discovery document points where it listens (the session's gateway publishes `make run`'s address)."""
+    started = start_replica(gateway, tmp_path_factory.mktemp("issuer"), public_url=True)
     try:
         yield started
     finally:
@@ -362,3 +378,14 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser page with cookies of its own (a new context)."""
+    context = browser.new_context()
+    opened = context.new_page()
+    try:
+        yield opened
+    finally:
+        context.close()

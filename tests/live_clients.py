@@ -34,9 +34,14 @@ HEART_RATE = """mutation($input: ObservationInput!) { createObservation(input: $
 DECIDE = 'mutation($c: String!) { %s(clientId: $c, reason: "test") { status } }'
 
 
-def approved_app(gateway: Gateway, scopes: list[str]) -> str:
+def approved_app(
+    gateway: Gateway,
+    scopes: list[str],
+    redirect_uris: tuple[str, ...] = ("https://live.example.invalid/cb",),
+    client: str | None = None,
+) -> str:
     """A new user-facing app, registered by the GP and approved by a policy admin; returns its client id."""
-    client = f"live-{uuid.uuid4().hex[:8]}"
+    client = client or f"live-{uuid.uuid4().hex[:8]}"
     registered = gateway.query(
         """mutation($input: RegisterAppInput!) { registerApp(input: $input) { clientId } }""",
         "gp",
@@ -46,7 +51,7 @@ def approved_app(gateway: Gateway, scopes: list[str]) -> str:
                 "name": "Live test",
                 "vendorOrgNumber": "912345678",
                 "kind": "USER_FACING",
-                "redirectUris": ["https://live.example.invalid/cb"],
+                "redirectUris": list(redirect_uris),
                 "scopes": scopes,
             }
         },

@@ -11,6 +11,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from gateway.personas import PERSONAS
 from tests.conftest import Gateway
 
 REGISTER = """mutation($input: RegisterAppInput!) { registerApp(input: $input) {
@@ -91,6 +92,29 @@ def test_a_suspended_app_is_refused_on_its_next_request_and_reinstated_on_approv
     assert client_token(gateway, key, client_id).status_code == 401
     gateway.query(DECIDE % "approveApp", "policy-admin", {"id": client_id, "reason": "fixed"})
     assert gateway.post(ORGANIZATIONS, token=token).status_code == 200
+
+
+HISTORY = "query($id: String!) { app(clientId: $id) { history { action reason decidedBy decidedAt } } }"
+
+
+def test_an_apps_history_names_its_registration_and_every_decision_with_who_and_why(gateway: Gateway) -> None:
+    _, client_id = registered_and_approved(gateway)
+    for action, reason in [("suspendApp", "Vendor breach under review"), ("revokeApp", "Breach confirmed")]:
+        assert "errors" not in gateway.query(DECIDE % action, "policy-admin", {"id": client_id, "reason": reason})
+    refused = gateway.query(DECIDE % "approveApp", "policy-admin", {"id": client_id, "reason": "try again"})
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN", "a revoked app stays revoked"
+
+    history = gateway.query(HISTORY, "policy-admin", {"id": client_id})["data"]["app"]["history"]
+    assert [(h["action"], h["reason"]) for h in history] == [
+        ("REGISTER", None),
+        ("APPROVE", "DPIA ok"),
+        ("SUSPEND", "Vendor breach under review"),
+        ("REVOKE", "Breach confirmed"),
+    ], "a refused decision leaves no entry"
+    registrant = gateway.fetch("SELECT registered_by FROM app WHERE client_id = $1", client_id)[0]["registered_by"]
+    admin = str(PERSONAS["policy-admin"].entity_id)
+    assert [h["decidedBy"] for h in history] == [registrant, admin, admin, admin]
+    assert [h["decidedAt"] for h in history] == sorted(h["decidedAt"] for h in history)
 
 
 def test_a_revoked_app_stays_revoked(gateway: Gateway) -> None:

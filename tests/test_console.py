@@ -13,24 +13,14 @@ import pytest
 from joserfc.jwk import ECKey
 from playwright.sync_api import Browser, Page, expect
 
-from gateway.console import CHARTS_POLICY, CONTENT_SECURITY_POLICY
 from gateway.console_text import TEXT
+from gateway.pages import CHARTS_POLICY, CONTENT_SECURITY_POLICY
 from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK, PERSONAS
 from tests.conftest import PROJECT, Gateway, gid
 from tests.test_app_registry import REGISTER, backend, client_token
 
 EMERGENCY = """mutation($patient: ID!, $reason: String!) { requestEmergencyAccess(patientId: $patient,
   reason: $reason, lifeOrHealthAtRisk: false) { id } }"""
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    opened = context.new_page()
-    try:
-        yield opened
-    finally:
-        context.close()
 
 
 def sign_in(page: Page, gateway: Gateway, persona: str, lang: str = "en") -> None:
@@ -103,6 +93,10 @@ def test_a_policy_admin_approves_a_pending_app_and_its_next_token_works(gateway:
     row.get_by_role("button", name="Approve").click()
     expect(page.get_by_role("status")).to_contain_text(f"approve {client_id}")
     expect(page.locator(f'tr[data-client-id="{client_id}"] .status')).to_have_text("APPROVED")
+    history = page.locator(f'tr[data-client-id="{client_id}"] .history')
+    history.locator("summary").click()
+    expect(history.locator('li[data-action="register"]')).to_be_visible()
+    expect(history.locator('li[data-action="approve"]')).to_contain_text("DPIA and data-processing agreement signed")
 
     issued = client_token(gateway, key, client_id)
     assert issued.status_code == 200, issued.text

@@ -113,6 +113,16 @@ def test_a_token_signed_with_a_published_key_is_accepted_and_the_demo_key_is_not
     assert demo.status_code == 401
 
 
+def test_without_a_console_client_the_console_says_it_is_not_set_up_and_the_demo_issuer_is_absent(
+    idp: tuple[Jwks, Gateway],
+) -> None:
+    _, trusting = idp
+    console = httpx.get(f"{trusting.base_url}/console/sign-in?lang=en")
+    assert console.status_code == 501 and "AKSON_CONSOLE_CLIENT_ID" in console.text
+    assert httpx.get(f"{trusting.base_url}/console/sign-in/issuer").status_code == 501
+    assert httpx.get(f"{trusting.base_url}/oauth/authorize").status_code == 404
+
+
 def test_a_rotated_key_is_fetched_once_it_is_used(idp: tuple[Jwks, Gateway]) -> None:
     jwks, trusting = idp
     assert trusting.post(QUERY, token=sign(jwks.keys[0])).status_code == 200

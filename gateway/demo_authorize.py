@@ -1,0 +1,97 @@
+"""The demo issuer's authorization endpoint: the OpenID Connect authorization-code flow with PKCE (RFC 6749
+section 4.1, RFC 7636 with S256 only, RFC 9207's `iss`) for user-facing apps registered with this gateway.
+
+The demo journal has personas, not passwords, so signing in at the demo issuer is picking a persona. What an
+app does with it is what it does with HelseID or ID-porten: send the person to `/oauth/authorize`, take the
+code back at a registered redirect URI, redeem it with its PKCE verifier at `/oauth/token`, and receive the
+person's access token and an ID token naming them (with the app's nonce). The app must be approved and
+user-facing; the redirect URI must be one it registered, or the person is not sent anywhere (the codes:
+gateway/authorization_codes.py).
+
+Hand-written: Authlib's authorization server is built for Flask and Django, and this endpoint is four checks,
+a page and a row.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.authorization_codes import FlowError, FlowRequest, back_to_app, flow_request, issue_code
+from gateway.pages import render
+from gateway.personas import PERSONAS, Persona
+from gateway.runtime import runtime_of
+
+CSRF_COOKIE = "akson_issuer_signin"
+
+
+def sign_in_policy(flow: FlowRequest) -> str:
+    """The sign-in page's Content-Security-Policy: its form posts here and is redirected to the app."""
+    target = urlsplit(flow.redirect_uri)
+    return (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; "
+        f"form-action 'self' {target.scheme}://{target.netloc}"
+    )
+
+
+def csrf_ok(request: Request, given: str) -> bool:
+    """The form's token equals the cookie the sign-in page set (double submit)."""
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    return bool(expected) and hmac.compare_digest(given, expected)
+
+
+def new_csrf() -> str:
+    """A fresh double-submit token."""
+    return secrets.token_urlsafe(24)
+
+
+def people() -> list[Persona]:
+    """Who may sign in at the demo issuer: every persona that is a person."""
+    return [p for p in PERSONAS.values() if p.kind != "service"]
+
+
+def form_values(raw: Any) -> dict[str, str]:
+    """A query string or form as plain strings (the last value of a repeated key)."""
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+async def authorize(request: Request) -> Response:
+    """GET: check the request and show the sign-in page (a persona picker); POST: sign the chosen person in
+    and send them back to the app with a code, or with `access_denied` when they decline."""
+    runtime = runtime_of(request.scope)
+    values = form_values(request.query_params if request.method == "GET" else await request.form())
+    try:
+        flow = await flow_request(runtime.pool, values)
+    except FlowError as exc:
+        return render(request, "issuer/error.html", status=400, session=None, detail=str(exc))
+    issuer = runtime.settings.issuer
+    if flow.error is not None:
+        return back_to_app(flow, issuer, error=flow.error[0], error_description=flow.error[1])
+    if request.method == "GET":
+        csrf = new_csrf()
+        page = render(
+            request,
+            "issuer/authorize.html",
+            session=None,
+            policy=sign_in_policy(flow),
+            personas=people(),
+            fields=flow.hidden_fields(),
+            csrf=csrf,
+            client_id=flow.client_id,
+        )
+        page.set_cookie(CSRF_COOKIE, csrf, httponly=True, secure=True, samesite="strict", path="/oauth/authorize")
+        return page
+    if not csrf_ok(request, values.get("csrf", "")):
+        return render(request, "issuer/error.html", status=403, session=None, detail="the sign-in form expired")
+    persona = PERSONAS.get(values.get("persona", ""))
+    if values.get("decision") != "allow" or persona is None or persona.kind == "service":
+        answer = back_to_app(flow, issuer, error="access_denied", error_description="the person did not sign in")
+    else:
+        answer = back_to_app(flow, issuer, code=await issue_code(runtime.pool, flow, persona))
+    answer.delete_cookie(CSRF_COOKIE, path="/oauth/authorize")
+    return answer
