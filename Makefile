@@ -14,12 +14,14 @@ run: deps
 	$(BIN)/akson serve --demo
 
 # The suite runs against an embedded PostgreSQL; when a server answers on 127.0.0.1:5432 (or
-# TEST_DATABASE_URL names one), it runs a second time against that server. What tests the HTTP edge, the
-# pages in a browser and the policies, not the database server, runs in the first run only: the hostile-input
-# suite (10,000 requests, two minutes), the browser tests and the policy diff (every persona's decisions twice).
+# TEST_DATABASE_URL names one), it runs a second time against that server. What does not depend on which server
+# holds the journal runs in the first run only: the HTTP edge (the hostile-input suite, 10,000 requests), pages in
+# a browser, tokens and policies (the issuer, policy diff and reload), and what starts a database of its own
+# (the lifecycle and the drills).
 LOCAL_PG ?= postgresql://postgres@127.0.0.1:5432/postgres
 FIRST_RUN_ONLY := tests/test_hostile_suite.py tests/test_console.py tests/test_console_oidc.py \
-	tests/test_browser_graphiql.py tests/test_policy_diff.py
+	tests/test_browser_graphiql.py tests/test_policy_diff.py tests/test_policy_reload.py tests/test_issuer.py \
+	tests/test_authorization_code.py tests/test_lifecycle.py tests/test_drills.py
 
 test: deps $(CHROMIUM_STAMP)
 	$(BIN)/ruff check gateway resolvers tests bench examples

@@ -16,7 +16,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
@@ -36,7 +36,20 @@ PAGES = [
     ("access-log", "compliance-officer", "/console/log?from={week_ago}&patient={citizen}"),
     ("blocking", "policy-admin", "/console/blocking"),
     ("explain", "policy-admin", "/console/explain?person={nurse}&resource={citizen}&action=read"),
+    # The demo issuer's sign-in page, where an app's authorization-code flow (and, outside demo mode, the
+    # console's, at the real issuer) takes the person.
+    ("issuer-sign-in", None, "/oauth/authorize?{authorize}"),
 ]
+AUTHORIZE = {
+    "response_type": "code",
+    "client_id": "akson-demo-app",
+    "redirect_uri": "http://127.0.0.1:8000/callback",
+    "scope": "openid fhirUser user/*.crus",
+    "state": "screenshot",
+    "nonce": "screenshot",
+    "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+    "code_challenge_method": "S256",
+}
 
 
 def _post(base: str, data_dir: Path, persona: str, query: str, variables: dict[str, object]) -> None:
@@ -116,7 +129,9 @@ def main(out: Path) -> int:
                     page = context.new_page()
                     if signed_in is not None:
                         _sign_in(page, base, signed_in)
-                    target = path.format(week_ago=week_ago, citizen=quote(citizen), nurse=quote(nurse))
+                    target = path.format(
+                        week_ago=week_ago, citizen=quote(citizen), nurse=quote(nurse), authorize=urlencode(AUTHORIZE)
+                    )
                     page.goto(f"{base}{target}{'&' if '?' in target else '?'}lang=en")
                     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                     print(f"wrote {out / f'{name}.png'}")

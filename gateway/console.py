@@ -471,8 +471,12 @@ async def blocking(request: Request) -> Response:
         for r in rows:
             totals[(r["clientId"], r["vendorOrgNumber"], r["resourceKind"], r["reason"] or "")] += r["denials"]
     by_app: dict[str, int] = defaultdict(int)
-    for (client, _, _, _), n in totals.items():
+    by_vendor: dict[str, int] = defaultdict(int)
+    by_kind: dict[str, int] = defaultdict(int)
+    for (client, vendor, kind, _), n in totals.items():
         by_app[client] += n
+        by_vendor[vendor or "–"] += n
+        by_kind[kind] += n
     rules = rules_by_reason(runtime_of(request.scope).settings.policy_dir)
     table = [
         {
@@ -495,6 +499,10 @@ async def blocking(request: Request) -> Response:
         },
         "apps": list(by_app),
         "byApp": list(by_app.values()),
+        "vendors": list(by_vendor),
+        "byVendor": list(by_vendor.values()),
+        "kinds": list(by_kind),
+        "byKind": list(by_kind.values()),
         "denialsLabel": words["denials"],
     }
     return render(

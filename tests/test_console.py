@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from joserfc.jwk import ECKey
 from playwright.sync_api import Browser, Page, expect
 
+from gateway.authorization_codes import s256
 from gateway.console_text import TEXT
 from gateway.pages import CHARTS_POLICY, CONTENT_SECURITY_POLICY
 from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK, PERSONAS
@@ -175,6 +177,11 @@ def test_information_blocking_is_charted_and_each_reason_traced_to_its_rules(gat
     expect(page.locator("body")).to_have_attribute("data-charts", "drawn")
     row = page.locator('tr[data-client-id="akson-demo-app"][data-reason="NO_CARE_RELATION"]').filter(has_text="patient")
     expect(row.first).to_contain_text("patient#personnel-with-care-relation")
+    drawn = {c: page.evaluate(f"Chart.getChart('{c}').data") for c in ("by-app", "by-vendor", "by-kind")}
+    assert "akson-demo-app" in drawn["by-app"]["labels"]
+    assert "999999999" in drawn["by-vendor"]["labels"], "the demo app's vendor"
+    kinds = drawn["by-kind"]["labels"]
+    assert "patient" in kinds and drawn["by-kind"]["datasets"][0]["data"][kinds.index("patient")] >= 1
     assert problems == [], "Chart.js draws under the page's policy"
     response = page.goto(f"{gateway.base_url}/console/blocking?days=7")
     assert response is not None and response.headers["content-security-policy"] == CHARTS_POLICY
@@ -211,6 +218,19 @@ PAGES = [
 ]
 
 
+# The demo issuer's sign-in page, as the demo app's authorization-code flow opens it.
+ISSUER_SIGN_IN = "/oauth/authorize?" + urlencode(
+    {
+        "response_type": "code",
+        "client_id": "akson-demo-app",
+        "redirect_uri": "http://127.0.0.1:8000/callback",
+        "scope": "openid user/*.crus",
+        "code_challenge": s256("a-verifier-of-forty-three-characters-or-more-0123"),
+        "code_challenge_method": "S256",
+    }
+)
+
+
 def test_every_console_page_passes_axe_at_wcag_2_aa(gateway: Gateway, browser: Browser, emergency_reason: str) -> None:
     """Labels, names, landmarks, contrast: axe-core (pinned in package.json) finds nothing serious on any page.
     The check runs in a context that lets its script in past the pages' policy; the pages are unchanged."""
@@ -219,7 +239,7 @@ def test_every_console_page_passes_axe_at_wcag_2_aa(gateway: Gateway, browser: B
     try:
         checked = context.new_page()
         checked.goto(f"{gateway.base_url}/console/sign-in?lang=nb")
-        for persona, path in [(None, "/console/sign-in"), *PAGES]:
+        for persona, path in [(None, "/console/sign-in"), (None, ISSUER_SIGN_IN), *PAGES]:
             if persona is not None:
                 sign_in(checked, gateway, persona)
             checked.goto(gateway.base_url + path)

@@ -1,4 +1,4 @@
-// The information-blocking charts: denials per day by reason, and per app, from the page's JSON data
+// The information-blocking charts: denials per day by reason, and per app, vendor and kind, from the page's JSON data
 // (`#chart-data`, written by the server); the table below the charts has the same figures.
 (function () {
   "use strict";
@@ -10,15 +10,20 @@
     data: {
       labels: data.days,
       datasets: data.reasons.map(function (reason, i) {
-        return { label: reason, data: data.byDay[reason], backgroundColor: colour(i) };
+        return { label: reason, data: data.byDay[reason], backgroundColor: colour(i), maxBarThickness: 48 };
       }),
     },
     options: { animation: false, responsive: true, aspectRatio: 3, scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } },
   });
-  new Chart(document.getElementById("by-app"), {
-    type: "bar",
-    data: { labels: data.apps, datasets: [{ label: data.denialsLabel, data: data.byApp, backgroundColor: colour(0) }] },
-    options: { animation: false, indexAxis: "y", responsive: true, aspectRatio: 5, scales: { x: { beginAtZero: true } } },
-  });
+  function bars(id, labels, values, i) {
+    new Chart(document.getElementById(id), {
+      type: "bar",
+      data: { labels: labels, datasets: [{ label: data.denialsLabel, data: values, backgroundColor: colour(i), maxBarThickness: 32 }] },
+      options: { animation: false, indexAxis: "y", responsive: true, aspectRatio: 3, scales: { x: { beginAtZero: true } } },
+    });
+  }
+  bars("by-app", data.apps, data.byApp, 0);
+  bars("by-vendor", data.vendors, data.byVendor, 2);
+  bars("by-kind", data.kinds, data.byKind, 4);
   document.body.setAttribute("data-charts", "drawn");
 })();
