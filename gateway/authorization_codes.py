@@ -25,6 +25,8 @@ from starlette.responses import RedirectResponse
 
 from gateway import demo_issuer
 from gateway.personas import PERSONAS, Persona
+from gateway.resources import KINDS
+from gateway.scopes import within
 
 CODE_SECONDS = 60
 PKCE_VALUE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
@@ -57,6 +59,7 @@ class FlowRequest:
             "state": self.state,
             "nonce": self.nonce,
             "code_challenge": self.code_challenge,
+            "code_challenge_method": "S256",
         }
 
 
@@ -70,20 +73,19 @@ async def flow_request(pool: asyncpg.Pool, values: dict[str, str]) -> FlowReques
     )
     if row is None or row["kind"] != "user-facing":
         raise FlowError("no user-facing app is registered with this client id")
-    if redirect_uri not in row["redirect_uris"]:
+    if row["status"] != "approved":
+        # Nobody has vouched for a pending, suspended or revoked app's redirect URIs: send no one there.
+        raise FlowError(f"the app is {row['status']}, not approved")
+    if redirect_uri not in row["redirect_uris"] or redirect_origin(redirect_uri) is None:
         raise FlowError("the redirect URI is not one the app registered")
     scope = " ".join(values.get("scope", "").split())
     error: tuple[str, str] | None = None
-    if row["status"] != "approved":
-        error = ("unauthorized_client", f"the app is {row['status']}")
-    elif values.get("response_type") != "code":
+    if values.get("response_type") != "code":
         error = ("unsupported_response_type", "only response_type=code is supported")
-    elif values.get("code_challenge_method", "S256") != "S256" or not PKCE_VALUE.fullmatch(
-        values.get("code_challenge", "")
-    ):
+    elif values.get("code_challenge_method") != "S256" or not PKCE_VALUE.fullmatch(values.get("code_challenge", "")):
         error = ("invalid_request", "PKCE is required: a code_challenge with code_challenge_method=S256")
-    elif not scope or not set(scope.split()) <= set(row["requested_scopes"]):
-        error = ("invalid_scope", "ask for scopes the app registered")
+    elif not scope or not within(scope, list(row["requested_scopes"]), set(KINDS)):
+        error = ("invalid_scope", "ask for scopes the app registered, or narrower ones")
     return FlowRequest(
         client_id,
         redirect_uri,
@@ -94,6 +96,20 @@ async def flow_request(pool: asyncpg.Pool, values: dict[str, str]) -> FlowReques
         frozenset(row["requested_scopes"]),
         error,
     )
+
+
+def redirect_origin(uri: str) -> str | None:
+    """The origin of a redirect URI as a Content-Security-Policy source (`scheme://host[:port]`), or None when its
+    host is not a plain DNS name or IPv4 address (a policy could not name it, or it would smuggle in directives)."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("https", "http") or parts.username or not re.fullmatch(r"[a-z0-9.-]+", host):
+        return None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def back_to_app(flow: FlowRequest, issuer: str, **answer: str) -> RedirectResponse:
@@ -157,26 +173,30 @@ async def redeem_code(
     if status != "approved":
         return ("unauthorized_client", f"the app is {status}")
     persona = PERSONAS[row["persona"]]
+    granted = row["scope"].split()
     claims = {
         **demo_issuer.persona_claims(persona, issuer=issuer, audience=audience),
         "client_id": row["client_id"],
         "scope": row["scope"],
     }
-    now = int(time.time())
-    id_claims = {
-        "iss": issuer,
-        "aud": row["client_id"],
-        "sub": claims["sub"],
-        "iat": now,
-        "exp": claims["exp"],
-        "auth_time": now,
-        "name": f"{persona.given_name} {persona.family_name}".strip() or persona.name,
-        **({"nonce": row["nonce"]} if row["nonce"] else {}),
-    }
-    return {
+    if "launch/patient" not in granted:
+        claims.pop(demo_issuer.CLAIM_LAUNCH_PATIENT, None)
+    answer: dict[str, Any] = {
         "access_token": demo_issuer.sign(claims, key),
-        "id_token": demo_issuer.sign(id_claims, key, typ="JWT"),
         "token_type": "Bearer",
         "expires_in": demo_issuer.TOKEN_LIFETIME_SECONDS,
         "scope": row["scope"],
     }
+    if "openid" not in granted:
+        return answer
+    id_claims = {
+        "iss": issuer,
+        "aud": row["client_id"],
+        "sub": claims["sub"],
+        "iat": int(time.time()),
+        "exp": claims["exp"],
+        "auth_time": int(row["expires_at"].timestamp()) - CODE_SECONDS,
+        "name": f"{persona.given_name} {persona.family_name}".strip() or persona.name,
+        **({"nonce": row["nonce"]} if row["nonce"] else {}),
+    }
+    return {**answer, "id_token": demo_issuer.sign(id_claims, key, typ="JWT")}

@@ -117,7 +117,7 @@ async def _form(request: Request, session: Session | None) -> dict[str, str] | N
     form = await request.form()
     given = str(form.get("csrf", ""))
     expected = session.csrf if session else request.cookies.get(SIGN_IN_COOKIE, "")
-    if not expected or not hmac.compare_digest(given, expected):
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         return None
     return {k: str(v) for k, v in form.items()}
 
@@ -164,8 +164,9 @@ async def sign_in_at_issuer(request: Request) -> Response:
     flow = runtime_of(request.scope).console_sign_in
     if flow is None:
         return render(request, "console/message.html", status=501, session=None, message_key="console_not_configured")
+    earlier = request.cookies.get(SESSION_COOKIE)
     try:
-        cookie, url = await flow.start(runtime_of(request.scope).pool)
+        cookie, url = await flow.start(runtime_of(request.scope).pool, _digest(earlier) if earlier else None)
     except SignInFailed as exc:
         return _sign_in_failed(request, exc)
     response = RedirectResponse(url, status_code=303)
@@ -189,8 +190,15 @@ async def callback(request: Request) -> Response:
         response = _sign_in_failed(request, exc)
     else:
         response = render(request, "console/signed_in.html", session=None, language_links="/console/")
-        principal = signed_in.principal
-        await _open_session(request, response, signed_in.access_token, signed_in.name, signed_in.expires, principal)
+        await _open_session(
+            request,
+            response,
+            signed_in.access_token,
+            signed_in.name,
+            signed_in.expires,
+            signed_in.principal,
+            signed_in.replaces_session,
+        )
     response.delete_cookie(FLOW_COOKIE, path=CALLBACK_PATH)
     return response
 
@@ -209,49 +217,59 @@ def _sign_in_failed(request: Request, exc: SignInFailed) -> HTMLResponse:
 
 
 async def _open_session(
-    request: Request, response: Response, token: str, label: str, expires: datetime, principal: Principal
+    request: Request,
+    response: Response,
+    token: str,
+    label: str,
+    expires: datetime,
+    principal: Principal,
+    replaces_session: str | None = None,
 ) -> None:
-    """A new session for the person's token (a session this browser had ends), its cookie on `response`, and
-    the audit record of signing in."""
+    """A new session for the person's token, its cookie on `response`, and the audit record of signing in, in one
+    transaction; the session this browser had ends with it."""
     runtime = runtime_of(request.scope)
-    if earlier := request.cookies.get(SESSION_COOKIE):
-        await runtime.pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(earlier))
+    earlier = request.cookies.get(SESSION_COOKIE)
+    ended = [h for h in (replaces_session, _digest(earlier) if earlier else None) if h]
     patient = (principal.launch_patient_id or principal.patient_id) if principal.kind == "citizen" else None
     cookie = secrets.token_urlsafe(32)
-    await runtime.pool.execute("DELETE FROM console_session WHERE expires_at <= now()")
-    await runtime.pool.execute(
-        "INSERT INTO console_session (id_hash, access_token, persona, csrf_token, expires_at, patient_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6::uuid)",
-        _digest(cookie),
-        token,
-        label,
-        secrets.token_urlsafe(24),
-        expires,
-        patient,
-    )
-    await _record(request, principal, "sign_in")
+    trail = AuditTrail(principal, runtime.authorizer.policy_version)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM console_session WHERE id_hash = ANY($1::text[]) OR expires_at <= now()", ended)
+        await conn.execute(
+            "INSERT INTO console_session (id_hash, access_token, persona, csrf_token, expires_at, patient_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6::uuid)",
+            _digest(cookie),
+            token,
+            label,
+            secrets.token_urlsafe(24),
+            expires,
+            patient,
+        )
+        await insert_rows(conn, trail.rows([_session_record("sign_in")]))
     _cookie(response, SESSION_COOKIE, cookie, expires=expires)
 
 
-async def _record(request: Request, principal: Principal, action: str) -> None:
-    """An audit record of signing in or out, with the person as actor."""
-    runtime = runtime_of(request.scope)
-    trail = AuditTrail(principal, runtime.authorizer.policy_version)
-    await insert_rows(runtime.pool, trail.rows([AuditRecord(None, "console_session", (), action, True, "CONSOLE")]))
+def _session_record(action: str) -> AuditRecord:
+    return AuditRecord(None, "console_session", (), action, True, "CONSOLE")
 
 
 async def sign_out(request: Request) -> Response:
-    """End the session (its row is deleted, the cookie cleared), audited."""
+    """End the session (its row is deleted, the cookie cleared) and record it, in one transaction. (A session
+    lives no longer than its token, so its person is known; were they gone from the journal, it still ends.)"""
     session = await session_of(request)
     if session is not None and await _form(request, session) is not None:
         runtime = runtime_of(request.scope)
         cookie = request.cookies.get(SESSION_COOKIE, "")
-        await runtime.pool.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(cookie))
+        principal = None
         with contextlib.suppress(AksonError):
             principal = await runtime.authenticator.authenticate(
                 credentials(f"Bearer {session.token}", None, "POST", str(request.url))
             )
-            await _record(request, principal, "sign_out")
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(cookie))
+            if principal is not None:
+                trail = AuditTrail(principal, runtime.authorizer.policy_version)
+                await insert_rows(conn, trail.rows([_session_record("sign_out")]))
     response = RedirectResponse("/console/sign-in", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response

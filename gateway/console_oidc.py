@@ -28,7 +28,7 @@ import httpx
 from gateway.auth import Authenticator, Principal, credentials
 from gateway.authorization_codes import s256
 from gateway.config import Settings
-from gateway.errors import Forbidden, Unauthenticated
+from gateway.errors import AksonError
 
 SIGN_IN_SECONDS = 600
 CALLBACK_PATH = "/console/callback"
@@ -40,10 +40,11 @@ class SignInFailed(Exception):
 
 @dataclass(frozen=True)
 class Provider:
-    """The issuer's endpoints, from its discovery document."""
+    """The issuer's endpoints, from its discovery document, and whether its answers name it (RFC 9207)."""
 
     authorization_endpoint: str
     token_endpoint: str
+    names_itself: bool
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class SignedIn:
     expires: datetime
     principal: Principal
     name: str
+    replaces_session: str | None
 
 
 def _digest(value: str) -> str:
@@ -90,24 +92,30 @@ class ConsoleSignIn:
             if "S256" not in document.get("code_challenge_methods_supported", ["S256"]):
                 raise SignInFailed("the issuer does not offer PKCE with S256")
             try:
-                self._provider = Provider(str(document["authorization_endpoint"]), str(document["token_endpoint"]))
+                self._provider = Provider(
+                    str(document["authorization_endpoint"]),
+                    str(document["token_endpoint"]),
+                    document.get("authorization_response_iss_parameter_supported") is True,
+                )
             except KeyError as exc:
                 raise SignInFailed("the discovery document has no authorization or token endpoint") from exc
         return self._provider
 
-    async def start(self, pool: asyncpg.Pool) -> tuple[str, str]:
-        """A new sign-in: the cookie that finds it and the issuer URL to send the person to."""
+    async def start(self, pool: asyncpg.Pool, replaces_session: str | None) -> tuple[str, str]:
+        """A new sign-in (ending, when it succeeds, the session whose id hash is given): the cookie that finds it
+        and the issuer URL to send the person to."""
         provider = await self.provider()
         cookie, state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier = secrets.token_urlsafe(48)
         await pool.execute("DELETE FROM console_sign_in WHERE expires_at <= now()")
         await pool.execute(
-            "INSERT INTO console_sign_in (id_hash, state, nonce, code_verifier, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO console_sign_in (id_hash, state, nonce, code_verifier, replaces_session, expires_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
             _digest(cookie),
             state,
             nonce,
             verifier,
+            replaces_session,
             datetime.now(UTC) + timedelta(seconds=SIGN_IN_SECONDS),
         )
         query = urlencode(
@@ -130,16 +138,18 @@ class ConsoleSignIn:
     ) -> SignedIn:
         """The person's token from the issuer's answer at the callback, checked end to end."""
         row = await pool.fetchrow(
-            "DELETE FROM console_sign_in WHERE id_hash = $1 RETURNING state, nonce, code_verifier, "
+            "DELETE FROM console_sign_in WHERE id_hash = $1 RETURNING state, nonce, code_verifier, replaces_session, "
             "expires_at > now() AS fresh",
             _digest(cookie),
         )
         if row is None or not row["fresh"]:
             raise SignInFailed("no sign-in was started in this browser, or it took longer than ten minutes")
-        if not hmac.compare_digest(answer.get("state", ""), row["state"]):
+        if not hmac.compare_digest(answer.get("state", "").encode(), row["state"].encode()):
             raise SignInFailed("the issuer's answer belongs to another sign-in")
-        if answer.get("iss") not in (None, self._settings.issuer):
-            raise SignInFailed("the answer comes from another issuer")
+        provider = await self.provider()
+        named = answer.get("iss")
+        if (named is None and provider.names_itself) or named not in (None, self._settings.issuer):
+            raise SignInFailed("the answer does not come from the issuer this gateway trusts")
         if "error" in answer:
             raise SignInFailed(f"the issuer answered {answer['error']}: {answer.get('error_description', '')}")
         tokens = await self._redeem(answer.get("code", ""), row["code_verifier"])
@@ -153,12 +163,13 @@ class ConsoleSignIn:
             principal = await authenticator.authenticate(
                 credentials(f"Bearer {access_token}", None, "GET", self.redirect_uri)
             )
-        except (Unauthenticated, Forbidden) as exc:
+        except AksonError as exc:
             raise SignInFailed(exc.message) from exc
         if principal.kind == "service" or identity["sub"] != claims["sub"]:
             raise SignInFailed("the tokens do not name one person")
         name = str(identity.get("name") or identity["sub"])
-        return SignedIn(access_token, datetime.fromtimestamp(int(claims["exp"]), UTC), principal, name)
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        return SignedIn(access_token, expires, principal, name, row["replaces_session"])
 
     async def _redeem(self, code: str, verifier: str) -> dict[str, Any]:
         provider = await self.provider()
@@ -175,9 +186,11 @@ class ConsoleSignIn:
                     },
                     headers={"Accept": "application/json"},
                 )
-            tokens: dict[str, Any] = response.json()
+            tokens = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise SignInFailed("the issuer's token endpoint does not answer") from exc
+        if not isinstance(tokens, dict):
+            raise SignInFailed("the issuer's token endpoint answered no JSON object")
         if response.status_code != 200:
             raise SignInFailed(f"the issuer refused the code: {tokens.get('error', response.status_code)}")
         return tokens

@@ -17,12 +17,11 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.authorization_codes import FlowError, FlowRequest, back_to_app, flow_request, issue_code
+from gateway.authorization_codes import FlowError, FlowRequest, back_to_app, flow_request, issue_code, redirect_origin
 from gateway.pages import render
 from gateway.personas import PERSONAS, Persona
 from gateway.runtime import runtime_of
@@ -32,17 +31,16 @@ CSRF_COOKIE = "akson_issuer_signin"
 
 def sign_in_policy(flow: FlowRequest) -> str:
     """The sign-in page's Content-Security-Policy: its form posts here and is redirected to the app."""
-    target = urlsplit(flow.redirect_uri)
     return (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; "
-        f"form-action 'self' {target.scheme}://{target.netloc}"
+        f"form-action 'self' {redirect_origin(flow.redirect_uri)}"
     )
 
 
 def csrf_ok(request: Request, given: str) -> bool:
     """The form's token equals the cookie the sign-in page set (double submit)."""
     expected = request.cookies.get(CSRF_COOKIE, "")
-    return bool(expected) and hmac.compare_digest(given, expected)
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 def new_csrf() -> str:
@@ -56,16 +54,20 @@ def people() -> list[Persona]:
 
 
 def form_values(raw: Any) -> dict[str, str]:
-    """A query string or form as plain strings (the last value of a repeated key)."""
-    return {str(k): str(v) for k, v in raw.items()}
+    """A query string or form as plain strings; a parameter given twice is refused (RFC 6749 section 3.1)."""
+    pairs = [(str(k), str(v)) for k, v in raw.multi_items()]
+    values = dict(pairs)
+    if len(values) != len(pairs):
+        raise FlowError("a parameter is given more than once")
+    return values
 
 
 async def authorize(request: Request) -> Response:
     """GET: check the request and show the sign-in page (a persona picker); POST: sign the chosen person in
     and send them back to the app with a code, or with `access_denied` when they decline."""
     runtime = runtime_of(request.scope)
-    values = form_values(request.query_params if request.method == "GET" else await request.form())
     try:
+        values = form_values(request.query_params if request.method == "GET" else await request.form())
         flow = await flow_request(runtime.pool, values)
     except FlowError as exc:
         return render(request, "issuer/error.html", status=400, session=None, detail=str(exc))

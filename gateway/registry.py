@@ -8,6 +8,7 @@ seconds and forgotten at once when this process changes it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass
@@ -166,29 +167,39 @@ class Registry:
         self._principal = principal
         self._audit = audit
         self._status = status
-        self._histories: DataLoader[str, list[Row]] = DataLoader(load_fn=self._load_histories)
+        self._histories: DataLoader[str, list[dict[str, Any]]] = DataLoader(load_fn=self._load_histories)
 
-    async def history(self, client_id: str) -> list[Row]:
+    async def history(self, client_id: str) -> list[dict[str, Any]]:
         """The app's registration and the decisions on it, oldest first (for an app this principal was shown:
-        its history is part of it). Batched: a page of apps asks once."""
+        its history is part of it). Who decided is shown where policy lets the reader see it (`read_deciders`)
+        and to the decider; otherwise it is None. Batched: a page of apps asks once."""
         return await self._histories.load(client_id)
 
-    async def _load_histories(self, client_ids: list[str]) -> list[list[Row]]:
+    async def _load_histories(self, client_ids: list[str]) -> list[list[dict[str, Any]]]:
         rows = await fetch(
             self._pool,
             sql(
-                "SELECT client_id, action, reason, decided_by, decided_at FROM app_decision WHERE client_id = ANY(",
+                "SELECT d.client_id, d.action, d.reason, d.decided_by, d.decided_at, a.status, a.kind, a.registered_by "
+                "FROM app_decision d JOIN app a ON a.client_id = d.client_id WHERE d.client_id = ANY(",
                 value(list(client_ids), "text[]"),
-                ") ORDER BY decided_at, id",
+                ") ORDER BY d.decided_at, d.id",
             ),
         )
-        by_app: dict[str, list[Row]] = {client_id: [] for client_id in client_ids}
+        apps = {row["client_id"]: self._attributes(row["client_id"], row) for row in rows}
+        decisions = await self._authorizer.check(self._principal, APP, "read_deciders", list(apps.items()))
+        shown = {client_id for client_id, decision in zip(apps, decisions, strict=True) if decision.allowed}
+        by_app: dict[str, list[dict[str, Any]]] = {client_id: [] for client_id in client_ids}
         for row in rows:
-            by_app[row["client_id"]].append(row)
+            entry = dict(row)
+            if row["client_id"] not in shown and row["decided_by"] != self._principal.id:
+                entry["decided_by"] = None
+            by_app[row["client_id"]].append(entry)
         return [by_app[client_id] for client_id in client_ids]
 
     async def _record_decision(self, tx: WriteTransaction, client_id: str, action: str, reason: str | None) -> None:
         """One entry of the app's history, in the transaction of the change it records."""
+        with contextlib.suppress(KeyError):  # strawberry's clear() of a key never loaded
+            self._histories.clear(client_id)
         await tx.fetch(
             sql(
                 "INSERT INTO app_decision (client_id, action, reason, decided_by) VALUES (",

@@ -81,6 +81,33 @@ def parse_scopes(text: str | list[str], known_types: set[str]) -> list[ResourceS
     return [scope for scope in parsed if scope is not None]
 
 
+def within(requested: str, registered: list[str], known_types: set[str]) -> bool:
+    """Whether every requested scope is one of the registered ones or narrower: a resource scope in the same
+    context, of a type a registered one covers (itself or `*`), with some of its permissions and no wider
+    `?category=`; any other scope only as registered. An app may ask for less than it registered."""
+    try:
+        ceiling = [(scope, parse_scope(scope, known_types)) for scope in registered]
+        for scope in requested.split():
+            asked = parse_scope(scope, known_types)
+            if asked is None:
+                if scope not in registered:
+                    return False
+            elif not any(r is not None and _covers(r, asked) for _, r in ceiling):
+                return False
+    except InvalidScope:
+        return False
+    return True
+
+
+def _covers(wide: ResourceScope, narrow: ResourceScope) -> bool:
+    return (
+        wide.context == narrow.context
+        and wide.resource_type in {"*", narrow.resource_type}
+        and narrow.permissions <= wide.permissions
+        and (not wide.params or (bool(narrow.params) and set(narrow.params) <= set(wide.params)))
+    )
+
+
 @dataclass(frozen=True)
 class ScopeGrants:
     """What an app's scopes allow, per context, as policy attributes: resource kinds readable

@@ -854,11 +854,11 @@ async def is_seeded(conn: asyncpg.Connection) -> bool:
 async def reset(conn: asyncpg.Connection) -> None:
     """Empty every journal table (not the audit log), for a re-seed."""
     await conn.execute(
-        "TRUNCATE app, platform_role, guardianship, restriction, appointment, care_plan, clinical_note, "
-        "allergy_intolerance, "
-        "medication_statement, condition, observation, diagnostic_report, encounter, care_relation, patient, "
-        "practitioner_role, "
-        "practitioner, organization_municipality_period, organization, municipality"
+        "TRUNCATE webhook_attempt, webhook_delivery, webhook_cursor, webhook_endpoint, trusted_document, "
+        "app_decision, oauth_authorization_code, app, platform_role, emergency_grant, guardianship, restriction, "
+        "appointment, care_plan, clinical_note, allergy_intolerance, medication_statement, condition, observation, "
+        "diagnostic_report, encounter, care_relation, patient, practitioner_role, practitioner, "
+        "organization_municipality_period, organization, municipality"
     )
 
 

@@ -114,11 +114,14 @@ class AppAction(Enum):
 class AppDecision:
     action: AppAction = strawberry.field(description="Registered, approved, suspended or revoked.")
     reason: str | None = strawberry.field(description="Why, as the policy admin wrote it (none for a registration).")
-    decided_by: str = strawberry.field(description="Who: the id of the person (or service) who did it.")
+    decided_by: str | None = strawberry.field(
+        description="Who: the id of the person (or service) who did it; shown to policy admins and to that person, "
+        "null for others."
+    )
     decided_at: datetime = strawberry.field(description="When.")
 
     @classmethod
-    def from_row(cls, row: Row) -> AppDecision:
+    def from_row(cls, row: Row | dict[str, Any]) -> AppDecision:
         return cls(
             action=AppAction(row["action"]),
             reason=row["reason"],

@@ -115,6 +115,8 @@ def test_an_apps_history_names_its_registration_and_every_decision_with_who_and_
     admin = str(PERSONAS["policy-admin"].entity_id)
     assert [h["decidedBy"] for h in history] == [registrant, admin, admin, admin]
     assert [h["decidedAt"] for h in history] == sorted(h["decidedAt"] for h in history)
+    own = gateway.query(HISTORY, "vendor-app", {"id": client_id})["data"]["app"]["history"]
+    assert [h["decidedBy"] for h in own] == [registrant, None, None, None], "the registrant sees no admin's id"
 
 
 def test_a_revoked_app_stays_revoked(gateway: Gateway) -> None:

@@ -55,10 +55,10 @@ def new_flow(client_id: str) -> Flow:
     return Flow(client_id, secrets.token_urlsafe(48), secrets.token_urlsafe(16), secrets.token_urlsafe(16))
 
 
-def sign_in(issuer: Gateway, flow: Flow, persona: str, decision: str = "allow") -> httpx.Response:
+def sign_in(issuer: Gateway, flow: Flow, persona: str, decision: str = "allow", **asked: str) -> httpx.Response:
     """The person's browser: the sign-in page, then the form posted back with the chosen persona (and the page's
     Secure cookie, which a browser sends to loopback over http and httpx does not)."""
-    page = httpx.get(f"{issuer.base_url}/oauth/authorize", params=flow.query())
+    page = httpx.get(f"{issuer.base_url}/oauth/authorize", params=flow.query(**asked))
     assert page.status_code == 200, page.text
     fields = {name: html.unescape(value) for name, value in HIDDEN.findall(page.text)}
     cookie = page.headers["set-cookie"].split(";")[0]
@@ -147,9 +147,53 @@ def test_an_unknown_redirect_uri_is_refused_on_the_page_and_nobody_is_sent_there
 
 def test_a_request_without_pkce_s256_goes_back_to_the_app_as_invalid_request(issuer: Gateway, app_id: str) -> None:
     flow = new_flow(app_id)
-    for bad in ({"code_challenge_method": "plain"}, {"code_challenge": ""}):
+    for bad in ({"code_challenge_method": "plain"}, {"code_challenge_method": ""}, {"code_challenge": ""}):
         answer = answer_of(httpx.get(f"{issuer.base_url}/oauth/authorize?" + urlencode(flow.query(**bad))))
         assert answer["error"] == "invalid_request" and answer["state"] == flow.state
+
+
+def test_an_app_not_approved_sends_nobody_to_its_redirect_uri(gateway: Gateway, issuer: Gateway) -> None:
+    pending = f"pending-{secrets.token_hex(4)}"
+    registered = gateway.query(
+        "mutation($input: RegisterAppInput!) { registerApp(input: $input) { status } }",
+        "gp",
+        {
+            "input": {
+                "clientId": pending,
+                "name": "Not yet approved",
+                "vendorOrgNumber": "912345678",
+                "kind": "USER_FACING",
+                "redirectUris": ["https://phishing.example.invalid/cb"],
+                "scopes": ["openid", "user/Patient.rs"],
+            }
+        },
+    )
+    assert registered["data"]["registerApp"]["status"] == "PENDING", registered
+    flow = new_flow(pending)
+    refused = httpx.get(
+        f"{issuer.base_url}/oauth/authorize",
+        params=flow.query(redirect_uri="https://phishing.example.invalid/cb", scope="openid user/Patient.rs"),
+    )
+    assert refused.status_code == 400 and "location" not in refused.headers
+
+
+def test_a_parameter_given_twice_is_refused_on_the_page(issuer: Gateway, app_id: str) -> None:
+    query = urlencode([*new_flow(app_id).query().items(), ("scope", "openid")])
+    refused = httpx.get(f"{issuer.base_url}/oauth/authorize?{query}")
+    assert refused.status_code == 400 and "location" not in refused.headers
+
+
+def test_without_openid_the_app_gets_an_access_token_and_no_id_token(issuer: Gateway, app_id: str) -> None:
+    flow = new_flow(app_id)
+    answer = answer_of(sign_in(issuer, flow, "homecare-nurse", scope="user/Patient.rs"))
+    tokens = redeem(issuer, flow, answer["code"]).json()
+    assert tokens["scope"] == "user/Patient.rs" and "access_token" in tokens and "id_token" not in tokens
+
+
+def test_an_app_may_ask_for_less_than_it_registered(issuer: Gateway, app_id: str) -> None:
+    flow = new_flow(app_id)
+    answer = answer_of(sign_in(issuer, flow, "homecare-nurse", scope="openid user/Patient.r"))
+    assert redeem(issuer, flow, answer["code"]).json()["scope"] == "openid user/Patient.r"
 
 
 def test_a_scope_the_app_did_not_register_goes_back_as_invalid_scope(issuer: Gateway, app_id: str) -> None:

@@ -90,6 +90,15 @@ def test_a_citizen_signed_in_at_the_issuer_sees_who_read_their_record(page: Page
     expect(page.get_by_text(TEXT["en"]["no_access"])).to_have_count(0)
 
 
+def test_signing_in_again_at_the_issuer_ends_the_session_this_browser_had(page: Page, console: Gateway) -> None:
+    sessions = "SELECT count(*) AS n FROM console_session WHERE persona = $1"
+    sign_in_at_issuer(page, console, "compliance-officer")
+    before = console.fetch(sessions, "Hanne Moe")[0]["n"]
+    assert before >= 1
+    sign_in_at_issuer(page, console, "citizen")
+    assert console.fetch(sessions, "Hanne Moe")[0]["n"] == before - 1
+
+
 def test_an_answer_that_no_sign_in_in_this_browser_started_makes_no_session(console: Gateway) -> None:
     forged = httpx.get(f"{console.base_url}/console/callback", params={"code": "stolen", "state": "guessed"})
     assert forged.status_code == 400

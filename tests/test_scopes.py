@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.scopes import InvalidScope, ResourceScope, grants, parse_scope, parse_scopes
+from gateway.scopes import InvalidScope, ResourceScope, grants, parse_scope, parse_scopes, within
 
 TYPES = {"Patient", "Observation", "Encounter", "Condition"}
 KINDS = {"Patient": "patient", "Observation": "observation", "Encounter": "encounter", "Condition": "condition"}
@@ -69,3 +69,30 @@ def test_grants_separate_patient_context_and_keep_category_limits_only_where_no_
 
 def test_a_wildcard_scope_grants_every_kind() -> None:
     assert grants(parse_scopes("user/*.rs", TYPES), KINDS).read == tuple(sorted(KINDS.values()))
+
+
+LAB_OR_VITALS = "category=laboratory&category=vital-signs"
+
+
+@pytest.mark.parametrize(
+    ("requested", "registered", "allowed"),
+    [
+        ("openid patient/Observation.rs", ["openid", "patient/*.rs"], True),
+        ("patient/Observation.r", ["patient/Observation.rs"], True),
+        ("patient/Observation.crs", ["patient/*.rs"], False),
+        ("user/Observation.rs", ["patient/*.rs"], False),
+        ("fhirUser", ["openid", "patient/*.rs"], False),
+        (
+            "user/Observation.rs?category=laboratory",
+            ["user/Observation.rs?category=laboratory&category=vital-signs"],
+            True,
+        ),
+        ("user/Observation.rs", ["user/Observation.rs?category=laboratory"], False),
+        ("user/Observation.rs?category=social-history", ["user/Observation.rs?category=laboratory"], False),
+        ("patient/Nothing.rs", ["patient/*.rs"], False),
+    ],
+)
+def test_an_app_may_ask_for_its_registered_scopes_or_narrower_ones(
+    requested: str, registered: list[str], allowed: bool
+) -> None:
+    assert within(requested, registered, TYPES) is allowed

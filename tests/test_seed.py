@@ -10,7 +10,7 @@ import asyncpg
 from gateway.db import migrate
 from gateway.national_id import is_valid_synthetic
 from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK_HOMECARE, PERSONAS
-from gateway.seed import TABLE_COLUMNS, seed
+from gateway.seed import TABLE_COLUMNS, reset, seed
 from gateway.sql import ident, join, sql
 from tests.conftest import run
 
@@ -58,3 +58,22 @@ def test_the_same_seed_gives_the_same_journal_and_another_seed_a_different_one(m
     assert all(is_valid_synthetic(n) for n in facts["patient_ids"] + facts["practitioner_ids"])
     personnel = {p.national_id for p in PERSONAS.values() if p.kind == "personnel"}
     assert personnel <= set(facts["practitioner_ids"])
+
+
+def test_a_reset_empties_the_journal_and_the_same_seed_fills_it_again(make_database: Any) -> None:
+    """TRUNCATE refuses a table another one refers to unless both are named: the reset names every one."""
+
+    async def seed_twice(url: str) -> tuple[dict[str, int], dict[str, int], int]:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+            first = await seed(conn, patients=30, observations=300, seed_value=3, today=date(2026, 11, 1))
+            await reset(conn)
+            left = await conn.fetchval("SELECT count(*) FROM patient") + await conn.fetchval("SELECT count(*) FROM app")
+            again = await seed(conn, patients=30, observations=300, seed_value=3, today=date(2026, 11, 1))
+            return first.counts, again.counts, left
+        finally:
+            await conn.close()
+
+    first, again, left = run(seed_twice(make_database()))
+    assert left == 0 and first == again and first["app_decision"] == 2 * first["app"]

@@ -8,8 +8,12 @@ CREATE TABLE console_sign_in (
     state text NOT NULL,
     nonce text NOT NULL,
     code_verifier text NOT NULL,
+    -- The session this browser had when it started (its cookie is SameSite=Strict, so it does not come back
+    -- with the issuer's answer): it ends when the new one begins.
+    replaces_session text,
     expires_at timestamptz NOT NULL
 );
+CREATE INDEX console_sign_in_expiry ON console_sign_in (expires_at);
 GRANT SELECT, INSERT, DELETE ON console_sign_in TO akson_gateway;
 
 -- An app's history (issue 20): its registration and every decision on it, written in the transaction that makes
@@ -45,4 +49,5 @@ CREATE TABLE oauth_authorization_code (
     nonce text,
     expires_at timestamptz NOT NULL
 );
+CREATE INDEX oauth_authorization_code_expiry ON oauth_authorization_code (expires_at);
 GRANT SELECT, INSERT, DELETE ON oauth_authorization_code TO akson_gateway;
