@@ -5,6 +5,7 @@ of it. Every action is audited with the signed-in person as actor, through the p
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlencode
@@ -17,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 from gateway.authorization_codes import s256
 from gateway.console_text import TEXT
 from gateway.pages import CHARTS_POLICY, CONTENT_SECURITY_POLICY
-from gateway.personas import CITIZEN_PATIENT_ID, FJORDVIK, PERSONAS
+from gateway.personas import CHILD_PATIENT_ID, CITIZEN_PATIENT_ID, FJORDVIK, PERSONAS
 from tests.conftest import PROJECT, Gateway, gid
 from tests.test_app_registry import REGISTER, backend, client_token
 
@@ -42,15 +43,14 @@ def actor_rows(gateway: Gateway, persona: str, action: str, resource_id: str) ->
     return [r["decision"] for r in rows]
 
 
-@pytest.fixture(scope="module")
-def emergency_reason(gateway: Gateway) -> Iterator[str]:
-    """The GP opens the citizen's record in an emergency (by the API): the grant the pages below show. It is
-    ended afterwards, so that the GP's later requests are not under a grant."""
+@contextlib.contextmanager
+def emergency_access(gateway: Gateway, patient_id: uuid.UUID | None) -> Iterator[str]:
+    """The GP opens a patient's record in an emergency (by the API) and reads it; the grant is ended afterwards,
+    so that the GP's later requests are not under it. Yields the stated reason."""
     reason = f"Akutt forverring, fastlegen utilgjengelig {uuid.uuid4().hex[:6]}"
-    opened = gateway.query(EMERGENCY, "gp", {"patient": gid("Patient", CITIZEN_PATIENT_ID), "reason": reason})
+    opened = gateway.query(EMERGENCY, "gp", {"patient": gid("Patient", patient_id), "reason": reason})
     assert "errors" not in opened, opened
-    patient = {"id": gid("Patient", CITIZEN_PATIENT_ID)}
-    read = gateway.query("query($id: ID!) { patient(id: $id) { id } }", "gp", patient)
+    read = gateway.query("query($id: ID!) { patient(id: $id) { id } }", "gp", {"id": gid("Patient", patient_id)})
     assert read["data"]["patient"] is not None
     try:
         yield reason
@@ -58,6 +58,13 @@ def emergency_reason(gateway: Gateway) -> Iterator[str]:
         gateway.fetch(
             "UPDATE emergency_grant SET expires_at = granted_at + interval '1 millisecond' WHERE reason = $1", reason
         )
+
+
+@pytest.fixture(scope="module")
+def emergency_reason(gateway: Gateway) -> Iterator[str]:
+    """The emergency access to the citizen's record that the pages below show."""
+    with emergency_access(gateway, CITIZEN_PATIENT_ID) as reason:
+        yield reason
 
 
 def test_every_console_page_is_under_a_policy_of_this_origin_only_and_no_script(gateway: Gateway) -> None:
@@ -133,6 +140,16 @@ def test_the_citizen_sees_the_emergency_access_to_their_record(
     page.get_by_role("navigation").get_by_role("link", name=TEXT["nb"]["my_log"]).click()
     expect(page.locator(".emergency-item", has_text=emergency_reason)).to_contain_text("Erik Haugen")
     expect(page.locator("tr.emergency-row").first).to_be_visible()
+
+
+def test_a_parent_sees_the_emergency_access_to_their_childs_record_and_not_the_citizens(
+    gateway: Gateway, page: Page, emergency_reason: str
+) -> None:
+    with emergency_access(gateway, CHILD_PATIENT_ID) as reason:
+        sign_in(page, gateway, "parent")
+        page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["my_log"]).click()
+        expect(page.locator(".emergency-item", has_text=reason)).to_contain_text("Erik Haugen")
+        expect(page.locator(".emergency-item", has_text=emergency_reason)).to_have_count(0)
 
 
 def test_the_nurse_of_another_municipality_sees_none_of_it(gateway: Gateway, page: Page, emergency_reason: str) -> None:
