@@ -27,6 +27,7 @@ from gateway import demo_issuer
 from gateway.personas import PERSONAS, Persona
 from gateway.resources import KINDS
 from gateway.scopes import within
+from gateway.trusted_documents import sha256_of
 
 CODE_SECONDS = 60
 PKCE_VALUE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
@@ -133,7 +134,7 @@ async def issue_code(pool: asyncpg.Pool, flow: FlowRequest, persona: Persona) ->
     await pool.execute(
         "INSERT INTO oauth_authorization_code (code_hash, client_id, redirect_uri, code_challenge, persona, scope, "
         "nonce, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        _digest(code),
+        sha256_of(code),
         flow.client_id,
         flow.redirect_uri,
         flow.code_challenge,
@@ -150,17 +151,13 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-def _digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
-
-
 async def redeem_code(
     pool: asyncpg.Pool, form: dict[str, str], key: ECKey, issuer: str, audience: str
 ) -> dict[str, Any] | tuple[str, str]:
     """The token response for a code (used up whether or not it redeems), or an RFC 6749 5.2 error."""
     row = await pool.fetchrow(
         "DELETE FROM oauth_authorization_code WHERE code_hash = $1 RETURNING *, expires_at > now() AS fresh",
-        _digest(form.get("code", "")),
+        sha256_of(form.get("code", "")),
     )
     if row is None or not row["fresh"]:
         return ("invalid_grant", "the code is unknown, used or expired")

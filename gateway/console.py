@@ -20,11 +20,12 @@ own token, and every action is audited with them as the actor. No private back d
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
+import functools
 import logging
+import re
 import secrets
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -41,11 +42,12 @@ from gateway.auth import Principal, credentials
 from gateway.console_oidc import CALLBACK_PATH, SIGN_IN_SECONDS, SignInFailed
 from gateway.console_text import TEXT
 from gateway.errors import AksonError
-from gateway.pages import language_of, render
-from gateway.personas import PERSONAS
+from gateway.pages import form_token_matches, language_of, render, set_private_cookie
+from gateway.personas import PERSONAS, people
 from gateway.policy_reasons import rules_by_reason
 from gateway.runtime import runtime_of
 from gateway.store import global_id_of
+from gateway.trusted_documents import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +69,6 @@ class Session:
     patient_id: str | None = None
 
 
-def _digest(cookie: str) -> str:
-    return hashlib.sha256(cookie.encode()).hexdigest()
-
-
-def _cookie(response: Response, name: str, value: str, path: str = "/console", **options: Any) -> None:
-    response.set_cookie(name, value, httponly=True, secure=True, path=path, **{"samesite": "strict", **options})
-
-
 async def session_of(request: Request) -> Session | None:
     """The request's session, if its cookie names one that has not expired."""
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -83,7 +77,7 @@ async def session_of(request: Request) -> Session | None:
     row = await runtime_of(request.scope).pool.fetchrow(
         "SELECT access_token, persona, csrf_token, patient_id::text FROM console_session "
         "WHERE id_hash = $1 AND expires_at > now()",
-        _digest(cookie),
+        sha256_of(cookie),
     )
     return Session(row["access_token"], row["persona"], row["csrf_token"], row["patient_id"]) if row else None
 
@@ -116,14 +110,74 @@ async def _form(request: Request, session: Session | None) -> dict[str, str] | N
     """The posted form when its CSRF token is the session's (or, before one, the sign-in cookie's)."""
     form = await request.form()
     given = str(form.get("csrf", ""))
-    expected = session.csrf if session else request.cookies.get(SIGN_IN_COOKIE, "")
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+    if not form_token_matches(given, session.csrf if session else request.cookies.get(SIGN_IN_COOKIE)):
         return None
     return {k: str(v) for k, v in form.items()}
 
 
 def _forbidden(request: Request) -> HTMLResponse:
     return render(request, "console/message.html", status=403, session=None, message_key="no_access")
+
+
+def _not_configured(request: Request) -> HTMLResponse:
+    return render(request, "console/message.html", status=501, session=None, message_key="console_not_configured")
+
+
+Page = Callable[[Request, Session], Awaitable[Response]]
+
+
+def signed_in(page: Page) -> Callable[[Request], Awaitable[Response]]:
+    """A page for a signed-in person: without a session, the way to sign in instead."""
+
+    @functools.wraps(page)
+    async def route(request: Request) -> Response:
+        session = await session_of(request)
+        if session is None:
+            return RedirectResponse("/console/sign-in", status_code=303)
+        return await page(request, session)
+
+    return route
+
+
+def nodes(answer: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    """The nodes of a connection in a GraphQL answer (none when the field is missing or null)."""
+    return connection_nodes((answer.get("data") or {}).get(field))
+
+
+def connection_nodes(connection: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The nodes of a connection's edges (none for a null connection)."""
+    return [edge["node"] for edge in (connection or {}).get("edges", [])]
+
+
+def after_action(path: str, answer: dict[str, Any], done: str) -> RedirectResponse:
+    """Back to the page after a form's action, with a notice of what happened (or of why it did not)."""
+    failed = problem(answer)
+    return RedirectResponse(f"{path}?notice={quote(f'failed:{failed}' if failed else f'done:{done}')}", status_code=303)
+
+
+async def ask_each(
+    request: Request, session: Session, field: str, each: list[dict[str, Any]], types: dict[str, str]
+) -> tuple[list[Any], str | None]:
+    """`field` asked once per entry of `each`, in as few requests as the gateway's alias limit allows: each entry's
+    answer (None where it failed), and the first problem."""
+    limit = runtime_of(request.scope).settings.graphql_max_aliases
+    answers: list[Any] = []
+    trouble = None
+    for start in range(0, len(each), limit):
+        chunk = each[start : start + limit]
+        answer = await graphql(request, session, *aliased(field, chunk, types))
+        data = answer.get("data") or {}
+        answers += [data.get(f"a{i}") for i in range(len(chunk))]
+        trouble = trouble or problem(answer)
+    return answers, trouble
+
+
+def aliased(field: str, each: list[dict[str, Any]], types: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """One query that asks `field` once per entry of `each` (as `a0`, `a1`, ...), each with its own variables."""
+    declared = ", ".join(f"${name}_{i}: {kind}" for i in range(len(each)) for name, kind in types.items())
+    fields = " ".join(f"a{i}: " + re.sub(r"\$(\w+)", rf"$\1_{i}", field) for i in range(len(each)))
+    variables = {f"{name}_{i}": values[name] for i, values in enumerate(each) for name in types}
+    return f"query({declared}) {{ {fields} }}", variables
 
 
 # ---- sign-in -------------------------------------------------------------------------------------------
@@ -136,15 +190,12 @@ async def sign_in(request: Request) -> Response:
     settings = runtime.settings
     if not settings.demo:
         if runtime.console_sign_in is None or request.method != "GET":
-            return render(
-                request, "console/message.html", status=501, session=None, message_key="console_not_configured"
-            )
+            return _not_configured(request)
         return render(request, "console/sign_in_oidc.html", session=None)
     if request.method == "GET":
         csrf = secrets.token_urlsafe(24)
-        personas = [p for p in PERSONAS.values() if p.kind != "service"]
-        response = render(request, "console/sign_in.html", session=None, personas=personas, csrf=csrf)
-        _cookie(response, SIGN_IN_COOKIE, csrf)
+        response = render(request, "console/sign_in.html", session=None, personas=people(), csrf=csrf)
+        set_private_cookie(response, SIGN_IN_COOKIE, csrf)
         return response
     form = await _form(request, None)
     persona = PERSONAS.get((form or {}).get("persona", ""))
@@ -163,15 +214,15 @@ async def sign_in_at_issuer(request: Request) -> Response:
     """Start the OpenID Connect sign-in: off to the issuer, with this browser's sign-in remembered here."""
     flow = runtime_of(request.scope).console_sign_in
     if flow is None:
-        return render(request, "console/message.html", status=501, session=None, message_key="console_not_configured")
+        return _not_configured(request)
     earlier = request.cookies.get(SESSION_COOKIE)
     try:
-        cookie, url = await flow.start(runtime_of(request.scope).pool, _digest(earlier) if earlier else None)
+        cookie, url = await flow.start(runtime_of(request.scope).pool, sha256_of(earlier) if earlier else None)
     except SignInFailed as exc:
         return _sign_in_failed(request, exc)
     response = RedirectResponse(url, status_code=303)
     # Lax: the issuer sends the person back with a top-level GET from its own site.
-    _cookie(response, FLOW_COOKIE, cookie, CALLBACK_PATH, samesite="lax", max_age=SIGN_IN_SECONDS)
+    set_private_cookie(response, FLOW_COOKIE, cookie, CALLBACK_PATH, samesite="lax", max_age=SIGN_IN_SECONDS)
     return response
 
 
@@ -182,7 +233,7 @@ async def callback(request: Request) -> Response:
     runtime = runtime_of(request.scope)
     flow = runtime.console_sign_in
     if flow is None:
-        return render(request, "console/message.html", status=501, session=None, message_key="console_not_configured")
+        return _not_configured(request)
     answer = {k: str(v) for k, v in request.query_params.items()}
     try:
         signed_in = await flow.finish(runtime.pool, runtime.authenticator, request.cookies.get(FLOW_COOKIE, ""), answer)
@@ -229,7 +280,7 @@ async def _open_session(
     transaction; the session this browser had ends with it."""
     runtime = runtime_of(request.scope)
     earlier = request.cookies.get(SESSION_COOKIE)
-    ended = [h for h in (replaces_session, _digest(earlier) if earlier else None) if h]
+    ended = [h for h in (replaces_session, sha256_of(earlier) if earlier else None) if h]
     patient = (principal.launch_patient_id or principal.patient_id) if principal.kind == "citizen" else None
     cookie = secrets.token_urlsafe(32)
     trail = AuditTrail(principal, runtime.authorizer.policy_version)
@@ -238,7 +289,7 @@ async def _open_session(
         await conn.execute(
             "INSERT INTO console_session (id_hash, access_token, persona, csrf_token, expires_at, patient_id) "
             "VALUES ($1, $2, $3, $4, $5, $6::uuid)",
-            _digest(cookie),
+            sha256_of(cookie),
             token,
             label,
             secrets.token_urlsafe(24),
@@ -246,7 +297,7 @@ async def _open_session(
             patient,
         )
         await insert_rows(conn, trail.rows([_session_record("sign_in")]))
-    _cookie(response, SESSION_COOKIE, cookie, expires=expires)
+    set_private_cookie(response, SESSION_COOKIE, cookie, expires=expires)
 
 
 def _session_record(action: str) -> AuditRecord:
@@ -266,7 +317,7 @@ async def sign_out(request: Request) -> Response:
                 credentials(f"Bearer {session.token}", None, "POST", str(request.url))
             )
         async with runtime.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM console_session WHERE id_hash = $1", _digest(cookie))
+            await conn.execute("DELETE FROM console_session WHERE id_hash = $1", sha256_of(cookie))
             if principal is not None:
                 trail = AuditTrail(principal, runtime.authorizer.policy_version)
                 await insert_rows(conn, trail.rows([_session_record("sign_out")]))
@@ -275,11 +326,9 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
-async def home(request: Request) -> Response:
+@signed_in
+async def home(request: Request, session: Session) -> Response:
     """The overview: the pages there are."""
-    session = await session_of(request)
-    if session is None:
-        return RedirectResponse("/console/sign-in", status_code=303)
     return render(request, "console/home.html", session=session, persona=PERSONAS.get(session.persona))
 
 
@@ -294,11 +343,9 @@ APP_ACTIONS = {
 }
 
 
-async def apps(request: Request) -> Response:
+@signed_in
+async def apps(request: Request, session: Session) -> Response:
     """Every app the person may see, with approve, suspend and revoke (decided by policy, audited)."""
-    session = await session_of(request)
-    if session is None:
-        return RedirectResponse("/console/sign-in", status_code=303)
     notice = None
     if request.method == "POST":
         form = await _form(request, session)
@@ -307,9 +354,7 @@ async def apps(request: Request) -> Response:
             return _forbidden(request)
         client_id = request.path_params["client_id"]
         done = await graphql(request, session, APP_ACTIONS[action], {"id": client_id, "reason": form.get("reason", "")})
-        failed = problem(done)
-        outcome = f"failed:{failed}" if failed else f"done:{action} {client_id}"
-        return RedirectResponse(f"/console/apps?notice={quote(outcome)}", status_code=303)
+        return after_action("/console/apps", done, f"{action} {client_id}")
     notice = request.query_params.get("notice")
     answer = await graphql(request, session, APPS, {})
     listed = (answer.get("data") or {}).get("apps") or []
@@ -321,34 +366,31 @@ async def apps(request: Request) -> Response:
 # A reviewer is not the patient's clinician: the patient is named by id, from the log of the grant.
 PENDING = """query { emergencyGrants(first: 50, filter: {reviewed: false}) { edges { node { id reason
   lifeOrHealthAtRisk grantedAt expiresAt practitioner { id name { family given } } } } } }"""
-READ_DURING = """query($from: DateTime!, $to: DateTime!, $actor: ID!) { accessLog(first: 50,
+READ_DURING = """accessLog(first: 50,
   filter: {recordedFrom: $from, recordedTo: $to, actorId: $actor, emergency: true}) {
-  edges { node { recordedAt resourceKind action resourceCount decision patientIdGlobal } } } }"""
+  edges { node { recordedAt resourceKind action resourceCount decision patientIdGlobal } } }"""
+READ_DURING_TYPES = {"from": "DateTime!", "to": "DateTime!", "actor": "ID!"}
 REVIEW = """mutation($id: ID!, $conclusion: String!) { reviewEmergencyAccess(id: $id, conclusion: $conclusion) {
   reviewedAt } }"""
 
 
-async def emergency(request: Request) -> Response:
+@signed_in
+async def emergency(request: Request, session: Session) -> Response:
     """Emergency accesses waiting for review, with what was read under each; record a review's conclusion."""
-    session = await session_of(request)
-    if session is None:
-        return RedirectResponse("/console/sign-in", status_code=303)
     if request.method == "POST":
         form = await _form(request, session)
         if form is None:
             return _forbidden(request)
         variables = {"id": request.path_params["grant_id"], "conclusion": form.get("conclusion", "")}
-        failed = problem(await graphql(request, session, REVIEW, variables))
-        outcome = f"failed:{failed}" if failed else "done:review"
-        return RedirectResponse(f"/console/emergency?notice={quote(outcome)}", status_code=303)
+        return after_action("/console/emergency", await graphql(request, session, REVIEW, variables), "review")
     answer = await graphql(request, session, PENDING, {})
-    grants = [e["node"] for e in ((answer.get("data") or {}).get("emergencyGrants") or {}).get("edges", [])]
+    grants = nodes(answer, "emergencyGrants")
+    asked = [g for g in grants if (g.get("practitioner") or {}).get("id")]
+    windows = [{"from": g["grantedAt"], "to": g["expiresAt"], "actor": g["practitioner"]["id"]} for g in asked]
+    reads, _ = await ask_each(request, session, READ_DURING, windows, READ_DURING_TYPES)
+    read_by_grant = {g["id"]: connection_nodes(read) for g, read in zip(asked, reads, strict=True)}
     for grant in grants:
-        actor = (grant.get("practitioner") or {}).get("id")
-        read = await graphql(
-            request, session, READ_DURING, {"from": grant["grantedAt"], "to": grant["expiresAt"], "actor": actor}
-        )
-        rows = [e["node"] for e in ((read.get("data") or {}).get("accessLog") or {}).get("edges", [])]
+        rows = read_by_grant.get(grant["id"], [])
         grant["patient"] = _granted_patient(grant, rows)
         grant["read"] = [r for r in rows if r.get("patientIdGlobal") == grant["patient"]]
     return render(
@@ -378,11 +420,9 @@ MY_LOG = """query($patient: ID!, $from: DateTime!, $to: DateTime!) {
     edges { node { recordedAt resourceKind action emergency actor { name { family given } } units { name } } } } }"""
 
 
-async def my_log(request: Request) -> Response:
+@signed_in
+async def my_log(request: Request, session: Session) -> Response:
     """Innsyn: who accessed the person's record (or their child's), and every emergency access to it."""
-    session = await session_of(request)
-    if session is None:
-        return RedirectResponse("/console/sign-in", status_code=303)
     patient = session.patient_id
     if patient is None:
         return _forbidden(request)
@@ -393,9 +433,7 @@ async def my_log(request: Request) -> Response:
         "to": (now + timedelta(minutes=1)).isoformat(),
     }
     answer = await graphql(request, session, MY_LOG, variables)
-    data = answer.get("data") or {}
-    grants = [e["node"] for e in (data.get("emergencyGrants") or {}).get("edges", [])]
-    accesses = [e["node"] for e in (data.get("accessLog") or {}).get("edges", [])]
+    grants, accesses = nodes(answer, "emergencyGrants"), nodes(answer, "accessLog")
     return render(
         request, "console/my_log.html", session=session, grants=grants, accesses=accesses, error=problem(answer)
     )
@@ -416,11 +454,9 @@ def _day(raw: str | None, default: date) -> date:
         return default
 
 
-async def access_log(request: Request) -> Response:
+@signed_in
+async def access_log(request: Request, session: Session) -> Response:
     """Search the access log by patient, person, unit, app and time (what policy lets the person see)."""
-    session = await session_of(request)
-    if session is None:
-        return RedirectResponse("/console/sign-in", status_code=303)
     params = request.query_params
     today = datetime.now(UTC).date()
     start, end = _day(params.get("from"), today - timedelta(days=7)), _day(params.get("to"), today)
@@ -437,8 +473,8 @@ async def access_log(request: Request) -> Response:
     if "from" not in params:
         return render(request, "console/log.html", **values)
     wanted: dict[str, Any] = {
-        "recordedFrom": datetime.combine(start, datetime.min.time(), UTC).isoformat(),
-        "recordedTo": datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC).isoformat(),
+        "recordedFrom": _midnight(start),
+        "recordedTo": _midnight(end + timedelta(days=1)),
     }
     for field, key in (("patientId", "patient"), ("actorId", "person"), ("unitId", "unit"), ("clientId", "app")):
         if form[key]:
@@ -453,7 +489,7 @@ async def access_log(request: Request) -> Response:
         following = f"/console/log?{urlencode({**form, 'after': page_info['endCursor']})}"
     values.update(
         searched=True,
-        rows=[e["node"] for e in found.get("edges", [])],
+        rows=connection_nodes(found),
         total=found.get("totalCount", 0),
         next=following,
         error=problem(answer),
@@ -463,26 +499,20 @@ async def access_log(request: Request) -> Response:
 
 # ---- information blocking ------------------------------------------------------------------------------
 
-DENIALS = "{ clientId vendorOrgNumber resourceKind reason denials }"
+DENIALS = "denialReport(recordedFrom: $from, recordedTo: $to) { clientId vendorOrgNumber resourceKind reason denials }"
 
 
-async def blocking(request: Request) -> Response:
+@signed_in
+async def blocking(request: Request, session: Session) -> Response:
     """Denials by app, vendor, kind and reason over the last days, as charts and a table with the rules that
     give each reason (read from the policies in force)."""
-    session = await session_of(request)
-    if session is None:
-        return RedirectResponse("/console/sign-in", status_code=303)
     days = int(request.query_params.get("days", "14")) if request.query_params.get("days") in ("7", "14", "30") else 14
     app = request.query_params.get("app")
     today = datetime.now(UTC).date()
     starts = [today - timedelta(days=days - 1 - i) for i in range(days)]
-    bounds = {f"f{i}": _midnight(day) for i, day in enumerate(starts)}
-    bounds |= {f"t{i}": _midnight(day + timedelta(days=1)) for i, day in enumerate(starts)}
-    declared = ", ".join(f"${name}: DateTime!" for name in bounds)
-    fields = " ".join(f"d{i}: denialReport(recordedFrom: $f{i}, recordedTo: $t{i}) {DENIALS}" for i in range(days))
-    answer = await graphql(request, session, f"query({declared}) {{ {fields} }}", bounds)
-    data = answer.get("data") or {}
-    per_day = [[r for r in data.get(f"d{i}") or [] if app in (None, r["clientId"])] for i in range(days)]
+    bounds = [{"from": _midnight(day), "to": _midnight(day + timedelta(days=1))} for day in starts]
+    reports, trouble = await ask_each(request, session, DENIALS, bounds, {"from": "DateTime!", "to": "DateTime!"})
+    per_day = [[r for r in report or [] if app in (None, r["clientId"])] for report in reports]
     reasons = sorted({r["reason"] or "" for rows in per_day for r in rows})
     totals: dict[tuple[str, str | None, str, str], int] = defaultdict(int)
     for rows in per_day:
@@ -531,7 +561,7 @@ async def blocking(request: Request) -> Response:
         days=days,
         chart=chart,
         rows=table,
-        error=problem(answer),
+        error=trouble,
     )
 
 
@@ -547,11 +577,9 @@ EXPLAIN = """query($person: ID!, $resource: ID!, $action: String!) {
 ACTIONS = ("read", "search", "read_text", "create", "update", "entered_in_error", "sign", "correct", "cancel")
 
 
-async def explain(request: Request) -> Response:
+@signed_in
+async def explain(request: Request, session: Session) -> Response:
     """Pick a person, a resource and an action: the decision, its reason, the rule and the policy version."""
-    session = await session_of(request)
-    if session is None:
-        return RedirectResponse("/console/sign-in", status_code=303)
     people = [
         {"id": global_id_of("Practitioner", p.entity_id), "label": f"{p.name}: {p.description}"}
         for p in PERSONAS.values()

@@ -14,7 +14,6 @@ Authlib's httpx client (the library that would do it) is deprecated in favour of
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from gateway.auth import Authenticator, Principal, credentials
 from gateway.authorization_codes import s256
 from gateway.config import Settings
 from gateway.errors import AksonError
+from gateway.trusted_documents import sha256_of
 
 SIGN_IN_SECONDS = 600
 CALLBACK_PATH = "/console/callback"
@@ -57,10 +57,6 @@ class SignedIn:
     principal: Principal
     name: str
     replaces_session: str | None
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 class ConsoleSignIn:
@@ -111,7 +107,7 @@ class ConsoleSignIn:
         await pool.execute(
             "INSERT INTO console_sign_in (id_hash, state, nonce, code_verifier, replaces_session, expires_at) "
             "VALUES ($1, $2, $3, $4, $5, $6)",
-            _digest(cookie),
+            sha256_of(cookie),
             state,
             nonce,
             verifier,
@@ -140,7 +136,7 @@ class ConsoleSignIn:
         row = await pool.fetchrow(
             "DELETE FROM console_sign_in WHERE id_hash = $1 RETURNING state, nonce, code_verifier, replaces_session, "
             "expires_at > now() AS fresh",
-            _digest(cookie),
+            sha256_of(cookie),
         )
         if row is None or not row["fresh"]:
             raise SignInFailed("no sign-in was started in this browser, or it took longer than ten minutes")
@@ -153,14 +149,12 @@ class ConsoleSignIn:
         if "error" in answer:
             raise SignInFailed(f"the issuer answered {answer['error']}: {answer.get('error_description', '')}")
         tokens = await self._redeem(answer.get("code", ""), row["code_verifier"])
-        verifier = authenticator.verifier
         try:
-            identity = await verifier.verify_id_token(
+            identity = await authenticator.verifier.verify_id_token(
                 str(tokens.get("id_token", "")), client_id=self._client_id, nonce=row["nonce"]
             )
             access_token = str(tokens.get("access_token", ""))
-            claims = await verifier.verify(access_token)
-            principal = await authenticator.authenticate(
+            claims, principal = await authenticator.authenticate_claims(
                 credentials(f"Bearer {access_token}", None, "GET", self.redirect_uri)
             )
         except AksonError as exc:

@@ -14,7 +14,6 @@ a page and a row.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from typing import Any
 
@@ -22,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.authorization_codes import FlowError, FlowRequest, back_to_app, flow_request, issue_code, redirect_origin
-from gateway.pages import render
-from gateway.personas import PERSONAS, Persona
+from gateway.pages import form_token_matches, render, set_private_cookie
+from gateway.personas import PERSONAS, people
 from gateway.runtime import runtime_of
 
 CSRF_COOKIE = "akson_issuer_signin"
@@ -35,22 +34,6 @@ def sign_in_policy(flow: FlowRequest) -> str:
         "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; "
         f"form-action 'self' {redirect_origin(flow.redirect_uri)}"
     )
-
-
-def csrf_ok(request: Request, given: str) -> bool:
-    """The form's token equals the cookie the sign-in page set (double submit)."""
-    expected = request.cookies.get(CSRF_COOKIE, "")
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def new_csrf() -> str:
-    """A fresh double-submit token."""
-    return secrets.token_urlsafe(24)
-
-
-def people() -> list[Persona]:
-    """Who may sign in at the demo issuer: every persona that is a person."""
-    return [p for p in PERSONAS.values() if p.kind != "service"]
 
 
 def form_values(raw: Any) -> dict[str, str]:
@@ -75,7 +58,7 @@ async def authorize(request: Request) -> Response:
     if flow.error is not None:
         return back_to_app(flow, issuer, error=flow.error[0], error_description=flow.error[1])
     if request.method == "GET":
-        csrf = new_csrf()
+        csrf = secrets.token_urlsafe(24)
         page = render(
             request,
             "issuer/authorize.html",
@@ -86,9 +69,9 @@ async def authorize(request: Request) -> Response:
             csrf=csrf,
             client_id=flow.client_id,
         )
-        page.set_cookie(CSRF_COOKIE, csrf, httponly=True, secure=True, samesite="strict", path="/oauth/authorize")
+        set_private_cookie(page, CSRF_COOKIE, csrf, "/oauth/authorize")
         return page
-    if not csrf_ok(request, values.get("csrf", "")):
+    if not form_token_matches(values.get("csrf", ""), request.cookies.get(CSRF_COOKIE)):
         return render(request, "issuer/error.html", status=403, session=None, detail="the sign-in form expired")
     persona = PERSONAS.get(values.get("persona", ""))
     if values.get("decision") != "allow" or persona is None or persona.kind == "service":

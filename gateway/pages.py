@@ -3,12 +3,13 @@ request's language under a strict Content-Security-Policy."""
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from gateway.browser_files import page_headers
 from gateway.console_text import LANGUAGES, TEXT
@@ -58,7 +59,7 @@ def render(
     headers = page_headers(policy or (CHARTS_POLICY if scripts else CONTENT_SECURITY_POLICY))
     response = HTMLResponse(html, status_code=status, headers=headers)
     if request.query_params.get("lang") in LANGUAGES:
-        response.set_cookie(LANGUAGE_COOKIE, language, httponly=True, secure=True, samesite="strict", path="/console")
+        set_private_cookie(response, LANGUAGE_COOKIE, language)
     return response
 
 
@@ -66,3 +67,13 @@ def _with_language(request: Request, code: str) -> str:
     """This page's path and query with `lang` set, so switching language keeps a search or a sign-in flow."""
     url = request.url.include_query_params(lang=code)
     return f"{url.path}?{url.query}"
+
+
+def set_private_cookie(response: Response, name: str, value: str, path: str = "/console", **options: Any) -> None:
+    """A cookie for this origin's server only: HttpOnly, Secure, SameSite=Strict unless `options` say otherwise."""
+    response.set_cookie(name, value, httponly=True, secure=True, path=path, **{"samesite": "strict", **options})
+
+
+def form_token_matches(given: str, expected: str | None) -> bool:
+    """A form's CSRF token is the one expected (compared in constant time; none expected matches nothing)."""
+    return bool(expected) and hmac.compare_digest(given.encode(), (expected or "").encode())

@@ -210,6 +210,13 @@ PERSONAS: dict[str, Persona] = {
 # The apps the personas' tokens name: in demo mode they may send query text (GraphiQL) even where trusted
 # documents are required.
 PERSONA_APPS = frozenset(p.client_id for p in PERSONAS.values())
+
+
+def people() -> list[Persona]:
+    """The personas who are people (not backend services): whom one may sign in as in the demo."""
+    return [p for p in PERSONAS.values() if p.kind != "service"]
+
+
 CITIZEN_PATIENT_ID = PERSONAS["citizen"].entity_id
 # The parent persona's daughter: a patient seeded with the parent as guardian.
 CHILD_PATIENT_ID = UUID("a11ce000-0000-4000-8000-000000000202")

@@ -167,13 +167,20 @@ class Registry:
         self._principal = principal
         self._audit = audit
         self._status = status
-        self._histories: DataLoader[str, list[dict[str, Any]]] = DataLoader(load_fn=self._load_histories)
+        self._histories_loader: DataLoader[str, list[dict[str, Any]]] | None = None
 
     async def history(self, client_id: str) -> list[dict[str, Any]]:
         """The app's registration and the decisions on it, oldest first (for an app this principal was shown:
         its history is part of it). Who decided is shown where policy lets the reader see it (`read_deciders`)
         and to the decider; otherwise it is None. Batched: a page of apps asks once."""
         return await self._histories.load(client_id)
+
+    @property
+    def _histories(self) -> DataLoader[str, list[dict[str, Any]]]:
+        """Made when first asked: most requests read no app's history."""
+        if self._histories_loader is None:
+            self._histories_loader = DataLoader(load_fn=self._load_histories)
+        return self._histories_loader
 
     async def _load_histories(self, client_ids: list[str]) -> list[list[dict[str, Any]]]:
         rows = await fetch(
@@ -198,8 +205,9 @@ class Registry:
 
     async def _record_decision(self, tx: WriteTransaction, client_id: str, action: str, reason: str | None) -> None:
         """One entry of the app's history, in the transaction of the change it records."""
-        with contextlib.suppress(KeyError):  # strawberry's clear() of a key never loaded
-            self._histories.clear(client_id)
+        if self._histories_loader is not None:
+            with contextlib.suppress(KeyError):  # strawberry's clear() of a key never loaded
+                self._histories_loader.clear(client_id)
         await tx.fetch(
             sql(
                 "INSERT INTO app_decision (client_id, action, reason, decided_by) VALUES (",

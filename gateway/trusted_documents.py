@@ -27,7 +27,8 @@ _CACHED = 4096
 
 
 def sha256_of(text: str) -> str:
-    """The id of a document: the hex SHA-256 of its UTF-8 text."""
+    """The hex SHA-256 of a text's UTF-8: a document's id, and how a secret (a session cookie, an authorization
+    code) is kept at rest."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
