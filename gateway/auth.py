@@ -131,11 +131,10 @@ class TokenVerifier:
         known = self._verified.get(token)
         if known is not None:
             try:
-                self._registry.validate(known)
-            except JoseError as exc:
+                return _validated(self._registry, known, "bearer token")
+            except Unauthenticated:
                 del self._verified[token]
-                raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
-            return dict(known)
+                raise
         claims = await self._verify(token)
         if len(self._verified) >= self.KEPT_TOKENS:
             self._verified.clear()
@@ -158,21 +157,13 @@ class TokenVerifier:
             sub={"essential": True},
             nonce={"essential": True, "value": nonce},
         )
-        try:
-            registry.validate(decoded.claims)
-        except JoseError as exc:
-            raise Unauthenticated(f"ID token rejected: {_describe(exc)}") from exc
-        return dict(decoded.claims)
+        return _validated(registry, decoded.claims, "ID token")
 
     async def _verify(self, token: str) -> dict[str, Any]:
         decoded = await self._decode(token)
         if str(decoded.header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
             raise Unauthenticated("bearer token rejected: not an access token (typ must be at+jwt)")
-        try:
-            self._registry.validate(decoded.claims)
-        except JoseError as exc:
-            raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
-        return dict(decoded.claims)
+        return _validated(self._registry, decoded.claims, "bearer token")
 
     async def _decode(self, token: str) -> jwt.Token:
         """A JWT whose signature verifies with one of the issuer's published keys."""
@@ -188,6 +179,15 @@ class TokenVerifier:
             return jwt.decode(token, keys, algorithms=ALLOWED_ALGORITHMS)
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise Unauthenticated(f"bearer token rejected: {_describe(exc)}") from exc
+
+
+def _validated(registry: jwt.JWTClaimsRegistry, claims: dict[str, Any], what: str) -> dict[str, Any]:
+    """The claims, once the registry finds them valid; else Unauthenticated saying what is wrong with `what`."""
+    try:
+        registry.validate(claims)
+    except JoseError as exc:
+        raise Unauthenticated(f"{what} rejected: {_describe(exc)}") from exc
+    return dict(claims)
 
 
 def _describe(exc: Exception) -> str:

@@ -141,9 +141,9 @@ class Settings:
         return self.oidc_configuration_url or f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
 
     def is_first_party(self, client_id: str) -> bool:
-        """The municipality's own app: it may send query text, has no per-app budgets and reads from the
-        whole pool."""
-        return client_id in self.first_party_apps
+        """The municipality's own app (one listed, or the console): it may send query text, has no per-app budgets
+        and reads from the whole pool."""
+        return client_id in self.first_party_apps or client_id == self.console_client_id
 
     def production_problems(self) -> list[str]:
         """Why these settings are unsafe outside demo mode; empty when they are safe."""
@@ -219,8 +219,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         trusted_documents_required=_choice(env, "AKSON_TRUSTED_DOCUMENTS", ("required", "optional"), demo)
         == "required",
         first_party_apps=tuple(a.strip() for a in env.get("AKSON_FIRST_PARTY_APPS", "").split(",") if a.strip())
-        + ((DEMO_APP_CLIENT_ID,) if demo else ())
-        + ((env["AKSON_CONSOLE_CLIENT_ID"].strip(),) if env.get("AKSON_CONSOLE_CLIENT_ID", "").strip() else ()),
+        + ((DEMO_APP_CLIENT_ID,) if demo else ()),
         introspection=_choice(env, "AKSON_INTROSPECTION", ("off", "on"), demo) == "on",
         redis_url=env.get("REDIS_URL") or None,
         console_client_id=env.get("AKSON_CONSOLE_CLIENT_ID", "").strip() or None,

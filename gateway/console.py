@@ -525,7 +525,8 @@ async def blocking(request: Request, session: Session) -> Response:
         by_app[client] += n
         by_vendor[vendor or "–"] += n
         by_kind[kind] += n
-    rules = rules_by_reason(runtime_of(request.scope).settings.policy_dir)
+    runtime = runtime_of(request.scope)
+    rules = rules_by_reason(runtime.settings.policy_dir, runtime.authorizer.policy_version)
     table = [
         {
             "clientId": client,

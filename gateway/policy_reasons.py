@@ -5,6 +5,7 @@ variable (`V.denial_reason`) names every code that variable's expression can giv
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -31,8 +32,10 @@ def _codes(expression: str, variables: dict[str, str], seen: frozenset[str] = fr
     return codes
 
 
-def rules_by_reason(policy_dir: Path) -> dict[str, list[str]]:
-    """Every reason code a rule's output can name, with the rules (`resource[/scope]#rule`) that name it."""
+@functools.lru_cache(maxsize=4)
+def rules_by_reason(policy_dir: Path, policy_version: str) -> dict[str, list[str]]:
+    """Every reason code a rule's output can name, with the rules (`resource[/scope]#rule`) that name it: read
+    once per version of the policies (the version keys the cache; a reload makes a new one)."""
     variables = _variables(policy_dir)
     found: dict[str, set[str]] = defaultdict(set)
     for path in sorted((policy_dir / "resources").rglob("*.yaml")):

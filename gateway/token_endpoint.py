@@ -1,7 +1,7 @@
 """The demo issuer's token endpoint: client credentials with `private_key_jwt` (RFC 7523), as HelseID
 requires of backend services. A registered, approved backend service proves possession of a key it
 registered and receives a short-lived system access token for (a subset of) its registered scopes. A
-user-facing app redeems an authorization code here with its PKCE verifier (gateway/demo_authorize.py).
+user-facing app redeems an authorization code here with its PKCE verifier (gateway/authorization_codes.py).
 Errors follow RFC 6749 section 5.2.
 """
 
