@@ -8,7 +8,7 @@ PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHROMIUM_STAMP := $(VENV)/.chromium
 
-.PHONY: run test deps schema lint policy-test console-screenshots bench bench-scale bench-export bench-seed bench-audit bench-events soak clean
+.PHONY: run test deps schema lint policy-test console-screenshots bench bench-scale bench-export bench-seed bench-audit bench-events bench-console soak clean
 
 run: deps
 	$(BIN)/akson serve --demo
@@ -84,6 +84,10 @@ bench-seed: deps
 
 bench-audit: deps
 	$(BIN)/python -m bench.audit_overhead
+
+# Each console page beside the GraphQL request it asks, as the persona it is for (sequential, medians).
+bench-console: deps
+	$(BIN)/python -m bench.console
 
 # Live delivery: commit-to-subscriber latency with 1,000 subscriptions (beside 10) and webhook throughput.
 bench-events: deps

@@ -20,7 +20,7 @@ from gateway.console_text import TEXT
 from gateway.pages import CHARTS_POLICY, CONTENT_SECURITY_POLICY
 from gateway.personas import CHILD_PATIENT_ID, CITIZEN_PATIENT_ID, FJORDVIK, PERSONAS
 from tests.conftest import PROJECT, Gateway, gid
-from tests.test_app_registry import REGISTER, backend, client_token
+from tests.test_app_registry import DECIDE, REGISTER, backend, client_token
 
 EMERGENCY = """mutation($patient: ID!, $reason: String!) { requestEmergencyAccess(patientId: $patient,
   reason: $reason, lifeOrHealthAtRisk: false) { id } }"""
@@ -300,3 +300,75 @@ def test_signing_in_and_out_is_audited_with_the_person_as_actor(gateway: Gateway
     assert [r["action"] for r in rows] == ["sign_out", "sign_in"]
     signed_out = httpx.get(f"{gateway.base_url}/console/apps", cookies={"akson_console": session})
     assert signed_out.status_code == 303, "the session is gone on the server, not only in the browser"
+
+
+def audited_since(gateway: Gateway, mark: int) -> dict[str, set[tuple[str, str]]]:
+    """What each persona was audited doing, allowed, after audit record `mark`: {persona: {(kind, action)}}."""
+    ids = {str(p.entity_id): name for name, p in PERSONAS.items() if p.entity_id is not None}
+    rows = gateway.fetch(
+        "SELECT actor_id, resource_kind, action FROM audit_event WHERE id > $1 AND decision = 'ALLOW' "
+        "AND actor_id = ANY($2::text[])",
+        mark,
+        list(ids),
+    )
+    found: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        found.setdefault(ids[r["actor_id"]], set()).add((r["resource_kind"], r["action"]))
+    return found
+
+
+def test_every_console_action_is_audited_with_the_signed_in_person_as_actor(gateway: Gateway, page: Page) -> None:
+    """Each page and form of the console, as the persona it is for, leaves an audit record naming that person."""
+    [[mark]] = gateway.fetch("SELECT coalesce(max(id), 0) FROM audit_event")
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    client_id = gateway.query(REGISTER, "vendor-app", {"input": backend(key)})["data"]["registerApp"]["clientId"]
+    approved = gateway.query(DECIDE % "approveApp", "policy-admin", {"id": client_id, "reason": "DPIA ok"})
+    assert approved["data"]["approveApp"]["status"] == "APPROVED", approved
+    [[mark]] = gateway.fetch("SELECT coalesce(max(id), 0) FROM audit_event")
+
+    sign_in(page, gateway, "policy-admin")
+    page.goto(f"{gateway.base_url}/console/apps?lang=en")
+    for action, status in (("Suspend", "SUSPENDED"), ("Revoke", "REVOKED")):
+        row = page.locator(f'tr[data-client-id="{client_id}"]')
+        row.get_by_label(f"Reason ({action}", exact=False).fill(f"{action}: the vendor broke the agreement")
+        row.get_by_role("button", name=action).click()
+        expect(page.locator(f'tr[data-client-id="{client_id}"] .status')).to_have_text(status)
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["blocking"]).click()
+    expect(page.locator("body")).to_have_attribute("data-charts", "drawn")
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["explain"]).click()
+    page.get_by_label(TEXT["en"]["resource_id"]).fill(gid("Patient", CITIZEN_PATIENT_ID))
+    page.get_by_role("button", name=TEXT["en"]["explain_it"]).click()
+    expect(page.locator("section.explanation")).to_be_visible()
+    page.get_by_role("button", name=TEXT["en"]["sign_out"]).click()
+
+    with emergency_access(gateway, CITIZEN_PATIENT_ID) as reason:
+        sign_in(page, gateway, "compliance-officer")
+        page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["access_log"]).click()
+        page.get_by_label(TEXT["en"]["patient_id"]).fill(gid("Patient", CITIZEN_PATIENT_ID))
+        page.get_by_role("button", name=TEXT["en"]["search"]).click()
+        expect(page.locator("tbody tr").first).to_be_visible()
+        page.goto(f"{gateway.base_url}/console/emergency?lang=en")
+        grant = page.locator("section.grant", has_text=reason)
+        grant.get_by_label("Conclusion").fill("Justified.")
+        grant.get_by_role("button", name="Record the review").click()
+        expect(page.get_by_role("status")).to_contain_text("review")
+
+    sign_in(page, gateway, "citizen")
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["my_log"]).click()
+    expect(page.locator(".emergency-item", has_text=reason)).to_be_visible()
+
+    audited = audited_since(gateway, mark)
+    assert {
+        ("console_session", "sign_in"),
+        ("app", "suspend"),
+        ("app", "revoke"),
+        ("audit_event", "report"),
+        ("patient", "explain"),
+        ("console_session", "sign_out"),
+    } <= audited["policy-admin"], audited["policy-admin"]
+    assert {
+        ("console_session", "sign_in"),
+        ("audit_event", "search"),
+        ("emergency_grant", "review"),
+    } <= audited["compliance-officer"], audited["compliance-officer"]
+    assert {("console_session", "sign_in"), ("audit_event", "search")} <= audited["citizen"], audited["citizen"]
