@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench.scratch import Gateway, scratch_journal
-from gateway.console import APPS, DENIALS, EXPLAIN, LOG, MY_LOG, aliased
+from gateway.console import APPS, DENIALS, EXPLAIN, LOG, LOG_DAYS, MY_LOG, aliased
 from gateway.personas import CITIZEN_PATIENT_ID, PERSONAS
 from gateway.store import global_id_of
 
@@ -100,8 +100,9 @@ def main() -> None:
                 MY_LOG,
                 {
                     "patient": citizen,
-                    "from": (now - timedelta(days=365)).isoformat(),
-                    "to": (now + timedelta(minutes=1)).isoformat(),
+                    "from": (today - timedelta(days=LOG_DAYS)).isoformat(),
+                    "to": (today + timedelta(days=1)).isoformat(),
+                    "after": None,
                 },
             ),
         ),

@@ -413,30 +413,59 @@ def _granted_patient(grant: dict[str, Any], rows: list[dict[str, Any]]) -> str |
 
 # ---- a citizen's own access log ------------------------------------------------------------------------
 
-MY_LOG = """query($patient: ID!, $from: DateTime!, $to: DateTime!) {
-  emergencyGrants(first: 20) { edges { node { reason grantedAt expiresAt reviewedAt
+MY_LOG = """query($patient: ID!, $from: DateTime!, $to: DateTime!, $after: String) {
+  emergencyGrants(first: 100) { edges { node { reason grantedAt expiresAt reviewedAt
     practitioner { name { family given } } } } }
-  accessLog(first: 100, filter: {patientId: $patient, recordedFrom: $from, recordedTo: $to, decision: ALLOW}) {
+  accessLog(first: 100, after: $after,
+    filter: {patientId: $patient, recordedFrom: $from, recordedTo: $to, decision: ALLOW}) {
+    totalCount pageInfo { hasNextPage endCursor }
     edges { node { recordedAt resourceKind action emergency actor { name { family given } } units { name } } } } }"""
 
 
 @signed_in
 async def my_log(request: Request, session: Session) -> Response:
-    """Innsyn: who accessed the person's record (or their child's), and every emergency access to it."""
+    """Innsyn: who accessed the person's record (or their child's) in a period, page by page, and every
+    emergency access to it."""
     patient = session.patient_id
     if patient is None:
         return _forbidden(request)
-    now = datetime.now(UTC)
+    start, end = _period(request, LOG_DAYS)
+    form = {"from": start.isoformat(), "to": end.isoformat()}
     variables = {
         "patient": global_id_of("Patient", patient),
-        "from": (now - timedelta(days=LOG_DAYS)).isoformat(),
-        "to": (now + timedelta(minutes=1)).isoformat(),
+        "from": _midnight(start),
+        "to": _midnight(end + timedelta(days=1)),
+        "after": request.query_params.get("after"),
     }
     answer = await graphql(request, session, MY_LOG, variables)
-    grants, accesses = nodes(answer, "emergencyGrants"), nodes(answer, "accessLog")
+    found = (answer.get("data") or {}).get("accessLog") or {}
     return render(
-        request, "console/my_log.html", session=session, grants=grants, accesses=accesses, error=problem(answer)
+        request,
+        "console/my_log.html",
+        session=session,
+        form=form,
+        grants=nodes(answer, "emergencyGrants"),
+        accesses=connection_nodes(found),
+        total=found.get("totalCount", 0),
+        next=_next_page("/console/my-log", form, found),
+        error=problem(answer),
     )
+
+
+def _period(request: Request, days: int) -> tuple[date, date]:
+    """The days from `from` to `to` (both included) that a log page asks for; the last `days` days unless given."""
+    today = datetime.now(UTC).date()
+    return _day(request.query_params.get("from"), today - timedelta(days=days)), _day(
+        request.query_params.get("to"), today
+    )
+
+
+def _next_page(path: str, form: dict[str, str], connection: dict[str, Any]) -> str | None:
+    """The link to the page after this one of a log, with the same search."""
+    page_info = connection.get("pageInfo") or {}
+    if not page_info.get("hasNextPage"):
+        return None
+    return f"{path}?{urlencode({**form, 'after': page_info['endCursor']})}"
 
 
 # ---- access log search (compliance) --------------------------------------------------------------------
@@ -458,8 +487,7 @@ def _day(raw: str | None, default: date) -> date:
 async def access_log(request: Request, session: Session) -> Response:
     """Search the access log by patient, person, unit, app and time (what policy lets the person see)."""
     params = request.query_params
-    today = datetime.now(UTC).date()
-    start, end = _day(params.get("from"), today - timedelta(days=7)), _day(params.get("to"), today)
+    start, end = _period(request, 7)
     form = {
         "from": start.isoformat(),
         "to": end.isoformat(),
@@ -483,15 +511,11 @@ async def access_log(request: Request, session: Session) -> Response:
         wanted["emergency"] = True
     answer = await graphql(request, session, LOG, {"filter": wanted, "after": params.get("after")})
     found = (answer.get("data") or {}).get("accessLog") or {}
-    page_info = found.get("pageInfo") or {}
-    following = None
-    if page_info.get("hasNextPage"):
-        following = f"/console/log?{urlencode({**form, 'after': page_info['endCursor']})}"
     values.update(
         searched=True,
         rows=connection_nodes(found),
         total=found.get("totalCount", 0),
-        next=following,
+        next=_next_page("/console/log", form, found),
         error=problem(answer),
     )
     return render(request, "console/log.html", **values)

@@ -142,6 +142,29 @@ def test_the_citizen_sees_the_emergency_access_to_their_record(
     expect(page.locator("tr.emergency-row").first).to_be_visible()
 
 
+def test_the_citizen_pages_through_who_read_their_record_in_a_chosen_period(gateway: Gateway, page: Page) -> None:
+    for _ in range(101):  # one access record each: more than a page
+        read = gateway.query(
+            "query($id: ID!) { patient(id: $id) { id } }", "gp", {"id": gid("Patient", CITIZEN_PATIENT_ID)}
+        )
+        assert read["data"]["patient"] is not None
+    sign_in(page, gateway, "citizen")
+    page.get_by_role("navigation").get_by_role("link", name=TEXT["en"]["my_log"]).click()
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(100)
+    first_page = [rows.nth(i).locator("td").first.inner_text() for i in range(100)]
+    page.get_by_role("link", name=TEXT["en"]["next_page"]).click()
+    expect(rows.first).to_be_visible()
+    assert rows.first.locator("td").first.inner_text() <= first_page[-1], "the next page goes on back in time"
+    assert int(page.get_by_role("status").inner_text().split()[0]) >= 101
+
+    page.get_by_label(TEXT["en"]["from"]).fill("2020-01-01")
+    page.get_by_label(TEXT["en"]["to"]).fill("2020-01-31")
+    page.get_by_role("button", name=TEXT["en"]["show"]).click()
+    expect(page.get_by_role("status")).to_have_text(f"0 {TEXT['en']['records']}")
+    expect(page.locator("tbody tr")).to_have_count(0)
+
+
 def test_a_parent_sees_the_emergency_access_to_their_childs_record_and_not_the_citizens(
     gateway: Gateway, page: Page, emergency_reason: str
 ) -> None:
