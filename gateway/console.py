@@ -56,6 +56,15 @@ SIGN_IN_COOKIE = "akson_console_signin"
 # A sign-in at the issuer under way (gateway/console_oidc.py): sent back to the callback only.
 FLOW_COOKIE = "akson_console_flow"
 LOG_DAYS = 30
+PAGES = [
+    ("/console/", "home"),
+    ("/console/apps", "apps"),
+    ("/console/emergency", "emergency"),
+    ("/console/log", "access_log"),
+    ("/console/blocking", "blocking"),
+    ("/console/explain", "explain"),
+    ("/console/my-log", "my_log"),
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,14 @@ class Session:
     persona: str
     csrf: str
     patient_id: str | None = None
+
+    @property
+    def pages(self) -> list[tuple[str, str]]:
+        """The pages for this person, as (path, name key): a patient's own log for citizens, the rest for
+        personnel. Only what the menu shows; policy decides what each page holds."""
+        if self.patient_id is not None:
+            return [("/console/", "home"), ("/console/my-log", "my_log")]
+        return [(path, key) for path, key in PAGES if path != "/console/my-log"]
 
 
 async def session_of(request: Request) -> Session | None:

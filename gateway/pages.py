@@ -51,6 +51,7 @@ def render(
     words = TEXT[language]
     html = TEMPLATES.get_template(template).render(
         t=lambda key: words[key],
+        word=lambda prefix, code: words.get(f"{prefix}_{code}", code),
         lang=language,
         path=request.url.path,
         lang_url=lambda code: f"{language_links}?lang={code}" if language_links else _with_language(request, code),

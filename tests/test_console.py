@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import yaml
 from joserfc.jwk import ECKey
 from playwright.sync_api import Browser, Page, expect
 
@@ -19,6 +20,7 @@ from gateway.authorization_codes import s256
 from gateway.console_text import TEXT
 from gateway.pages import CHARTS_POLICY, CONTENT_SECURITY_POLICY
 from gateway.personas import CHILD_PATIENT_ID, CITIZEN_PATIENT_ID, FJORDVIK, PERSONAS
+from gateway.resources import KINDS
 from tests.conftest import PROJECT, Gateway, gid
 from tests.test_app_registry import DECIDE, REGISTER, backend, client_token
 
@@ -89,6 +91,23 @@ def test_the_console_speaks_bokmal_by_default_and_english_on_request(gateway: Ga
     assert '<html lang="en">' in english.text and TEXT["en"]["choose_persona"] in english.text
 
 
+def test_every_kind_and_policy_action_has_words_in_both_languages() -> None:
+    """The logs say what was done to what in words: for every kind declared and every action a policy names."""
+    actions = {
+        action
+        for policy in (PROJECT / "policies" / "resources").glob("*.yaml")
+        for rule in (yaml.safe_load(policy.read_text())["resourcePolicy"].get("rules") or [])
+        for action in rule["actions"]
+        if action != "*"
+    }
+    wanted = {f"kind_{k}" for k in [*(kind.name for kind in KINDS.values()), "console_session"]} | {
+        f"action_{a}" for a in actions
+    }
+    assert len(actions) > 15
+    for language in ("nb", "en"):
+        assert wanted - set(TEXT[language]) == set(), language
+
+
 def test_a_policy_admin_approves_a_pending_app_and_its_next_token_works(gateway: Gateway, page: Page) -> None:
     key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
     client_id = gateway.query(REGISTER, "vendor-app", {"input": backend(key)})["data"]["registerApp"]["clientId"]
@@ -122,7 +141,7 @@ def test_a_compliance_officer_records_the_review_of_an_emergency_access(
     grant = page.locator("section.grant", has_text=emergency_reason)
     expect(grant).to_contain_text("Haugen")
     expect(grant).to_contain_text(gid("Patient", CITIZEN_PATIENT_ID))
-    expect(grant.locator("table")).to_contain_text("patient")
+    expect(grant.locator("table")).to_contain_text(f"{TEXT['en']['action_read']}: {TEXT['en']['kind_patient']}")
     grant.get_by_label("Conclusion").fill("Justified: the GP office was closed and the patient deteriorated.")
     grant.get_by_role("button", name="Record the review").click()
     expect(page.get_by_role("status")).to_contain_text("review")
@@ -140,6 +159,10 @@ def test_the_citizen_sees_the_emergency_access_to_their_record(
     page.get_by_role("navigation").get_by_role("link", name=TEXT["nb"]["my_log"]).click()
     expect(page.locator(".emergency-item", has_text=emergency_reason)).to_contain_text("Erik Haugen")
     expect(page.locator("tr.emergency-row").first).to_be_visible()
+    words = TEXT["nb"]
+    expect(page.locator("tr.emergency-row").first).to_contain_text(words["kind_patient"])
+    menu = page.get_by_role("navigation").get_by_role("link")
+    expect(menu).to_have_text([words["home"], words["my_log"]])
 
 
 def test_the_citizen_pages_through_who_read_their_record_in_a_chosen_period(gateway: Gateway, page: Page) -> None:
