@@ -381,8 +381,9 @@ async def apps(request: Request, session: Session) -> Response:
 # ---- emergency accesses --------------------------------------------------------------------------------
 
 # A reviewer is not the patient's clinician: the patient is named by id, from the log of the grant.
-PENDING = """query { emergencyGrants(first: 50, filter: {reviewed: false}) { edges { node { id reason
-  lifeOrHealthAtRisk grantedAt expiresAt practitioner { id name { family given } } } } } }"""
+PENDING = """query($after: String) { emergencyGrants(first: 50, after: $after, filter: {reviewed: false}) {
+  totalCount pageInfo { hasNextPage endCursor }
+  edges { node { id reason lifeOrHealthAtRisk grantedAt expiresAt practitioner { id name { family given } } } } } }"""
 READ_DURING = """accessLog(first: 50,
   filter: {recordedFrom: $from, recordedTo: $to, actorId: $actor, emergency: true}) {
   edges { node { recordedAt resourceKind action resourceCount decision patientIdGlobal } } }"""
@@ -400,8 +401,9 @@ async def emergency(request: Request, session: Session) -> Response:
             return _forbidden(request)
         variables = {"id": request.path_params["grant_id"], "conclusion": form.get("conclusion", "")}
         return after_action("/console/emergency", await graphql(request, session, REVIEW, variables), "review")
-    answer = await graphql(request, session, PENDING, {})
-    grants = nodes(answer, "emergencyGrants")
+    answer = await graphql(request, session, PENDING, {"after": request.query_params.get("after")})
+    waiting = (answer.get("data") or {}).get("emergencyGrants") or {}
+    grants = connection_nodes(waiting)
     asked = [g for g in grants if (g.get("practitioner") or {}).get("id")]
     windows = [{"from": g["grantedAt"], "to": g["expiresAt"], "actor": g["practitioner"]["id"]} for g in asked]
     reads, _ = await ask_each(request, session, READ_DURING, windows, READ_DURING_TYPES)
@@ -415,6 +417,8 @@ async def emergency(request: Request, session: Session) -> Response:
         "console/emergency.html",
         session=session,
         grants=grants,
+        total=waiting.get("totalCount", 0),
+        next=_next_page("/console/emergency", {}, waiting),
         error=problem(answer) if not grants else None,
         notice=request.query_params.get("notice"),
     )

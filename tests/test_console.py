@@ -138,6 +138,10 @@ def test_a_compliance_officer_records_the_review_of_an_emergency_access(
 ) -> None:
     sign_in(page, gateway, "compliance-officer")
     page.goto(f"{gateway.base_url}/console/emergency")
+    [[waiting]] = gateway.fetch("SELECT count(*) FROM emergency_grant WHERE reviewed_at IS NULL")
+    expect(page.get_by_text(TEXT["en"]["waiting_for_review"])).to_have_text(
+        f"{waiting} {TEXT['en']['waiting_for_review']}"
+    )
     grant = page.locator("section.grant", has_text=emergency_reason)
     expect(grant).to_contain_text("Haugen")
     expect(grant).to_contain_text(gid("Patient", CITIZEN_PATIENT_ID))
