@@ -450,7 +450,10 @@ async def my_log(request: Request, session: Session) -> Response:
     patient = session.patient_id
     if patient is None:
         return _forbidden(request)
-    start, end = _period(request, LOG_DAYS)
+    try:
+        start, end = _period(request, LOG_DAYS)
+    except ValueError:
+        return _bad_period(request, session)
     form = {"from": start.isoformat(), "to": end.isoformat()}
     variables = {
         "patient": global_id_of("Patient", patient),
@@ -474,7 +477,8 @@ async def my_log(request: Request, session: Session) -> Response:
 
 
 def _period(request: Request, days: int) -> tuple[date, date]:
-    """The days from `from` to `to` (both included) that a log page asks for; the last `days` days unless given."""
+    """The days from `from` to `to` (both included) that a log page asks for; the last `days` days unless given.
+    ValueError when either is not a date."""
     today = datetime.now(UTC).date()
     return _day(request.query_params.get("from"), today - timedelta(days=days)), _day(
         request.query_params.get("to"), today
@@ -498,17 +502,22 @@ LOG = """query($filter: AccessLogFilter!, $after: String) { accessLog(first: 100
 
 
 def _day(raw: str | None, default: date) -> date:
-    try:
-        return date.fromisoformat(raw) if raw else default
-    except ValueError:
-        return default
+    """A date from a log page's query (YYYY-MM-DD), or the default when none is given; ValueError otherwise."""
+    return date.fromisoformat(raw) if raw else default
+
+
+def _bad_period(request: Request, session: Session) -> HTMLResponse:
+    return render(request, "console/message.html", status=400, session=session, message_key="bad_date")
 
 
 @signed_in
 async def access_log(request: Request, session: Session) -> Response:
     """Search the access log by patient, person, unit, app and time (what policy lets the person see)."""
     params = request.query_params
-    start, end = _period(request, 7)
+    try:
+        start, end = _period(request, 7)
+    except ValueError:
+        return _bad_period(request, session)
     form = {
         "from": start.isoformat(),
         "to": end.isoformat(),

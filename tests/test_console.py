@@ -192,6 +192,15 @@ def test_the_citizen_pages_through_who_read_their_record_in_a_chosen_period(gate
     expect(page.locator("tbody tr")).to_have_count(0)
 
 
+def test_a_log_page_asked_for_a_date_that_is_not_one_says_so(gateway: Gateway, page: Page) -> None:
+    asked = [("compliance-officer", "/console/log?from=2026-13-01"), ("citizen", "/console/my-log?to=igår")]
+    for persona, path in asked:
+        sign_in(page, gateway, persona)
+        response = page.goto(gateway.base_url + path)
+        assert response is not None and response.status == 400, path
+        expect(page.locator("h1")).to_have_text(TEXT["en"]["bad_date"])
+
+
 def test_a_parent_sees_the_emergency_access_to_their_childs_record_and_not_the_citizens(
     gateway: Gateway, page: Page, emergency_reason: str
 ) -> None:
