@@ -56,14 +56,15 @@ SIGN_IN_COOKIE = "akson_console_signin"
 # A sign-in at the issuer under way (gateway/console_oidc.py): sent back to the callback only.
 FLOW_COOKIE = "akson_console_flow"
 LOG_DAYS = 30
-PAGES = [
-    ("/console/", "home"),
-    ("/console/apps", "apps"),
-    ("/console/emergency", "emergency"),
-    ("/console/log", "access_log"),
-    ("/console/blocking", "blocking"),
-    ("/console/explain", "explain"),
-    ("/console/my-log", "my_log"),
+# The console's pages: (path, name key, for whom: patients, personnel or both when None).
+PAGES: list[tuple[str, str, bool | None]] = [
+    ("/console/", "home", None),
+    ("/console/apps", "apps", False),
+    ("/console/emergency", "emergency", False),
+    ("/console/log", "access_log", False),
+    ("/console/blocking", "blocking", False),
+    ("/console/explain", "explain", False),
+    ("/console/my-log", "my_log", True),
 ]
 
 
@@ -81,9 +82,8 @@ class Session:
     def pages(self) -> list[tuple[str, str]]:
         """The pages for this person, as (path, name key): a patient's own log for citizens, the rest for
         personnel. Only what the menu shows; policy decides what each page holds."""
-        if self.patient_id is not None:
-            return [("/console/", "home"), ("/console/my-log", "my_log")]
-        return [(path, key) for path, key in PAGES if path != "/console/my-log"]
+        patient = self.patient_id is not None
+        return [(path, key) for path, key, for_patients in PAGES if for_patients in (None, patient)]
 
 
 async def session_of(request: Request) -> Session | None:
@@ -156,9 +156,14 @@ def signed_in(page: Page) -> Callable[[Request], Awaitable[Response]]:
     return route
 
 
+def connection(answer: dict[str, Any], field: str) -> dict[str, Any]:
+    """A connection in a GraphQL answer (empty when the field is missing or null)."""
+    return (answer.get("data") or {}).get(field) or {}
+
+
 def nodes(answer: dict[str, Any], field: str) -> list[dict[str, Any]]:
     """The nodes of a connection in a GraphQL answer (none when the field is missing or null)."""
-    return connection_nodes((answer.get("data") or {}).get(field))
+    return connection_nodes(connection(answer, field))
 
 
 def connection_nodes(connection: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -402,7 +407,7 @@ async def emergency(request: Request, session: Session) -> Response:
         variables = {"id": request.path_params["grant_id"], "conclusion": form.get("conclusion", "")}
         return after_action("/console/emergency", await graphql(request, session, REVIEW, variables), "review")
     answer = await graphql(request, session, PENDING, {"after": request.query_params.get("after")})
-    waiting = (answer.get("data") or {}).get("emergencyGrants") or {}
+    waiting = connection(answer, "emergencyGrants")
     grants = connection_nodes(waiting)
     asked = [g for g in grants if (g.get("practitioner") or {}).get("id")]
     windows = [{"from": g["grantedAt"], "to": g["expiresAt"], "actor": g["practitioner"]["id"]} for g in asked]
@@ -457,12 +462,11 @@ async def my_log(request: Request, session: Session) -> Response:
     form = {"from": start.isoformat(), "to": end.isoformat()}
     variables = {
         "patient": global_id_of("Patient", patient),
-        "from": _midnight(start),
-        "to": _midnight(end + timedelta(days=1)),
+        **_span(start, end),
         "after": request.query_params.get("after"),
     }
     answer = await graphql(request, session, MY_LOG, variables)
-    found = (answer.get("data") or {}).get("accessLog") or {}
+    found = connection(answer, "accessLog")
     return render(
         request,
         "console/my_log.html",
@@ -530,17 +534,15 @@ async def access_log(request: Request, session: Session) -> Response:
     values: dict[str, Any] = {"session": session, "form": form, "searched": False, "rows": [], "total": 0, "next": None}
     if "from" not in params:
         return render(request, "console/log.html", **values)
-    wanted: dict[str, Any] = {
-        "recordedFrom": _midnight(start),
-        "recordedTo": _midnight(end + timedelta(days=1)),
-    }
+    span = _span(start, end)
+    wanted: dict[str, Any] = {"recordedFrom": span["from"], "recordedTo": span["to"]}
     for field, key in (("patientId", "patient"), ("actorId", "person"), ("unitId", "unit"), ("clientId", "app")):
         if form[key]:
             wanted[field] = form[key]
     if form["emergency"]:
         wanted["emergency"] = True
     answer = await graphql(request, session, LOG, {"filter": wanted, "after": params.get("after")})
-    found = (answer.get("data") or {}).get("accessLog") or {}
+    found = connection(answer, "accessLog")
     values.update(
         searched=True,
         rows=connection_nodes(found),
@@ -564,7 +566,7 @@ async def blocking(request: Request, session: Session) -> Response:
     app = request.query_params.get("app")
     today = datetime.now(UTC).date()
     starts = [today - timedelta(days=days - 1 - i) for i in range(days)]
-    bounds = [{"from": _midnight(day), "to": _midnight(day + timedelta(days=1))} for day in starts]
+    bounds = [_span(day, day) for day in starts]
     reports, trouble = await ask_each(request, session, DENIALS, bounds, {"from": "DateTime!", "to": "DateTime!"})
     per_day = [[r for r in report or [] if app in (None, r["clientId"])] for report in reports]
     reasons = sorted({r["reason"] or "" for rows in per_day for r in rows})
@@ -620,8 +622,12 @@ async def blocking(request: Request, session: Session) -> Response:
     )
 
 
-def _midnight(day: date) -> str:
-    return datetime.combine(day, datetime.min.time(), UTC).isoformat()
+def _span(first: date, last: date) -> dict[str, str]:
+    """From the start of day `first` to the end of day `last` (UTC), as a log's `from` and `to` (exclusive)."""
+    return {
+        "from": datetime.combine(first, datetime.min.time(), UTC).isoformat(),
+        "to": datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC).isoformat(),
+    }
 
 
 # ---- explain a decision --------------------------------------------------------------------------------
